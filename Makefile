@@ -1,0 +1,33 @@
+# The two commands of the README: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+# torch first, pinned: on the project's machines pip takes the local CPU wheel for
+# this exact version. Elsewhere override, e.g. TORCH="torch==2.13.0 --index-url <your CPU wheel index>".
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test ui clean-cache
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Generates the example cohort once (under $$CLIPS_HOME, default ~/.cache/clips) and
+# trains the baseline in the smoke profile, tracked in ./mlflow.db.
+demo: install
+	PATH=$(BIN):$$PATH $(BIN)/mlflow run . -P curriculum=none -P profile=smoke --env-manager local
+
+test: install
+	$(BIN)/python -m pytest -q
+
+# The MLflow UI on the local store: http://127.0.0.1:5000
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+clean-cache:
+	rm -rf $${CLIPS_HOME:-$$HOME/.cache/clips}/cache

@@ -1,0 +1,3 @@
+from clips.cli import main
+
+main()

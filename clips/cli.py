@@ -1,0 +1,106 @@
+"""The ``clips`` command. Every CLIPS error is printed as one line (or one line per problem), never a traceback."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from clips.errors import ClipsError
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="-P")
+        k, v = pair.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli():
+    """CLIPS: curriculum learning for lymphoma segmentation on whole-body FDG PET/CT."""
+
+
+@cli.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write the cohort to.")
+@click.option("--patients", default=24, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--spacing", default=4.0, show_default=True, type=click.FloatRange(min=1.0, max=12.0),
+              help="Isotropic voxel size in mm.")
+@click.option("--fov", default="560,300,1000", show_default=True, help="Field of view x,y,z in mm.")
+def synth(out, patients, seed, spacing, fov):
+    """Generate an example whole-body PET/CT lymphoma cohort (autoPET layout + cohort.csv)."""
+    from clips.data.synth import SynthConfig, write_cohort
+
+    try:
+        fov_mm = tuple(float(v) for v in fov.split(","))
+        assert len(fov_mm) == 3 and min(fov_mm) > 0
+    except (ValueError, AssertionError):
+        raise click.BadParameter(f"{fov!r}: expected three positive numbers x,y,z", param_hint="--fov") from None
+    path = write_cohort(Path(out), patients, seed, SynthConfig(spacing_mm=(spacing,) * 3, fov_mm=fov_mm))
+    click.echo(f"wrote {patients} patients and {path}")
+
+
+@cli.group()
+def data():
+    """Inspect and validate cohorts."""
+
+
+@data.command("check")
+@click.argument("data_dir", type=click.Path())
+@click.option("--affine-tol", default=1e-2, show_default=True, help="Tolerance (mm) between CT/SEG and PET affines.")
+def data_check(data_dir, affine_tol):
+    """Validate every patient; one line per problem; non-zero exit status if any."""
+    from clips.data.check import check_cohort
+
+    def show(files, problems):
+        for p in problems:
+            click.echo(str(p))
+
+    report = check_cohort(data_dir, affine_tol, on_patient=show)
+    n_bad = len(report.invalid_ids())
+    click.echo(f"{len(report.valid)} valid, {n_bad} invalid patient(s), {len(report.problems)} problem(s)")
+    sys.exit(1 if report.problems else 0)
+
+
+@cli.command()
+@click.option("--curriculum", default=None, help="Curriculum name (see docs).")
+@click.option("--profile", default=None, help="smoke, cpu or gpu (experiments/profiles.yaml).")
+@click.option("--data-dir", default=None, help="Cohort folder; default: the generated example cohort.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="YAML file of parameters (e.g. experiments/none.yaml).")
+@click.option("--config-if-set", "config_if_set", default="", hidden=True)  # MLproject passes '' for "none"
+@click.option("--resume", default=None, help="Run id to resume from its last checkpoint.")
+@click.option("-P", "--param", "params", multiple=True, help="Any parameter, KEY=VALUE (repeatable).")
+def train(curriculum, profile, data_dir, config_file, config_if_set, resume, params):
+    """Train a segmentation network with a curriculum, tracked in MLflow."""
+    from clips.config import build_config
+    from clips.training.trainer import train as run_training
+
+    overrides = _params(params)
+    for key, value in (("curriculum", curriculum), ("profile", profile), ("data_dir", data_dir), ("resume", resume)):
+        if value is not None:
+            overrides[key] = value
+    cfg = build_config(overrides, config_file or config_if_set or None)
+    result = run_training(cfg, log=click.echo)
+    click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
+
+
+def main():
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ClipsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

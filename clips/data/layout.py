@@ -1,0 +1,81 @@
+"""Find the patients of a cohort folder, whatever layout it uses.
+
+Supported layouts:
+
+* autoPET, flat: ``root/<patient>/{CTres,SUV,SEG}.nii.gz``
+* autoPET, nested: ``root/<patient>/<study>/{CTres,SUV,SEG}.nii.gz``; a patient with
+  several studies gives one case per study, ``<patient>__<study>``, and both share the
+  ``subject`` so that splits never put one person in two sets.
+* nnU-Net: ``root/imagesTr/<case>_0000.nii.gz`` (CT), ``<case>_0001.nii.gz`` (PET, SUV),
+  ``root/labelsTr/<case>.nii.gz``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from clips.errors import DataError
+
+AUTOPET_FILES = {"ct": "CTres.nii.gz", "pet": "SUV.nii.gz", "seg": "SEG.nii.gz"}
+
+
+@dataclass(frozen=True)
+class PatientFiles:
+    """Where one case's images are. ``seg`` may be None for unlabelled cases (prediction only)."""
+
+    patient_id: str
+    subject: str
+    ct: Path
+    pet: Path
+    seg: Path | None
+
+    def items(self):
+        return (("ct", self.ct), ("pet", self.pet), ("seg", self.seg))
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")
+
+
+def _autopet_case(patient_id: str, subject: str, folder: Path) -> PatientFiles:
+    seg = folder / AUTOPET_FILES["seg"]
+    return PatientFiles(patient_id, subject, folder / AUTOPET_FILES["ct"], folder / AUTOPET_FILES["pet"], seg)
+
+
+def _is_autopet_folder(folder: Path) -> bool:
+    return any((folder / f).exists() for f in AUTOPET_FILES.values())
+
+
+def discover(root: str | Path) -> list[PatientFiles]:
+    """All cases under ``root``, sorted by id. Files are not opened: :mod:`clips.data.check` does that."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(str(root), None, "cohort folder does not exist")
+    if (root / "imagesTr").is_dir():
+        return _discover_nnunet(root)
+    cases = []
+    for pdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if _is_autopet_folder(pdir):
+            cases.append(_autopet_case(pdir.name, pdir.name, pdir))
+            continue
+        studies = sorted(s for s in pdir.iterdir() if s.is_dir() and _is_autopet_folder(s))
+        if len(studies) == 1:
+            cases.append(_autopet_case(pdir.name, pdir.name, studies[0]))
+        for s in studies if len(studies) > 1 else []:
+            cases.append(_autopet_case(f"{pdir.name}__{_safe(s.name)}", pdir.name, s))
+    if not cases:
+        raise DataError(str(root), None, "no patients found (expected <patient>/CTres.nii.gz, SUV.nii.gz, "
+                        "SEG.nii.gz, or the nnU-Net imagesTr/labelsTr layout)")
+    return sorted(cases, key=lambda c: c.patient_id)
+
+
+def _discover_nnunet(root: Path) -> list[PatientFiles]:
+    images, labels = root / "imagesTr", root / "labelsTr"
+    case_ids = sorted({p.name[: -len("_0000.nii.gz")] for p in images.glob("*_000[01].nii.gz")})
+    if not case_ids:
+        raise DataError(str(root), "imagesTr", "no <case>_0000.nii.gz / <case>_0001.nii.gz images found")
+    return [
+        PatientFiles(c, c, images / f"{c}_0000.nii.gz", images / f"{c}_0001.nii.gz", labels / f"{c}.nii.gz")
+        for c in case_ids
+    ]

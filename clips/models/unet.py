@@ -1,0 +1,56 @@
+"""The segmentation network: a 3D U-Net with deep supervision (MONAI's DynUNet), TMTV-Net style.
+
+:class:`SegNet` pads its input to a multiple of the U-Net's total stride and crops
+the output back, so the logged model runs on volumes of any size. In training mode
+it returns the deep-supervision heads stacked on dim 1, ``(N, heads, 2, X, Y, Z)``;
+in eval mode only the full-resolution logits ``(N, 2, X, Y, Z)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import DynUNet
+from torch import nn
+
+from clips.data.preprocess import N_CHANNELS
+from clips.errors import ConfigError
+
+# Encoder channels per level; tmtv_net follows the released stage-1 U-Net of TMTV-Net.
+PRESETS = {
+    "tmtv_net": (64, 96, 128, 156),
+    "small": (16, 32, 48, 64),
+    "tiny": (8, 12, 16, 24),
+}
+DEEP_SUPERVISION_HEADS = 2
+
+
+class SegNet(nn.Module):
+    def __init__(self, preset: str = "small", in_channels: int = N_CHANNELS, out_channels: int = 2):
+        super().__init__()
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown model preset {preset!r}; known: {', '.join(PRESETS)}")
+        filters = PRESETS[preset]
+        self.preset = preset
+        strides = [1] + [2] * (len(filters) - 1)
+        self.multiple = 2 ** (len(filters) - 1)
+        self.unet = DynUNet(
+            spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
+            kernel_size=[3] * len(filters), strides=strides, upsample_kernel_size=strides[1:],
+            filters=list(filters), norm_name=("INSTANCE", {"affine": True}),
+            deep_supervision=True, deep_supr_num=DEEP_SUPERVISION_HEADS, res_block=True,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        pad = []
+        for n in reversed(size):
+            pad += [0, (-n) % self.multiple]
+        if any(pad):
+            x = F.pad(x, pad)
+        out = self.unet(x)
+        crop = (..., slice(0, size[0]), slice(0, size[1]), slice(0, size[2]))
+        return out[crop]
+
+
+def build_model(preset: str) -> SegNet:
+    return SegNet(preset)

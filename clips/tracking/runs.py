@@ -1,0 +1,47 @@
+"""Starting, resuming and describing MLflow runs.
+
+Exactly one top-level ``mlflow.start_run`` per training: under ``mlflow run`` it
+attaches to the run MLflow created (``MLFLOW_RUN_ID``); ``resume=<run id>`` reopens
+that run; otherwise a new run is created. Runs are never looked up by name.
+"""
+from __future__ import annotations
+
+import os
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from clips.errors import ClipsError, ConfigError
+
+
+def start_run(resume: str):
+    """Return the active run for a training, honouring ``resume``."""
+    run_id = None
+    if resume and resume.lower() not in ("true", "1", "yes", "last"):
+        run_id = resume
+    elif resume:
+        run_id = os.environ.get("MLFLOW_RUN_ID")
+        if not run_id:
+            raise ConfigError("resume=true needs the run to resume: 'mlflow run . --run-id RUN_ID -P resume=true' "
+                              "or 'clips train --resume RUN_ID'")
+    try:
+        return mlflow.start_run(run_id=run_id)
+    except MlflowException as exc:
+        raise ClipsError(f"cannot start or resume the MLflow run at {mlflow.get_tracking_uri()}: "
+                         f"{exc.message.splitlines()[0]}") from None
+
+
+def log_params_once(params: dict[str, str]) -> None:
+    """Log params; on a resumed run, check that none changed (MLflow forbids overwriting)."""
+    run = mlflow.active_run()
+    existing = mlflow.get_run(run.info.run_id).data.params
+    changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
+    # resume and init_weights legitimately differ between the first and the resumed start.
+    changed = {k: v for k, v in changed.items() if k != "cfg.resume"}
+    if changed:
+        desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ConfigError(f"cannot resume run {run.info.run_id} with different parameters ({desc})")
+    new = {k: v for k, v in params.items() if k not in existing}
+    items = list(new.items())
+    for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
+        mlflow.log_params(dict(items[i:i + 100]))

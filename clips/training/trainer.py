@@ -1,0 +1,205 @@
+"""The training loop: one function, with the curriculum's hooks at the points where a curriculum acts.
+
+Order of one run: resolve data -> start (or resume) the MLflow run -> log params,
+dataset and split -> epochs of patch training with per-epoch validation and
+checkpoints -> evaluate the best model on the patients' own grids -> log tables and
+the model.
+"""
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+
+from clips.config import TrainConfig, clips_home, example_cohort_dir
+from clips.curricula import CurriculumContext, get_curriculum
+from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
+from clips.data.io import load_patient
+from clips.data.preprocess import PreprocessConfig
+from clips.data.sampling import PatchSampler
+from clips.errors import ClipsError
+from clips.losses import LossWeights, TMTVLoss
+from clips.metrics import dice, volume_ml
+from clips.models import SegNet
+from clips.tracking import log_params_once, start_run
+from clips.tracking.model import log_segmentation_model
+from clips.training import checkpoint
+from clips.training.inference import predict_probs, probs_to_original
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    best_val_dice: float
+    best_epoch: int
+    val_table: pd.DataFrame
+    test_table: pd.DataFrame
+
+
+def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
+    if cfg.data_dir:
+        return Path(cfg.data_dir).expanduser()
+    ex = cfg.example
+    return ensure_example_cohort(example_cohort_dir(cfg), ex.patients, ex.spacing_mm, ex.seed, log=log)
+
+
+def train(cfg: TrainConfig, log=print) -> TrainResult:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data_dir = resolve_data_dir(cfg, log)
+    cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), cfg.seed,
+                         cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log)
+    train_ids, val_ids, test_ids = (cohort.ids(s) for s in ("train", "val", "test"))
+    log(f"cohort {data_dir}: {len(train_ids)} train, {len(val_ids)} val, {len(test_ids)} test patients")
+
+    with start_run(cfg.resume) as run:
+        run_id = run.info.run_id
+        workdir = clips_home() / "runs" / run_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        log_params_once({f"cfg.{k}": v for k, v in cfg.as_params().items()} | {"cfg.data_dir_resolved": str(data_dir)})
+        curriculum_cls = get_curriculum(cfg.curriculum)
+        mlflow.set_tags({"clips.curriculum": cfg.curriculum, "clips.paper": curriculum_cls.paper,
+                         "clips.profile": cfg.profile, "clips.cohort_digest": cohort.digest})
+
+        torch.manual_seed(cfg.seed)
+        net = SegNet(cfg.model)
+        if cfg.init_weights:
+            _init_weights(net, cfg.init_weights)
+        ctx = CurriculumContext(train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed)
+        curriculum = curriculum_cls(ctx)
+        model = curriculum.wrap_model(net)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
+        loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
+        rng = np.random.default_rng(cfg.seed)
+        state = {"epoch": -1, "samples_seen": 0, "best_val_dice": -1.0, "best_epoch": -1}
+
+        resumed = checkpoint.find_last(workdir / "checkpoints", run_id) if cfg.resume else None
+        if cfg.resume and resumed is None:
+            raise ClipsError(f"run {run_id} has no checkpoint to resume from")
+        if resumed:
+            model.load_state_dict(resumed["model"])
+            opt.load_state_dict(resumed["optimizer"])
+            sched.load_state_dict(resumed["scheduler"])
+            curriculum.load_state_dict(resumed["curriculum"])
+            rng.bit_generator.state = resumed["numpy_rng"]
+            torch.set_rng_state(resumed["torch_rng"])
+            state = resumed["state"]
+            log(f"resuming run {run_id} after epoch {state['epoch']}")
+        else:
+            _log_data(cohort, workdir)
+
+        sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
+        for epoch in range(state["epoch"] + 1, cfg.epochs):
+            t0 = time.perf_counter()
+            weights = np.asarray(curriculum.epoch_weights(epoch), float)
+            if weights.shape != (len(train_ids),) or not np.all(weights >= 0) or weights.sum() <= 0:
+                raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
+            model.train()
+            sums: dict[str, float] = {}
+            for _ in range(cfg.steps_per_epoch):
+                idx = sampler.choose(weights, cfg.batch_size, rng)
+                x, y = sampler.batch(idx, rng)
+                terms = loss_fn(model(x), y, x)
+                w = curriculum.loss_weights(idx, terms["total"].detach())
+                loss = (w * terms["total"]).sum() / w.sum().clamp_min(1e-8)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                state["samples_seen"] += len(idx)
+                for k, v in terms.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+            curriculum.end_epoch(epoch)
+            metrics = {f"train_loss{'' if k == 'total' else '_' + k}": v / cfg.steps_per_epoch for k, v in sums.items()}
+            metrics |= {"lr": opt.param_groups[0]["lr"], "samples_seen": state["samples_seen"],
+                        "fraction_in_play": float(np.mean(weights > 0))}
+            metrics |= {f"curriculum.{k}": float(v) for k, v in curriculum.log_state().items()}
+            is_last = epoch == cfg.epochs - 1
+            if (epoch + 1) % cfg.val_every == 0 or is_last:
+                vd = _validate(net, cohort, val_ids, cfg)
+                metrics["val_dice"] = vd
+                if vd > state["best_val_dice"]:
+                    state["best_val_dice"], state["best_epoch"] = vd, epoch
+                    checkpoint.save({"model": net.state_dict(), "epoch": epoch, "val_dice": vd},
+                                    workdir / "checkpoints" / "best.pt")
+                    mlflow.log_artifact(str(workdir / "checkpoints" / "best.pt"), checkpoint.ARTIFACT_DIR)
+            metrics["epoch_time_s"] = time.perf_counter() - t0
+            mlflow.log_metrics(metrics, step=epoch)
+            state["epoch"] = epoch
+            checkpoint.save({
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "curriculum": curriculum.state_dict(), "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "state": dict(state), "config": cfg.as_params(),
+            }, workdir / "checkpoints" / "last.pt")
+            mlflow.log_artifact(str(workdir / "checkpoints" / "last.pt"), checkpoint.ARTIFACT_DIR)
+            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}"
+                + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
+                + f" ({metrics['epoch_time_s']:.1f} s)")
+
+        best = workdir / "checkpoints" / "best.pt"
+        if best.exists():
+            net.load_state_dict(checkpoint.load(best)["model"])
+        val_table = _evaluate(net, cohort, val_ids, "val", cfg)
+        test_table = _evaluate(net, cohort, test_ids, "test", cfg)
+        for name, table in (("val", val_table), ("test", test_table)):
+            if len(table):
+                mlflow.log_table(table, f"tables/{name}_per_patient.json")
+                mlflow.log_metric(f"{name}_dice_mean", float(table["dice"].mean()))
+                mlflow.log_metric(f"{name}_tmtv_abs_error_ml_mean",
+                                  float((table["tmtv_pred_ml"] - table["tmtv_true_ml"]).abs().mean()))
+        mlflow.log_metric("best_epoch", state["best_epoch"])
+        log_segmentation_model(net)
+        return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_table, test_table)
+
+
+def _init_weights(net: SegNet, source: str) -> None:
+    sd = checkpoint.load_weights(source)
+    try:
+        net.load_state_dict(sd)
+    except RuntimeError as exc:
+        raise ClipsError(f"init_weights {source} does not fit model preset {net.preset!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
+
+
+def _log_data(cohort: Cohort, workdir: Path) -> None:
+    split_file = workdir / "split.csv"
+    cohort.table.to_csv(split_file, index=False)
+    mlflow.log_artifact(str(split_file), "data")
+    if cohort.skipped:
+        (workdir / "skipped.json").write_text(json.dumps([str(p) for p in cohort.skipped], indent=1))
+        mlflow.log_artifact(str(workdir / "skipped.json"), "data")
+    with warnings.catch_warnings():  # MLflow's source-type guess and integer-column hints are noise here
+        warnings.simplefilter("ignore", UserWarning)
+        ds = mlflow.data.from_pandas(cohort.table, source=str(cohort.root), name="cohort", digest=cohort.digest)
+        mlflow.log_input(ds, context="training")
+
+
+def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> float:
+    """Mean Dice on the preprocessed grid (fast, for model selection); NaN cases are skipped."""
+    scores = []
+    for pid in ids:
+        case = cohort.cases[pid]
+        probs = predict_probs(net, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size)
+        scores.append(dice(np.asarray(case.label), probs >= 0.5))
+    scores = [s for s in scores if not np.isnan(s)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def _evaluate(net, cohort: Cohort, ids: list[str], split: str, cfg: TrainConfig) -> pd.DataFrame:
+    """Per-patient Dice and TMTV on each patient's own grid."""
+    rows = []
+    for pid in ids:
+        vols = load_patient(cohort.files[pid])
+        probs = predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size)
+        pred = probs_to_original(probs, vols)
+        rows.append({"patient_id": pid, "split": split, "dice": dice(vols.seg, pred),
+                     "tmtv_true_ml": volume_ml(vols.seg, vols.voxel_ml), "tmtv_pred_ml": volume_ml(pred, vols.voxel_ml)})
+    return pd.DataFrame(rows, columns=["patient_id", "split", "dice", "tmtv_true_ml", "tmtv_pred_ml"])

@@ -1,0 +1,44 @@
+"""Shared fixtures: a small generated cohort on real NIfTI files, and an isolated MLflow store."""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clips.data.synth import SynthConfig, write_cohort
+
+# Small and coarse so that the whole suite stays fast on 2 cores; the anatomy is the same.
+TINY = SynthConfig(spacing_mm=(10.0, 10.0, 10.0))
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort_master(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cohort") / "tiny"
+    write_cohort(out, patients=6, seed=7, cfg=TINY, log=lambda *_: None)
+    return out
+
+
+@pytest.fixture
+def tiny_cohort(tiny_cohort_master, tmp_path) -> Path:
+    """A private copy, so a test may damage it."""
+    dst = tmp_path / "cohort"
+    shutil.copytree(tiny_cohort_master, dst)
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own CLIPS_HOME and a local SQLite MLflow store."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("CLIPS_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
+    monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    import mlflow
+
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    yield home
+    while mlflow.active_run():
+        mlflow.end_run()

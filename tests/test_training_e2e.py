@@ -1,0 +1,110 @@
+"""End to end: the MLflow project trains a real (tiny) network on real NIfTI files and logs everything."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import mlflow.projects
+import mlflow.pytorch
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_RUN = {"model": "tiny", "epochs": "2", "steps_per_epoch": "3", "patch_size": "32", "spacing_mm": "10",
+            "batch_size": "2"}
+
+pytestmark = pytest.mark.slow
+
+
+def _metric_steps(client, run_id, key):
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def test_mlflow_run_logs_everything(tiny_cohort):
+    submitted = mlflow.projects.run(
+        str(REPO), entry_point="main", env_manager="local", experiment_name="e2e",
+        parameters={"curriculum": "none", "profile": "smoke", "data_dir": str(tiny_cohort), **TINY_RUN},
+    )
+    assert submitted.wait()
+    client = mlflow.MlflowClient()
+    run = client.get_run(submitted.run_id)
+    assert run.info.status == "FINISHED"
+    p = run.data.params
+    assert p["curriculum"] == "none" and p["cfg.curriculum"] == "none" and p["cfg.epochs"] == "2"
+    assert p["cfg.model"] == "tiny" and p["cfg.loss_alpha"] == "1e-05" and p["cfg.loss_lambda"] == "2.0"
+    assert run.data.tags["clips.curriculum"] == "none"
+    for key in ("train_loss", "val_dice", "lr", "samples_seen", "fraction_in_play"):
+        assert _metric_steps(client, run.info.run_id, key) == [0, 1], key
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "samples_seen")] == [6, 12]
+    assert "val_dice_mean" in run.data.metrics and "test_dice_mean" in run.data.metrics
+
+    # The dataset with its digest, and the split file.
+    (ds_input,) = run.inputs.dataset_inputs
+    assert ds_input.dataset.name == "cohort" and len(ds_input.dataset.digest) == 16
+    split = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="data/split.csv"))
+    assert split.read_text().count("\n") == 7  # header + 6 patients
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
+    assert artifacts == {"checkpoints/last.pt", "checkpoints/best.pt"}
+
+    table = client.load_table(run.info.experiment_id, "tables/val_per_patient.json", run_ids=[run.info.run_id])
+    assert list(table.columns[:5]) == ["patient_id", "split", "dice", "tmtv_true_ml", "tmtv_pred_ml"]
+    assert len(table) == 1 and table["tmtv_true_ml"].iloc[0] > 0
+
+    # The logged model reloads and segments a volume of a size it never saw.
+    model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
+    with torch.no_grad():
+        out = model(torch.rand(1, 5, 23, 17, 29))
+    assert out.shape == (1, 2, 23, 17, 29)
+    info = mlflow.models.get_model_info(f"runs:/{run.info.run_id}/model")
+    assert info.signature.inputs.inputs[0].shape == (-1, 5, -1, -1, -1)
+
+
+def test_invalid_patient_is_refused_then_skipped(tiny_cohort):
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(tiny_cohort / "SYN0003/SEG.nii.gz")
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[:-1], img.affine), tiny_cohort / "SYN0003/SEG.nii.gz")
+    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort)]
+    args += [x for k, v in TINY_RUN.items() for x in ("-P", f"{k}={v}")]
+    res = subprocess.run(args, capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2
+    assert "SYN0003: SEG.nii.gz: shape" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run(args + ["-P", "skip_invalid=true"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert "skipping invalid patient: SYN0003" in res.stdout
+
+
+def test_killed_training_resumes_in_the_same_run(tiny_cohort):
+    """SIGKILL during training, then --resume: same run, every epoch logged exactly once."""
+    params = dict(TINY_RUN, epochs="4", steps_per_epoch="4")
+    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort)]
+    args += [x for k, v in params.items() for x in ("-P", f"{k}={v}")]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    client = mlflow.MlflowClient()
+    run_id, deadline = None, time.time() + 240
+    while time.time() < deadline:
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+        if runs:
+            run_id = runs[0].info.run_id
+            if len(_metric_steps(client, run_id, "train_loss")) >= 2:
+                break
+        time.sleep(0.2)
+    assert run_id, "training never started"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _metric_steps(client, run_id, "train_loss")
+    assert 2 <= len(done) < 4
+    res = subprocess.run(args + ["--resume", run_id], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"resuming run {run_id} after epoch" in res.stdout
+    assert sorted(_metric_steps(client, run_id, "train_loss")) == [0, 1, 2, 3]
+    assert client.get_run(run_id).info.status == "FINISHED"
+    samples = [m.value for m in sorted(client.get_metric_history(run_id, "samples_seen"), key=lambda m: m.step)]
+    assert samples == [8, 16, 24, 32]
