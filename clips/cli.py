@@ -89,6 +89,80 @@ def train(curriculum, profile, data_dir, config_file, config_if_set, resume, par
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
 
 
+@cli.command()
+@click.option("--data-dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Cohort with SUV and SEG per patient (any layout CLIPS reads).")
+@click.option("--pred-dir", type=click.Path(file_okay=False),
+              help="Predicted masks, <patient_id>.nii.gz or <patient_id>_SEG.nii.gz.")
+@click.option("--model-uri", help="Predict with this model first (e.g. models:/clips-tmtv@champion, runs:/ID/model).")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--tolerance-mm", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--suv-threshold", default="4.0", show_default=True, help="SUV threshold, or 'none'.")
+@click.option("--connectivity", default=6, show_default=True, type=click.Choice(["6", "18", "26"]), callback=lambda c, p, v: int(v))
+@click.option("--lesion-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes.")
+@click.option("--mlflow/--no-mlflow", "use_mlflow", default=None,
+              help="Log to MLflow (default: only inside 'mlflow run').")
+def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, connectivity, lesion_threshold,
+             workers, use_mlflow):
+    """Per-patient metrics of predictions against the ground truth: table, reports, summary."""
+    import os
+
+    from clips.metrics.cohort import evaluate_cohort, write_outputs
+    from clips.metrics.patient import EvalSettings
+
+    if bool(pred_dir) == bool(model_uri):
+        raise click.UsageError("give exactly one of --pred-dir and --model-uri")
+    try:
+        thr = None if suv_threshold.strip().lower() == "none" else float(suv_threshold)
+    except ValueError:
+        raise click.BadParameter(f"{suv_threshold!r}: a number or 'none'", param_hint="--suv-threshold") from None
+    settings = EvalSettings(tolerance_mm, thr, connectivity, lesion_threshold)
+    out = Path(out)
+    if model_uri:
+        pred_dir = out / "predictions"
+        _predict_cohort(model_uri, data_dir, pred_dir)
+    result = evaluate_cohort(data_dir, pred_dir, settings, workers, log=click.echo)
+    if use_mlflow is None:
+        use_mlflow = bool(os.environ.get("MLFLOW_RUN_ID"))
+    if use_mlflow:
+        import mlflow
+
+        from clips.tracking.evaluation import log_evaluation
+
+        with mlflow.start_run():
+            mlflow.log_params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "",
+                               **{f"cfg.{k}": v for k, v in settings.describe().items()}})
+            summary = log_evaluation(result, "eval", out_dir=out)
+    else:
+        summary = write_outputs(result, out)
+    d = summary["columns"]["dice"]
+    click.echo(f"{summary['patients']} patient(s) evaluated, {len(result.errors)} error(s); "
+               f"mean Dice {d['mean'] if d['mean'] is not None else float('nan'):.4f}; results in {out}")
+    sys.exit(1 if result.errors else 0)
+
+
+def _predict_cohort(model_uri: str, data_dir, pred_dir: Path) -> None:
+    import mlflow.pytorch
+
+    from clips.data.io import save_mask
+    from clips.data.layout import discover
+    from clips.errors import DataError
+    from clips.tracking.model import model_preprocessing
+    from clips.training.inference import predict_files
+
+    prep = model_preprocessing(model_uri)
+    model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for files in discover(data_dir):
+        try:
+            mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"], prep.get("sw_overlap", 0.25))
+        except DataError as exc:
+            click.echo(f"error: {exc}")
+            continue
+        save_mask(mask, vols.affine, pred_dir / f"{files.patient_id}.nii.gz")
+
+
 def main():
     try:
         cli(standalone_mode=False)

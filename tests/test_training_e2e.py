@@ -14,6 +14,8 @@ import mlflow.pytorch
 import pytest
 import torch
 
+from clips.metrics.patient import COLUMNS
+
 REPO = Path(__file__).resolve().parent.parent
 TINY_RUN = {"model": "tiny", "epochs": "2", "steps_per_epoch": "3", "patch_size": "32", "spacing_mm": "10",
             "batch_size": "2"}
@@ -53,8 +55,14 @@ def test_mlflow_run_logs_everything(tiny_cohort):
     assert artifacts == {"checkpoints/last.pt", "checkpoints/best.pt"}
 
     table = client.load_table(run.info.experiment_id, "tables/val_per_patient.json", run_ids=[run.info.run_id])
-    assert list(table.columns[:5]) == ["patient_id", "split", "dice", "tmtv_true_ml", "tmtv_pred_ml"]
+    assert list(table.columns) == COLUMNS
     assert len(table) == 1 and table["tmtv_true_ml"].iloc[0] > 0
+    for split in ("val", "test"):
+        paths = {a.path for a in client.list_artifacts(run.info.run_id, f"evaluation/{split}")}
+        assert {f"evaluation/{split}/{f}" for f in ("per_patient.csv", "summary.json", "reports")} <= paths
+        figs = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+        assert {f"figures/{split}_tmtv_scatter.png", f"figures/{split}_tmtv_bland_altman.png"} <= figs
+        assert f"{split}_nsd_mean" in run.data.metrics and f"{split}_lesion_a1_sensitivity" in run.data.metrics
 
     # The logged model reloads and segments a volume of a size it never saw.
     model = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")
@@ -108,3 +116,23 @@ def test_killed_training_resumes_in_the_same_run(tiny_cohort):
     assert client.get_run(run_id).info.status == "FINISHED"
     samples = [m.value for m in sorted(client.get_metric_history(run_id, "samples_seen"), key=lambda m: m.step)]
     assert samples == [8, 16, 24, 32]
+
+
+def test_evaluate_entry_point_predicts_then_evaluates(tiny_cohort, tmp_path):
+    train = mlflow.projects.run(str(REPO), entry_point="main", env_manager="local", experiment_name="e2e",
+                                parameters={"data_dir": str(tiny_cohort), **TINY_RUN, "epochs": "1"})
+    assert train.wait()
+    out = tmp_path / "eval"
+    ev = mlflow.projects.run(str(REPO), entry_point="evaluate", env_manager="local", experiment_name="e2e",
+                             parameters={"model_uri": f"runs:/{train.run_id}/model", "data_dir": str(tiny_cohort),
+                                         "out": str(out), "workers": "2"})
+    assert ev.wait()
+    run = mlflow.MlflowClient().get_run(ev.run_id)
+    assert "eval_dice_mean" in run.data.metrics and "eval_tmtv_pearson_r" in run.data.metrics
+    assert run.data.params["cfg.suv_threshold"] == "4.0"
+    table = (out / "per_patient.csv").read_text().splitlines()
+    assert table[0].split(",") == COLUMNS and len(table) == 7
+    assert len(list((out / "predictions").glob("*.nii.gz"))) == 6
+    assert len(list((out / "reports").glob("*.txt"))) == 6
+    paths = {a.path for a in mlflow.MlflowClient().list_artifacts(ev.run_id, "evaluation/eval")}
+    assert "evaluation/eval/predictions" not in paths  # images stay local

@@ -23,10 +23,10 @@ HU_RANGE = (-3100.0, 5000.0)
 
 @dataclass
 class PatientVolumes:
-    """One case on its own grid: CT in HU, PET in SUV, SEG as uint8 0/1 (None if unlabelled)."""
+    """One case on its own grid: CT in HU (None when not read), PET in SUV, SEG as uint8 0/1 (None if unlabelled)."""
 
     patient_id: str
-    ct: np.ndarray
+    ct: np.ndarray | None
     pet: np.ndarray
     seg: np.ndarray | None
     affine: np.ndarray
@@ -84,7 +84,7 @@ def read_patient(files: PatientFiles, affine_tol: float = AFFINE_TOLERANCE_MM):
             diff = float(np.abs(affine - pet_affine).max())
             problems.append(DataError(pid, name, f"affine differs from {files.pet.name} by {diff:.3g} mm "
                                       f"(tolerance {affine_tol} mm)"))
-    ct = np.asarray(loaded["ct"][0], dtype=np.float32)
+    ct = np.asarray(loaded["ct"][0], dtype=np.float32) if loaded.get("ct") is not None else None
     pet = np.asarray(pet, dtype=np.float32)
     problems += _check_values(files, ct, pet)
     seg = None
@@ -100,6 +100,8 @@ def read_patient(files: PatientFiles, affine_tol: float = AFFINE_TOLERANCE_MM):
 def _check_values(files: PatientFiles, ct, pet) -> list[DataError]:
     pid, out = files.patient_id, []
     for arr, path in ((ct, files.ct), (pet, files.pet)):
+        if arr is None:  # evaluation reads no CT
+            continue
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         if bad:
             out.append(DataError(pid, path.name, f"{bad} voxels are NaN or infinite"))
@@ -113,6 +115,8 @@ def _check_values(files: PatientFiles, ct, pet) -> list[DataError]:
                              "(raw Bq/ml? convert to SUV first)"))
     elif pmin < -1.0:
         out.append(DataError(pid, files.pet.name, f"min {pmin:.2f} is not a plausible SUV"))
+    if ct is None:
+        return out
     cmin, cmax = float(ct.min()), float(ct.max())
     if cmin < HU_RANGE[0] or cmax > HU_RANGE[1] or cmax - cmin < 500:
         out.append(DataError(pid, files.ct.name, f"values {cmin:.0f}..{cmax:.0f} do not look like CT in HU"))

@@ -26,12 +26,16 @@ class PatientFiles:
 
     patient_id: str
     subject: str
-    ct: Path
+    ct: Path | None
     pet: Path
     seg: Path | None
 
     def items(self):
         return (("ct", self.ct), ("pet", self.pet), ("seg", self.seg))
+
+    def without_ct(self) -> "PatientFiles":
+        """The same case for evaluation, which needs only SUV and SEG."""
+        return PatientFiles(self.patient_id, self.subject, None, self.pet, self.seg)
 
 
 def _safe(name: str) -> str:

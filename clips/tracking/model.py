@@ -24,8 +24,23 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("torch", "monai", "numpy", "nibabel")] + ["clips"]
 
 
-def log_segmentation_model(net, name: str = "model"):
-    """Log the plain network (pickle format, so ``mlflow.pytorch.load_model`` returns a ``SegNet``)."""
+def log_segmentation_model(net, preprocessing: dict, name: str = "model"):
+    """Log the plain network (pickle format, so ``mlflow.pytorch.load_model`` returns a ``SegNet``).
+
+    ``preprocessing`` (spacing_mm, patch_size, ...) goes into the model's metadata, so
+    that prediction with a registered model needs nothing but its URI.
+    """
     plain = copy.deepcopy(net).cpu().eval()
     return mlflow.pytorch.log_model(plain, name=name, serialization_format="pickle", signature=SIGNATURE,
-                                    pip_requirements=_requirements())
+                                    pip_requirements=_requirements(), metadata={"clips": preprocessing})
+
+
+def model_preprocessing(model_uri: str) -> dict:
+    """The preprocessing settings stored with a CLIPS model."""
+    info = mlflow.models.get_model_info(model_uri)
+    meta = (info.metadata or {}).get("clips")
+    if not meta:
+        from clips.errors import ClipsError
+
+        raise ClipsError(f"{model_uri} is not a CLIPS model (no preprocessing settings in its metadata)")
+    return meta

@@ -23,3 +23,14 @@ def probs_to_original(probs: np.ndarray, vols: PatientVolumes) -> np.ndarray:
     """Resample RAS probabilities to the patient's RAS shape, reorient to its own axes, threshold at 0.5."""
     up = resize(probs[None], ras_shape(vols.pet.shape, vols.affine))[0]
     return from_ras((up >= 0.5).astype(np.uint8), vols.affine)
+
+
+def predict_files(model, files, spacing_mm, patch_size, overlap: float = 0.25, sw_batch_size: int = 2):
+    """Segment one case from its NIfTI files: (mask on the PET grid, the loaded volumes)."""
+    from clips.data.io import load_patient
+    from clips.data.preprocess import PreprocessConfig, preprocess_volumes
+
+    vols = load_patient(files)
+    case = preprocess_volumes(vols, PreprocessConfig(tuple(spacing_mm)))
+    probs = predict_probs(model, case.image, tuple(patch_size), overlap, sw_batch_size)
+    return probs_to_original(probs, vols), vols

@@ -26,9 +26,12 @@ from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.errors import ClipsError
 from clips.losses import LossWeights, TMTVLoss
-from clips.metrics import dice, volume_ml
+from clips.metrics import dice
+from clips.metrics.cohort import CohortEvaluation
+from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import SegNet
 from clips.tracking import log_params_once, start_run
+from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.training import checkpoint
 from clips.training.inference import predict_probs, probs_to_original
@@ -147,17 +150,15 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         best = workdir / "checkpoints" / "best.pt"
         if best.exists():
             net.load_state_dict(checkpoint.load(best)["model"])
-        val_table = _evaluate(net, cohort, val_ids, "val", cfg)
-        test_table = _evaluate(net, cohort, test_ids, "test", cfg)
-        for name, table in (("val", val_table), ("test", test_table)):
-            if len(table):
-                mlflow.log_table(table, f"tables/{name}_per_patient.json")
-                mlflow.log_metric(f"{name}_dice_mean", float(table["dice"].mean()))
-                mlflow.log_metric(f"{name}_tmtv_abs_error_ml_mean",
-                                  float((table["tmtv_pred_ml"] - table["tmtv_true_ml"]).abs().mean()))
+        val_eval = _evaluate(net, cohort, val_ids, cfg)
+        test_eval = _evaluate(net, cohort, test_ids, cfg)
+        for name, result in (("val", val_eval), ("test", test_eval)):
+            if len(result.table) or result.errors:
+                log_evaluation(result, name)
         mlflow.log_metric("best_epoch", state["best_epoch"])
-        log_segmentation_model(net)
-        return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_table, test_table)
+        log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
+                                     "model": cfg.model, "sw_overlap": cfg.sw_overlap})
+        return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_eval.table, test_eval.table)
 
 
 def _init_weights(net: SegNet, source: str) -> None:
@@ -193,13 +194,13 @@ def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> float:
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def _evaluate(net, cohort: Cohort, ids: list[str], split: str, cfg: TrainConfig) -> pd.DataFrame:
-    """Per-patient Dice and TMTV on each patient's own grid."""
+def _evaluate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> CohortEvaluation:
+    """The full per-patient suite on each patient's own grid (docs/metrics.md)."""
+    settings = EvalSettings()
     rows = []
     for pid in ids:
-        vols = load_patient(cohort.files[pid])
+        vols = load_patient(cohort.files[pid].without_ct())
         probs = predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size)
         pred = probs_to_original(probs, vols)
-        rows.append({"patient_id": pid, "split": split, "dice": dice(vols.seg, pred),
-                     "tmtv_true_ml": volume_ml(vols.seg, vols.voxel_ml), "tmtv_pred_ml": volume_ml(pred, vols.voxel_ml)})
-    return pd.DataFrame(rows, columns=["patient_id", "split", "dice", "tmtv_true_ml", "tmtv_pred_ml"])
+        rows.append(evaluate_patient(pid, vols.seg, pred, vols.pet, vols.affine, settings))
+    return CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings)

@@ -1,0 +1,120 @@
+"""Evaluate a folder of predictions against a cohort: one patient in memory at a time, optionally in parallel.
+
+Writes ``per_patient.csv`` and ``.parquet``, ``reports/<patient_id>.txt`` and
+``summary.json``. A missing or mis-shaped prediction is reported by name
+(``errors.txt`` and the summary) and the other patients are still evaluated.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from clips.data.io import AFFINE_TOLERANCE_MM, _as_binary, load_patient
+from clips.data.layout import PatientFiles, discover
+from clips.errors import DataError
+from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
+from clips.metrics.report import patient_report
+from clips.metrics.summary import summarize
+
+PREDICTION_NAMES = ("{pid}.nii.gz", "{pid}_SEG.nii.gz")
+
+
+@dataclass
+class CohortEvaluation:
+    table: pd.DataFrame
+    errors: list[str] = field(default_factory=list)
+    settings: EvalSettings = field(default_factory=EvalSettings)
+
+    @property
+    def summary(self) -> dict:
+        s = summarize(self.table, self.settings.describe())
+        s["errors"] = self.errors
+        return s
+
+
+def find_prediction(pred_dir: Path, patient_id: str) -> Path | None:
+    for pattern in PREDICTION_NAMES:
+        p = Path(pred_dir) / pattern.format(pid=patient_id)
+        if p.exists():
+            return p
+    return None
+
+
+def load_prediction(path: Path, patient_id: str, shape, affine) -> np.ndarray:
+    """A binary prediction on the patient's grid, or a DataError naming the file."""
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # noqa: BLE001 - nibabel/gzip raise many types for a broken file
+        raise DataError(patient_id, path.name, f"cannot read NIfTI ({type(exc).__name__}: {exc})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.shape != tuple(shape):
+        raise DataError(patient_id, path.name, f"prediction shape {data.shape} differs from the label's {tuple(shape)}")
+    if not np.allclose(img.affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
+        raise DataError(patient_id, path.name, "prediction affine differs from the label's")
+    mask, problem = _as_binary(data)
+    if problem:
+        raise DataError(patient_id, path.name, problem)
+    return mask
+
+
+def evaluate_files(files: PatientFiles, pred_path: Path | None, settings: EvalSettings) -> dict:
+    if pred_path is None:
+        raise DataError(files.patient_id, None, "no prediction found (expected "
+                        + " or ".join(n.format(pid=files.patient_id) for n in PREDICTION_NAMES) + ")")
+    vols = load_patient(files.without_ct())
+    pred = load_prediction(pred_path, files.patient_id, vols.pet.shape, vols.affine)
+    return evaluate_patient(files.patient_id, vols.seg, pred, vols.pet, vols.affine, settings)
+
+
+def _one(args):
+    files, pred_path, settings = args
+    try:
+        return evaluate_files(files, pred_path, settings), None
+    except DataError as exc:
+        return None, str(exc)
+
+
+def evaluate_cohort(data_dir, pred_dir, settings: EvalSettings = EvalSettings(), workers: int = 1,
+                    log=print) -> CohortEvaluation:
+    jobs = []
+    errors = []
+    for f in discover(data_dir):
+        if f.seg is None or not f.seg.exists():
+            errors.append(str(DataError(f.patient_id, f.seg.name if f.seg else "SEG", "missing file")))
+            continue
+        jobs.append((f, find_prediction(Path(pred_dir), f.patient_id), settings))
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_one, jobs, chunksize=1))
+    else:
+        results = [_one(j) for j in jobs]
+    rows = []
+    for row, err in results:
+        if err:
+            errors.append(err)
+            log(f"error: {err}")
+        else:
+            rows.append(row)
+    return CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), errors, settings)
+
+
+def write_outputs(result: CohortEvaluation, out: Path) -> dict:
+    out = Path(out)
+    (out / "reports").mkdir(parents=True, exist_ok=True)
+    result.table.to_csv(out / "per_patient.csv", index=False)
+    result.table.to_parquet(out / "per_patient.parquet", index=False)
+    settings = result.settings.describe()
+    for row in result.table.to_dict("records"):
+        (out / "reports" / f"{row['patient_id']}.txt").write_text(patient_report(row, settings))
+    summary = result.summary
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    (out / "errors.txt").write_text("".join(f"{e}\n" for e in result.errors))
+    return summary

@@ -1,0 +1,45 @@
+"""The two TMTV figures of every evaluation: predicted vs true, and Bland-Altman."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on the training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def tmtv_scatter(table: pd.DataFrame, title: str = ""):
+    t, p = table["tmtv_true_ml"].to_numpy(float), table["tmtv_pred_ml"].to_numpy(float)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(t, p, s=18, alpha=0.8)
+    top = float(max(t.max(initial=1), p.max(initial=1))) * 1.05
+    ax.plot([0, top], [0, top], "k--", lw=1, label="identity")
+    if len(t) >= 2 and np.std(t) > 0:
+        slope, intercept = np.polyfit(t, p, 1)
+        ax.plot([0, top], [intercept, intercept + slope * top], "C1", lw=1.5,
+                label=f"fit: {slope:.2f} x + {intercept:.1f} ml")
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="true TMTV (ml)", ylabel="predicted TMTV (ml)",
+           title=title or "TMTV: predicted vs true")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def bland_altman(table: pd.DataFrame, title: str = ""):
+    t, p = table["tmtv_true_ml"].to_numpy(float), table["tmtv_pred_ml"].to_numpy(float)
+    mean, diff = (t + p) / 2, p - t
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.scatter(mean, diff, s=18, alpha=0.8)
+    if len(diff):
+        bias = diff.mean()
+        sd = diff.std(ddof=1) if len(diff) > 1 else 0.0
+        for y, style, label in ((bias, "-", f"bias {bias:.1f} ml"), (bias + 1.96 * sd, "--", f"+1.96 SD {bias + 1.96 * sd:.1f}"),
+                                (bias - 1.96 * sd, "--", f"-1.96 SD {bias - 1.96 * sd:.1f}")):
+            ax.axhline(y, color="C1", ls=style, lw=1, label=label)
+        ax.legend(loc="best", fontsize=8)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="mean of true and predicted TMTV (ml)", ylabel="predicted - true (ml)",
+           title=title or "TMTV: Bland-Altman")
+    fig.tight_layout()
+    return fig

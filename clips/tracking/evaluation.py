@@ -1,0 +1,34 @@
+"""Log an evaluation to the active MLflow run: table, reports, summary, headline metrics, figures."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import mlflow
+
+from clips.metrics.cohort import CohortEvaluation, write_outputs
+from clips.metrics.figures import bland_altman, tmtv_scatter
+from clips.metrics.summary import headline_metrics
+
+
+def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = None) -> dict:
+    """Write the outputs (to ``out_dir``, else a temporary folder) and log them under ``evaluation/<name>/``.
+
+    Only the tables, reports and summary are logged: never images (predicted masks
+    stay on the local disk).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(out_dir) if out_dir else Path(tmp) / name
+        summary = write_outputs(result, out)
+        for fname in ("per_patient.csv", "per_patient.parquet", "summary.json", "errors.txt"):
+            mlflow.log_artifact(str(out / fname), f"evaluation/{name}")
+        mlflow.log_artifacts(str(out / "reports"), f"evaluation/{name}/reports")
+    if len(result.table):
+        mlflow.log_table(result.table, f"tables/{name}_per_patient.json")
+        mlflow.log_metrics(headline_metrics(summary, name))
+        for fig, fname in ((tmtv_scatter(result.table, f"{name}: TMTV predicted vs true"), "tmtv_scatter.png"),
+                           (bland_altman(result.table, f"{name}: TMTV Bland-Altman"), "tmtv_bland_altman.png")):
+            mlflow.log_figure(fig, f"figures/{name}_{fname}")
+            plt.close(fig)
+    return summary
