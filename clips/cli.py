@@ -66,8 +66,27 @@ def data_check(data_dir, affine_tol):
     sys.exit(1 if report.problems else 0)
 
 
-@cli.command()
-@click.option("--curriculum", default=None, help="Curriculum name (see docs).")
+def _extra_options(args: list[str]) -> dict[str, str]:
+    """``--key value`` / ``--key=value`` pairs: MLflow passes -P values not declared in MLproject this way."""
+    out, i = {}, 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise click.UsageError(f"unexpected argument {a!r}")
+        if "=" in a:
+            k, v = a[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise click.UsageError(f"option {a} needs a value")
+            k, v = a[2:], args[i + 1]
+            i += 2
+        out[k.replace("-", "_")] = v
+    return out
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--curriculum", default=None, help="Curriculum name (see docs/curricula.md).")
 @click.option("--profile", default=None, help="smoke, cpu or gpu (experiments/profiles.yaml).")
 @click.option("--data-dir", default=None, help="Cohort folder; default: the generated example cohort.")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
@@ -75,12 +94,16 @@ def data_check(data_dir, affine_tol):
 @click.option("--config-if-set", "config_if_set", default="", hidden=True)  # MLproject passes '' for "none"
 @click.option("--resume", default=None, help="Run id to resume from its last checkpoint.")
 @click.option("-P", "--param", "params", multiple=True, help="Any parameter, KEY=VALUE (repeatable).")
-def train(curriculum, profile, data_dir, config_file, config_if_set, resume, params):
-    """Train a segmentation network with a curriculum, tracked in MLflow."""
+@click.pass_context
+def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume, params):
+    """Train a segmentation network with a curriculum, tracked in MLflow.
+
+    Curriculum options are given like any parameter (-P pacing=root, or --pacing root).
+    """
     from clips.config import build_config
     from clips.training.trainer import train as run_training
 
-    overrides = _params(params)
+    overrides = _extra_options(ctx.args) | _params(params)
     for key, value in (("curriculum", curriculum), ("profile", profile), ("data_dir", data_dir), ("resume", resume)):
         if value is not None:
             overrides[key] = value

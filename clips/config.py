@@ -67,7 +67,10 @@ class TrainConfig:
     init_weights: str = ""  # a checkpoint path or a models:/ URI
     resume: str = ""  # "", "true" (the run MLflow hands us), or a run id
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    table_every: int = 5  # log the curriculum's long table every N epochs (and at the end)
     example: ExampleCohort = field(default_factory=ExampleCohort)
+    # The curriculum's own hyperparameters (docs/curricula.md), checked by its Options dataclass.
+    curriculum_options: dict = field(default_factory=dict)
 
     def as_params(self) -> dict[str, str]:
         """Flat string params for MLflow (nested sections become ``section.key``)."""
@@ -76,6 +79,8 @@ class TrainConfig:
             v = getattr(self, f.name)
             if dataclasses.is_dataclass(v):
                 out.update({f"{f.name}.{k}": str(x) for k, x in dataclasses.asdict(v).items()})
+            elif isinstance(v, dict):
+                out.update({f"{f.name}.{k}": str(x) for k, x in v.items()})
             elif isinstance(v, tuple):
                 out[f.name] = ",".join(str(x) for x in v)
             else:
@@ -88,6 +93,7 @@ _RANGES = {
     "weight_decay": (0, None), "pos_ratio": (0, 1), "val_fraction": (0, 0.5), "test_fraction": (0, 0.5),
     "loss_alpha": (0, None), "loss_beta": (0, None), "loss_lambda": (0, None), "ms_eta": (0, None),
     "val_every": (1, None), "sw_overlap": (0, 0.95), "sw_batch_size": (1, None), "threads": (0, None),
+    "table_every": (1, None),
 }
 
 
@@ -128,18 +134,29 @@ def _cast(name: str, typ, value):
         raise ConfigError(f"parameter {name}={value!r}: {exc}") from None
 
 
-def _apply(obj, values: dict, where: str):
+def apply_values(obj, values: dict, where: str, extras: dict | None = None):
+    """Set dataclass fields from YAML or string values, cast to each field's type.
+
+    Unknown names raise, unless ``extras`` is given: then they are collected there
+    (training puts them in the curriculum's options).
+    """
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in values.items():
         if key not in names:
+            if extras is not None:
+                extras[key.removeprefix("curriculum.")] = value
+                continue
             close = ", ".join(sorted(n for n in names if n[:3] == key[:3])) or "see clips/config.py"
             raise ConfigError(f"unknown parameter {key!r} in {where} (did you mean: {close})")
         current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
+        if dataclasses.is_dataclass(current) or isinstance(current, dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: {key} must be a mapping")
-            _apply(current, value, f"{where}:{key}")
+            if isinstance(current, dict):
+                current.update(value)
+            else:
+                apply_values(current, value, f"{where}:{key}")
             continue
         if value is None or (isinstance(value, str) and value.strip() == ""):
             continue  # an empty -P value means "keep the profile's value"
@@ -150,7 +167,7 @@ def _validate(cfg: TrainConfig):
     from clips.curricula import get_curriculum  # noqa: PLC0415 - checked here so a typo fails before any data work
     from clips.models.unet import PRESETS  # noqa: PLC0415
 
-    get_curriculum(cfg.curriculum)
+    get_curriculum(cfg.curriculum).parse_options(cfg.curriculum_options)
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}")
     for name, (lo, hi) in _RANGES.items():
@@ -181,15 +198,17 @@ def build_config(overrides: dict | None = None, config_file: str | None = None) 
     profiles = load_profiles()
     if profile not in profiles:
         raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(sorted(profiles))}")
-    _apply(cfg, profiles[profile] or {}, f"profile {profile}")
+    apply_values(cfg, profiles[profile] or {}, f"profile {profile}")
     cfg.profile = profile
     if config_file:
         try:
             extra = yaml.safe_load(Path(config_file).read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config {config_file}: {exc}") from None
-        _apply(cfg, extra, config_file)
-    _apply(cfg, {k: v for k, v in overrides.items() if k != "profile"}, "parameters")
+        apply_values(cfg, extra, config_file)
+    extras: dict = {}
+    apply_values(cfg, {k: v for k, v in overrides.items() if k != "profile"}, "parameters", extras)
+    cfg.curriculum_options.update({k: v for k, v in extras.items() if str(v).strip() != ""})
     _validate(cfg)
     return cfg
 

@@ -21,10 +21,17 @@ class PatchSampler:
         p = p / p.sum()
         return rng.choice(len(self.cases), size=n, replace=True, p=p)
 
-    def crop(self, i: int, rng: np.random.Generator):
+    def crop(self, i: int, rng: np.random.Generator | None):
+        """A random patch (lesion-centred with probability pos_ratio); with rng=None a fixed one.
+
+        The fixed patch is centred on the median lesion voxel (the volume centre without
+        lesions): curricula score each patient on it with one forward pass.
+        """
         case, fg = self.cases[i], self.fg[i]
         shape = np.array(case.image.shape[1:])
-        if len(fg) and rng.random() < self.pos_ratio:
+        if rng is None:
+            center = fg[len(fg) // 2] if len(fg) else shape // 2
+        elif len(fg) and rng.random() < self.pos_ratio:
             center = fg[rng.integers(len(fg))]
         else:
             center = np.array([rng.integers(s) for s in shape])
@@ -39,7 +46,7 @@ class PatchSampler:
             lab = np.pad(lab, pad)
         return img, lab
 
-    def batch(self, indices, rng: np.random.Generator):
+    def batch(self, indices, rng: np.random.Generator | None):
         crops = [self.crop(int(i), rng) for i in indices]
         x = torch.from_numpy(np.stack([c[0] for c in crops]))
         y = torch.from_numpy(np.stack([c[1] for c in crops]))[:, None]

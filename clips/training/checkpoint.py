@@ -39,16 +39,38 @@ def find_last(local_dir: Path, run_id: str) -> dict | None:
     return load(path)
 
 
-def load_weights(source: str) -> dict:
-    """A state dict from a checkpoint file or an MLflow model URI (``models:/...``, ``runs:/...``)."""
+def _open(source: str, role: str):
+    """An MLflow model URI gives the network itself; a path gives the checkpoint dict."""
     if source.startswith(("models:/", "runs:/")):
         import mlflow.pytorch
 
         try:
-            return mlflow.pytorch.load_model(source, map_location="cpu").state_dict()
-        except Exception as exc:  # noqa: BLE001
-            raise ClipsError(f"cannot load init_weights {source}: {exc}") from None
+            return mlflow.pytorch.load_model(source, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
+            raise ClipsError(f"cannot load {role} {source}: {exc}") from None
     if not Path(source).exists():
-        raise ClipsError(f"init_weights {source}: no such file")
-    state = load(source)
-    return state.get("model", state)
+        raise ClipsError(f"{role} {source}: no such file")
+    return load(source)
+
+
+def load_weights(source: str) -> dict:
+    """A state dict from a checkpoint file or an MLflow model URI (``models:/...``, ``runs:/...``)."""
+    opened = _open(source, "init_weights")
+    if isinstance(opened, torch.nn.Module):
+        return opened.state_dict()
+    return opened.get("model", opened)
+
+
+def load_network(source: str):
+    """A whole network (for a teacher): an MLflow model URI, or a CLIPS checkpoint that names its preset."""
+    opened = _open(source, "teacher")
+    if isinstance(opened, torch.nn.Module):
+        return opened.eval()
+    from clips.models import SegNet
+
+    preset = opened.get("preset") or opened.get("config", {}).get("model")
+    if not preset:
+        raise ClipsError(f"teacher {source}: the checkpoint does not say which model preset it holds")
+    net = SegNet(preset)
+    net.load_state_dict(opened["model"])
+    return net.eval()

@@ -1,9 +1,9 @@
 """The training loop: one function, with the curriculum's hooks at the points where a curriculum acts.
 
 Order of one run: resolve data -> start (or resume) the MLflow run -> log params,
-dataset and split -> epochs of patch training with per-epoch validation and
-checkpoints -> evaluate the best model on the patients' own grids -> log tables and
-the model.
+dataset, split and difficulty -> epochs of patch training with per-epoch validation
+and checkpoints -> evaluate the best model on the patients' own grids -> log tables,
+figures and the model.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from clips.config import TrainConfig, clips_home, example_cohort_dir
-from clips.curricula import CurriculumContext, get_curriculum
+from clips.curricula import CurriculumContext, StepInfo, get_curriculum
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
 from clips.data.preprocess import PreprocessConfig
@@ -34,6 +34,8 @@ from clips.tracking import log_params_once, start_run
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.training import checkpoint
+from clips.training.curriculum_log import CurriculumLog
+from clips.training.difficulty import difficulty_table
 from clips.training.inference import predict_probs, probs_to_original
 
 
@@ -61,13 +63,16 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
                          cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log)
     train_ids, val_ids, test_ids = (cohort.ids(s) for s in ("train", "val", "test"))
     log(f"cohort {data_dir}: {len(train_ids)} train, {len(val_ids)} val, {len(test_ids)} test patients")
+    curriculum_cls = get_curriculum(cfg.curriculum)
+    options = curriculum_cls.parse_options(cfg.curriculum_options)
 
     with start_run(cfg.resume) as run:
         run_id = run.info.run_id
         workdir = clips_home() / "runs" / run_id
         workdir.mkdir(parents=True, exist_ok=True)
-        log_params_once({f"cfg.{k}": v for k, v in cfg.as_params().items()} | {"cfg.data_dir_resolved": str(data_dir)})
-        curriculum_cls = get_curriculum(cfg.curriculum)
+        params = {f"cfg.{k}": v for k, v in cfg.as_params().items() if not k.startswith("curriculum_options.")}
+        params |= {f"curriculum.{k}": str(v) for k, v in vars(options).items()}
+        log_params_once(params | {"cfg.data_dir_resolved": str(data_dir)})
         mlflow.set_tags({"clips.curriculum": cfg.curriculum, "clips.paper": curriculum_cls.paper,
                          "clips.profile": cfg.profile, "clips.cohort_digest": cohort.digest})
 
@@ -75,14 +80,23 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         net = SegNet(cfg.model)
         if cfg.init_weights:
             _init_weights(net, cfg.init_weights)
-        ctx = CurriculumContext(train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed)
-        curriculum = curriculum_cls(ctx)
-        model = curriculum.wrap_model(net)
+        loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
+        sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
+        difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log)
+
+        model_ref: dict = {}  # the model being trained, for the curriculum's scoring closures
+        ctx = CurriculumContext(
+            train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed, difficulty,
+            score_patients=lambda: _fixed_patch_losses(model_ref["m"], sampler, loss_fn, cfg.batch_size),
+            batch_losses=lambda x, y: _batch_losses(model_ref["m"], loss_fn, x, y),
+        )
+        curriculum = curriculum_cls(ctx, options)
+        model = model_ref["m"] = curriculum.wrap_model(net)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
-        loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
         rng = np.random.default_rng(cfg.seed)
         state = {"epoch": -1, "samples_seen": 0, "best_val_dice": -1.0, "best_epoch": -1}
+        clog = CurriculumLog(train_ids, difficulty)
 
         resumed = checkpoint.find_last(workdir / "checkpoints", run_id) if cfg.resume else None
         if cfg.resume and resumed is None:
@@ -95,11 +109,12 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             rng.bit_generator.state = resumed["numpy_rng"]
             torch.set_rng_state(resumed["torch_rng"])
             state = resumed["state"]
+            clog.rows = resumed.get("curriculum_rows", [])
             log(f"resuming run {run_id} after epoch {state['epoch']}")
         else:
             _log_data(cohort, workdir)
+            mlflow.log_table(dtable, "tables/difficulty.json")
 
-        sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
         for epoch in range(state["epoch"] + 1, cfg.epochs):
             t0 = time.perf_counter()
             weights = np.asarray(curriculum.epoch_weights(epoch), float)
@@ -107,20 +122,21 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
                 raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
             model.train()
             sums: dict[str, float] = {}
+            loss_sum, loss_n = np.zeros(len(train_ids)), np.zeros(len(train_ids))
             for _ in range(cfg.steps_per_epoch):
-                idx = sampler.choose(weights, cfg.batch_size, rng)
-                x, y = sampler.batch(idx, rng)
-                terms = loss_fn(model(x), y, x)
-                w = curriculum.loss_weights(idx, terms["total"].detach())
-                loss = (w * terms["total"]).sum() / w.sum().clamp_min(1e-8)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                idx, terms = train_step(model, curriculum, sampler, loss_fn, opt, rng, weights, cfg.batch_size)
                 sched.step()
+                per_sample = terms["total"].detach()
                 state["samples_seen"] += len(idx)
+                np.add.at(loss_sum, idx, per_sample.numpy())
+                np.add.at(loss_n, idx, 1)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
             curriculum.end_epoch(epoch)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                epoch_losses = loss_sum / loss_n
+            measured = curriculum.patient_losses
+            clog.record(epoch, curriculum.patient_weights(weights), measured if measured is not None else epoch_losses)
             metrics = {f"train_loss{'' if k == 'total' else '_' + k}": v / cfg.steps_per_epoch for k, v in sums.items()}
             metrics |= {"lr": opt.param_groups[0]["lr"], "samples_seen": state["samples_seen"],
                         "fraction_in_play": float(np.mean(weights > 0))}
@@ -131,22 +147,27 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
                 metrics["val_dice"] = vd
                 if vd > state["best_val_dice"]:
                     state["best_val_dice"], state["best_epoch"] = vd, epoch
-                    checkpoint.save({"model": net.state_dict(), "epoch": epoch, "val_dice": vd},
+                    checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd},
                                     workdir / "checkpoints" / "best.pt")
                     mlflow.log_artifact(str(workdir / "checkpoints" / "best.pt"), checkpoint.ARTIFACT_DIR)
             metrics["epoch_time_s"] = time.perf_counter() - t0
             mlflow.log_metrics(metrics, step=epoch)
+            if (epoch + 1) % cfg.table_every == 0 and not is_last:
+                clog.log()
             state["epoch"] = epoch
             checkpoint.save({
-                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "curriculum": curriculum.state_dict(), "numpy_rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "state": dict(state), "config": cfg.as_params(),
+                "model": model.state_dict(), "preset": cfg.model, "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "curriculum": curriculum.state_dict(),
+                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": dict(state),
+                "config": cfg.as_params(), "curriculum_rows": clog.rows,
             }, workdir / "checkpoints" / "last.pt")
             mlflow.log_artifact(str(workdir / "checkpoints" / "last.pt"), checkpoint.ARTIFACT_DIR)
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}"
                 + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
-                + f" ({metrics['epoch_time_s']:.1f} s)")
+                + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s)")
 
+        curriculum.release()
+        clog.log()
         best = workdir / "checkpoints" / "best.pt"
         if best.exists():
             net.load_state_dict(checkpoint.load(best)["model"])
@@ -159,6 +180,48 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
                                      "model": cfg.model, "sw_overlap": cfg.sw_overlap})
         return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_eval.table, test_eval.table)
+
+
+def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weights, batch_size: int):
+    """One optimisation step with the curriculum's batch, loss-weight and after-step hooks."""
+    idx = curriculum.batch_indices(rng, batch_size, weights)
+    if idx is None:
+        idx = sampler.choose(weights, batch_size, rng)
+    x, y = sampler.batch(idx, rng)
+    terms = loss_fn(model(x), y, x)
+    per_sample = terms["total"].detach()
+    w = curriculum.loss_weights(idx, per_sample)
+    loss = (w * terms["total"]).sum() / w.sum().clamp_min(1e-8)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_sq = _grad_sq_norm(model) if curriculum.needs_grad_norm else float("nan")
+    opt.step()
+    curriculum.after_step(StepInfo(np.asarray(idx), per_sample, grad_sq, x, y))
+    return idx, terms
+
+
+def _grad_sq_norm(model) -> float:
+    return float(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None))
+
+
+@torch.no_grad()
+def _batch_losses(model, loss_fn, x, y) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    try:
+        return loss_fn(model(x), y, x)["total"]
+    finally:
+        model.train(was_training)
+
+
+def _fixed_patch_losses(model, sampler: PatchSampler, loss_fn, batch_size: int) -> np.ndarray:
+    """Each training patient's loss on its fixed patch: one forward pass per patient, no gradients."""
+    out = []
+    for start in range(0, len(sampler.cases), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(sampler.cases)))
+        x, y = sampler.batch(idx, None)
+        out.append(_batch_losses(model, loss_fn, x, y).numpy())
+    return np.concatenate(out)
 
 
 def _init_weights(net: SegNet, source: str) -> None:

@@ -1,0 +1,53 @@
+"""What a run shows of its curriculum: the difficulty table, a long per-patient table, and a figure."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+LONG_TABLE = "tables/curriculum_long.json"
+
+
+class CurriculumLog:
+    """Collects (patient_id, epoch, difficulty, included, weight, loss) rows and logs them."""
+
+    def __init__(self, patient_ids: list[str], difficulty: np.ndarray, rows: list[dict] | None = None):
+        self.ids, self.difficulty = patient_ids, np.asarray(difficulty, float)
+        self.rows: list[dict] = rows or []
+
+    def record(self, epoch: int, weights: np.ndarray, losses: np.ndarray) -> None:
+        w = np.asarray(weights, float)
+        w = w / w.sum() * len(w)  # 1 = the uniform share
+        for i, pid in enumerate(self.ids):
+            self.rows.append({"patient_id": pid, "epoch": epoch, "difficulty": float(self.difficulty[i]),
+                              "included": bool(w[i] > 0), "weight": float(w[i]), "loss": float(losses[i])})
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["patient_id", "epoch", "difficulty", "included", "weight", "loss"])
+
+    def log(self) -> None:
+        table = self.table()
+        if table.empty:
+            return
+        mlflow.log_table(table, LONG_TABLE)
+        fig = self.figure(table)
+        mlflow.log_figure(fig, "figures/curriculum.png")
+        plt.close(fig)
+
+    def figure(self, table: pd.DataFrame):
+        grid = table.pivot(index="patient_id", columns="epoch", values="weight")
+        order = pd.Series(self.difficulty, index=self.ids).sort_values(kind="stable").index
+        grid = grid.reindex(order)
+        fig, ax = plt.subplots(figsize=(min(12, 3 + 0.25 * grid.shape[1]), min(10, 2 + 0.18 * grid.shape[0])))
+        im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="viridis", interpolation="nearest", vmin=0)
+        ax.set(xlabel="epoch", ylabel="training patients, easy (top) to hard (bottom)",
+               title="curriculum: sampling weight per patient and epoch (0 = left out)")
+        ax.set_xticks(range(grid.shape[1]), [str(c + 1) for c in grid.columns], fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=6)
+        fig.colorbar(im, ax=ax, label="weight (1 = uniform share)")
+        fig.tight_layout()
+        return fig
