@@ -1,10 +1,14 @@
 """The ``clips`` command. Every CLIPS error is printed as one line (or one line per problem), never a traceback."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
+
+# Progress bars of artifact downloads flood logs of long runs and workers.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from clips.errors import ClipsError
 
@@ -110,6 +114,42 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     cfg = build_config(overrides, config_file or config_if_set or None)
     result = run_training(cfg, log=click.echo)
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--curriculum", required=True, help="The curriculum whose schedule to tune.")
+@click.option("--n-trials", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--storage", default="", help="Optuna storage URL (postgresql://... to share); default: SQLite beside the MLflow store.")
+@click.option("--study-name", default="", help="Default: clips-<curriculum>-<profile>.")
+@click.option("--timeout-min", default=0.0, type=click.FloatRange(0), help="Stop starting trials after this many minutes (0: never).")
+@click.option("--objective", default="dice", show_default=True, help="[-]<column>[@hard] of the per-patient validation table.")
+@click.option("--pruner", default="median", show_default=True, type=click.Choice(["median", "hyperband", "none"]))
+@click.option("--warmup-epochs", default=-1, type=int, help="Epochs before pruning (-1: the longest ramp of the space).")
+@click.option("--seed", default=0, type=int, help="Seed of the TPE sampler.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Local worker processes.")
+@click.option("--tune-lr", default=False, type=bool, help="Add the common space (learning rate).")
+@click.option("--retry-failed", default=1, show_default=True, type=click.IntRange(0), help="Re-run a dead worker's trial at most N times.")
+@click.option("--heartbeat-s", default=60, show_default=True, type=click.IntRange(1))
+@click.option("--space-file", default="", help="Search spaces YAML (default experiments/search_spaces.yaml).")
+@click.option("--worker-of", default="", hidden=True)
+@click.option("--worker-index", default=0, type=int, hidden=True)
+@click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE (profile, data_dir, epochs, ...).")
+@click.pass_context
+def tune(ctx, curriculum, n_trials, storage, study_name, timeout_min, objective, pruner, warmup_epochs, seed, workers,
+         tune_lr, retry_failed, heartbeat_s, space_file, worker_of, worker_index, params):
+    """Tune a curriculum's schedule with Optuna; every trial is a child MLflow run."""
+    from clips.tuning.study import TuneConfig, prepare, run_tuning, run_worker
+
+    train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
+    tcfg = TuneConfig(curriculum, n_trials, storage, study_name, timeout_min, objective, pruner, warmup_epochs, seed,
+                      workers, tune_lr, retry_failed, heartbeat_s, space_file, train_params)
+    if worker_of:  # a worker process started by --workers: trials only, the parent finalises
+        run_worker(prepare(tcfg), worker_of, worker_index)
+        return
+    summary = run_tuning(tcfg, log=click.echo)
+    click.echo(f"study {summary['study_name']}: {summary['complete']} complete, {summary['pruned']} pruned, "
+               f"{summary['failed']} failed" + (f"; best {summary['best_value']:.4f} with {summary['best_params']}"
+                                                if "best_value" in summary else ""))
 
 
 @cli.command()

@@ -42,3 +42,30 @@ def isolated_home(tmp_path_factory, monkeypatch):
     yield home
     while mlflow.active_run():
         mlflow.end_run()
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh PostgreSQL database on 127.0.0.1:5432 (trust auth), dropped afterwards.
+
+    Skipped only when no server answers on a developer machine; under CI=true a missing
+    server is a failure, since CI's machine runs PostgreSQL.
+    """
+    import uuid
+
+    import psycopg
+
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL on 127.0.0.1:5432 ({exc})")
+    name = f"clips_test_{uuid.uuid4().hex[:10]}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()

@@ -14,9 +14,14 @@ from mlflow.exceptions import MlflowException
 from clips.errors import ClipsError, ConfigError
 
 
-def start_run(resume: str):
-    """Return the active run for a training, honouring ``resume``."""
-    run_id = None
+def start_run(resume: str, run_id: str | None = None):
+    """Return the active run for a training, honouring ``resume``; ``run_id`` attaches to a run made for us
+    (a tuning trial, created with its parent)."""
+    if run_id:
+        try:
+            return mlflow.start_run(run_id=run_id, nested=True)
+        except MlflowException as exc:
+            raise ClipsError(f"cannot attach to MLflow run {run_id}: {exc.message.splitlines()[0]}") from None
     if resume and resume.lower() not in ("true", "1", "yes", "last"):
         run_id = resume
     elif resume:

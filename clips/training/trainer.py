@@ -46,6 +46,7 @@ class TrainResult:
     best_epoch: int
     val_table: pd.DataFrame
     test_table: pd.DataFrame
+    cohort_table: pd.DataFrame  # split and the cohort's own columns (e.g. the hard flags)
 
 
 def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
@@ -55,7 +56,14 @@ def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
     return ensure_example_cohort(example_cohort_dir(cfg), ex.patients, ex.spacing_mm, ex.seed, log=log)
 
 
-def train(cfg: TrainConfig, log=print) -> TrainResult:
+def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=None) -> TrainResult:
+    """Train, evaluate and log one run.
+
+    ``run_id`` attaches to an existing run (a tuning trial). ``on_validation(epoch,
+    evaluate_val, cohort_table)`` is called after each validation; ``evaluate_val()``
+    returns the full per-patient evaluation of the validation set (tuning reports and
+    prunes on it).
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data_dir = resolve_data_dir(cfg, log)
@@ -66,7 +74,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
     curriculum_cls = get_curriculum(cfg.curriculum)
     options = curriculum_cls.parse_options(cfg.curriculum_options)
 
-    with start_run(cfg.resume) as run:
+    with start_run(cfg.resume, run_id) as run:
         run_id = run.info.run_id
         workdir = clips_home() / "runs" / run_id
         workdir.mkdir(parents=True, exist_ok=True)
@@ -110,6 +118,7 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
             torch.set_rng_state(resumed["torch_rng"])
             state = resumed["state"]
             clog.rows = resumed.get("curriculum_rows", [])
+            _log_pending_metrics(run_id, state["epoch"], resumed.get("metrics"))
             log(f"resuming run {run_id} after epoch {state['epoch']}")
         else:
             _log_data(cohort, workdir)
@@ -151,17 +160,21 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
                                     workdir / "checkpoints" / "best.pt")
                     mlflow.log_artifact(str(workdir / "checkpoints" / "best.pt"), checkpoint.ARTIFACT_DIR)
             metrics["epoch_time_s"] = time.perf_counter() - t0
-            mlflow.log_metrics(metrics, step=epoch)
-            if (epoch + 1) % cfg.table_every == 0 and not is_last:
-                clog.log()
             state["epoch"] = epoch
+            # Checkpoint first, with this epoch's metrics: a process killed in between logs
+            # them on resume, so the history never has a duplicate or a missing epoch.
             checkpoint.save({
                 "model": model.state_dict(), "preset": cfg.model, "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "curriculum": curriculum.state_dict(),
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": dict(state),
-                "config": cfg.as_params(), "curriculum_rows": clog.rows,
+                "config": cfg.as_params(), "curriculum_rows": clog.rows, "metrics": metrics,
             }, workdir / "checkpoints" / "last.pt")
+            mlflow.log_metrics(metrics, step=epoch)
             mlflow.log_artifact(str(workdir / "checkpoints" / "last.pt"), checkpoint.ARTIFACT_DIR)
+            if on_validation is not None and "val_dice" in metrics:
+                on_validation(epoch, lambda: _evaluate(net, cohort, val_ids, cfg), cohort.table)
+            if (epoch + 1) % cfg.table_every == 0 and not is_last:
+                clog.log()
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}"
                 + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
                 + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s)")
@@ -179,7 +192,17 @@ def train(cfg: TrainConfig, log=print) -> TrainResult:
         mlflow.log_metric("best_epoch", state["best_epoch"])
         log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
                                      "model": cfg.model, "sw_overlap": cfg.sw_overlap})
-        return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_eval.table, test_eval.table)
+        return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_eval.table, test_eval.table,
+                           cohort.table)
+
+
+def _log_pending_metrics(run_id: str, epoch: int, metrics: dict | None) -> None:
+    """Log the checkpointed epoch's metrics if the killed process did not get to it."""
+    if not metrics or epoch < 0:
+        return
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train_loss")}
+    if epoch not in logged:
+        mlflow.log_metrics(metrics, step=epoch)
 
 
 def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weights, batch_size: int):

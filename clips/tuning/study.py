@@ -1,0 +1,364 @@
+"""Optuna studies of a curriculum's schedule, every trial a child MLflow run of the ``tune`` run.
+
+Layout: the ``tune`` run is the parent; each trial is a run created with an explicit
+``mlflow.parentRunId`` tag (no implicit nesting, so parallel workers cannot mix them
+up), tagged with the study name and trial number; the trial keeps the run id as a user
+attribute. Pruned trials end KILLED, failed ones FAILED; both keep what they logged.
+Workers: every ``clips tune`` command with the same study name and storage adds
+workers to one study; ``--workers K`` starts K processes under one parent.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import mlflow
+import optuna
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from clips.config import build_config, clips_home
+from clips.errors import ClipsError, ConfigError
+from clips.tuning.objective import Objective
+from clips.tuning.space import SearchSpace, load_space, ramp_epochs
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass
+class TuneConfig:
+    curriculum: str = "smoothing"
+    n_trials: int = 10
+    storage: str = ""  # empty: a SQLite file next to the MLflow store
+    study_name: str = ""  # empty: clips-<curriculum>-<profile>
+    timeout_min: float = 0.0  # 0: no limit
+    objective: str = "dice"
+    pruner: str = "median"
+    warmup_epochs: int = -1  # -1: the longest curriculum ramp of the space
+    seed: int = 0
+    workers: int = 1
+    tune_lr: bool = False
+    retry_failed: int = 1  # re-run a trial whose worker died, at most this often
+    heartbeat_s: int = 60
+    space_file: str = ""
+    train: dict = field(default_factory=dict)  # training parameters: profile, data_dir, epochs, ...
+
+    def resolved_study_name(self) -> str:
+        return self.study_name or f"clips-{self.curriculum}-{self.train.get('profile') or 'smoke'}"
+
+
+def default_storage() -> str:
+    """A SQLite study file beside the MLflow store (or under $CLIPS_HOME for a remote store)."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(urlparse(uri).path).parent / 'optuna.db'}"
+    return f"sqlite:///{clips_home() / 'optuna.db'}"
+
+
+def _storage(tcfg: TuneConfig, client: MlflowClient) -> optuna.storages.RDBStorage:
+    url = tcfg.storage or default_storage()
+    retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=tcfg.retry_failed) if tcfg.retry_failed else None
+
+    def stale(study, trial):  # a dead worker's trial: close its run, then maybe queue it again
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        if run_id:
+            try:
+                client.set_tag(run_id, "clips.failure", "worker died (heartbeat stale)")
+                client.set_terminated(run_id, "FAILED")
+            except Exception:  # noqa: BLE001 - best effort: the study must go on
+                pass
+        if retry:
+            retry(study, trial)
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=tcfg.heartbeat_s,
+                                          grace_period=2 * tcfg.heartbeat_s, heartbeat_stale_trial_callback=stale)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for an unreachable database
+        raise ClipsError(f"cannot open the Optuna storage {_redact(url)}: {str(exc).splitlines()[0]}") from None
+
+
+def _redact(url: str) -> str:
+    p = urlparse(url)
+    return url.replace(f":{p.password}@", ":***@") if p.password else url
+
+
+def _pruner(tcfg: TuneConfig, warmup: int, epochs: int):
+    if tcfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
+    if tcfg.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=warmup + 1, max_resource=max(epochs, warmup + 2))
+    return optuna.pruners.NopPruner()
+
+
+@dataclass
+class Prepared:
+    """Everything checked before the first trial."""
+
+    tcfg: TuneConfig
+    space: SearchSpace
+    objective: Objective
+    warmup: int
+    epochs: int
+
+
+def prepare(tcfg: TuneConfig) -> Prepared:
+    if tcfg.pruner not in PRUNERS:
+        raise ConfigError(f"unknown pruner {tcfg.pruner!r}; known: {', '.join(PRUNERS)}")
+    if tcfg.n_trials < 1 or tcfg.workers < 1:
+        raise ConfigError("n_trials and workers must be at least 1")
+    space = load_space(tcfg.curriculum, Path(tcfg.space_file) if tcfg.space_file else None, tcfg.tune_lr)
+    objective = Objective.parse(tcfg.objective)
+    base = build_config(dict(tcfg.train) | {"curriculum": tcfg.curriculum})  # fails now, not in trial 1
+    warmup = tcfg.warmup_epochs if tcfg.warmup_epochs >= 0 else ramp_epochs(space, base.epochs)
+    return Prepared(tcfg, space, objective, min(warmup, max(base.epochs - 1, 0)), base.epochs)
+
+
+TrialFn = Callable[[optuna.Trial, dict, str, Prepared], float]
+
+
+def hard_ids(table: pd.DataFrame) -> set[str] | None:
+    """Patients flagged hard in the cohort's cohort.csv, or None when it has no such column."""
+    if "hard" not in table:
+        return None
+    return set(table.loc[table["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"])
+
+
+def train_trial(trial: optuna.Trial, params: dict, run_id: str, prep: Prepared) -> float:
+    """The default trial: train with the suggested parameters; report and prune on each validation."""
+    from clips.training.trainer import train
+
+    tcfg = prep.tcfg
+    cfg = build_config(dict(tcfg.train) | {"curriculum": tcfg.curriculum} | {k: str(v) for k, v in params.items()})
+
+    def on_validation(epoch, evaluate_val, cohort_table):
+        value = prep.objective.value(evaluate_val().table, hard_ids(cohort_table))
+        mlflow.log_metric("objective", value, step=epoch)
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch + 1} with objective {value:.4f}")
+
+    res = train(cfg, log=lambda *_: None, run_id=run_id, on_validation=on_validation)
+    return prep.objective.value(res.val_table, hard_ids(res.cohort_table))
+
+
+class _StopWhenDone:
+    """Stop this worker once the study holds n finished trials (complete or pruned), or too many failures."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, study: optuna.Study, trial) -> None:
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        done = sum(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states)
+        failed = sum(s == optuna.trial.TrialState.FAIL for s in states)
+        if done >= self.n or failed >= max(3, 2 * self.n):
+            study.stop()
+
+
+def load_study(prep: Prepared, worker_index: int = 0, client: MlflowClient | None = None) -> optuna.Study:
+    tcfg = prep.tcfg
+    client = client or MlflowClient()
+    study = optuna.create_study(
+        study_name=tcfg.resolved_study_name(), storage=_storage(tcfg, client), load_if_exists=True,
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=tcfg.seed + 1000 * worker_index),
+        pruner=_pruner(tcfg, prep.warmup, prep.epochs),
+    )
+    known = study.user_attrs.get("curriculum")
+    if known and known != tcfg.curriculum:
+        raise ConfigError(f"study {study.study_name!r} tunes {known!r}, not {tcfg.curriculum!r}: "
+                          "choose another study_name")
+    if not known:
+        study.set_user_attr("curriculum", tcfg.curriculum)
+        study.set_user_attr("objective", str(prep.objective))
+    return study
+
+
+def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_fn: TrialFn = train_trial) -> None:
+    """Run trials of the study until it holds n_trials finished ones (or the timeout)."""
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    study = load_study(prep, worker_index, client)
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def objective(trial: optuna.Trial) -> float:
+        params = prep.space.suggest(trial)
+        run = client.create_run(parent.info.experiment_id, run_name=f"{study.study_name} trial {trial.number}", tags={
+            "mlflow.parentRunId": parent_run_id, "clips.study_name": study.study_name,
+            "clips.trial_number": str(trial.number), "clips.curriculum": prep.tcfg.curriculum,
+            "clips.worker": worker, "clips.role": "tune_trial"})
+        run_id = run.info.run_id
+        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr("worker", worker)
+        try:
+            value = trial_fn(trial, params, run_id, prep)
+        except optuna.TrialPruned:
+            client.set_terminated(run_id, "KILLED")
+            raise
+        except BaseException as exc:
+            client.set_tag(run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])
+            client.set_terminated(run_id, "FAILED")
+            raise
+        client.log_metric(run_id, "objective_final", value)
+        client.set_terminated(run_id, "FINISHED")  # train() has ended it already; a custom trial_fn may not
+        return value
+
+    timeout = tcfg_timeout(prep.tcfg)
+    study.optimize(objective, n_trials=None, timeout=timeout, callbacks=[_StopWhenDone(prep.tcfg.n_trials)],
+                   catch=(Exception,), gc_after_trial=True)
+    # A worker that died mid-trial leaves it RUNNING; once its heartbeat is stale, fail it
+    # (which closes its MLflow run and, if asked, queues it again) and run the retries.
+    retries = _reap_dead_trials(study, prep.tcfg.heartbeat_s)
+    if retries:
+        study.optimize(objective, n_trials=retries, catch=(Exception,), gc_after_trial=True)
+
+
+def _reap_dead_trials(study: optuna.Study, heartbeat_s: int) -> int:
+    """Wait one grace period for RUNNING trials of dead workers; returns how many retries are waiting."""
+    from optuna.storages import fail_stale_trials
+
+    deadline = time.monotonic() + 3 * heartbeat_s + 1  # grace period (2 beats) and one beat of slack
+    while time.monotonic() < deadline:
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        if not running:
+            break
+        time.sleep(min(heartbeat_s, 5))
+        fail_stale_trials(study)
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
+def tcfg_timeout(tcfg: TuneConfig) -> float | None:
+    return tcfg.timeout_min * 60 if tcfg.timeout_min > 0 else None
+
+
+def finalize(prep: Prepared, parent_run_id: str) -> dict:
+    """Log the study's outcome to the parent: best value and parameters, the trials table, figures, the best model."""
+    client = MlflowClient()
+    study = load_study(prep, 0, client)
+    trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    summary = {"study_name": study.study_name, "trials": len(study.trials), "complete": len(done),
+               "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+               "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials)}
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != parent_run_id:
+        raise ClipsError("finalize() runs inside the parent (tune) run")
+    mlflow.log_metrics({f"trials_{k}": v for k, v in summary.items() if k != "study_name"})
+    if len(trials):
+        trials["duration"] = trials["duration"].astype(str) if "duration" in trials else None
+        mlflow.log_table(trials, "tables/trials.json")
+    if not done:
+        mlflow.set_tag("clips.tune_result", "no completed trial")
+        return summary
+    best = study.best_trial
+    summary |= {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
+                "best_run_id": best.user_attrs.get("mlflow_run_id")}
+    mlflow.log_metric("best_value", best.value)
+    existing = client.get_run(parent_run_id).data.params
+    new = {f"best.{k}": str(v) for k, v in best.params.items() if f"best.{k}" not in existing}
+    if new:
+        mlflow.log_params(new)
+    mlflow.set_tags({"clips.best_trial": str(best.number), "clips.best_run_id": summary["best_run_id"] or ""}
+                    | {f"clips.best.{k}": str(v) for k, v in best.params.items()})
+    _log_figures(study)
+    if summary["best_run_id"]:
+        _log_best_model(summary["best_run_id"])
+    return summary
+
+
+def _log_figures(study: optuna.Study) -> None:
+    import warnings
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    plots = {"optimization_history": ovm.plot_optimization_history, "param_importances": ovm.plot_param_importances,
+             "parallel_coordinate": ovm.plot_parallel_coordinate}
+    for name, plot in plots.items():
+        try:
+            with warnings.catch_warnings():  # Optuna marks its matplotlib plots experimental
+                warnings.simplefilter("ignore")
+                ax = plot(study)
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            mlflow.log_figure(fig, f"figures/tune_{name}.png")
+            plt.close(fig)
+        except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for this plot
+            mlflow.set_tag(f"clips.figure.{name}", f"not drawn: {exc}"[:250])
+
+
+def _log_best_model(best_run_id: str) -> None:
+    import mlflow.pytorch
+
+    from clips.tracking.model import log_segmentation_model, model_preprocessing
+
+    uri = f"runs:/{best_run_id}/model"
+    try:
+        net = mlflow.pytorch.load_model(uri, map_location="cpu")
+        prep = model_preprocessing(uri)
+    except Exception as exc:  # noqa: BLE001 - a custom trial_fn logs no model
+        mlflow.set_tag("clips.best_model", f"not copied: {str(exc).splitlines()[0][:200]}")
+        return
+    log_segmentation_model(net, prep)
+    mlflow.set_tag("clips.best_model", uri)
+
+
+def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> dict:
+    """The ``tune`` command: parent run, worker(s), then the summary on the parent."""
+    prep = prepare(tcfg)
+    with mlflow.start_run() as parent:  # under `mlflow run` this is the run MLflow created
+        mlflow.set_tags({"clips.role": "tune_parent", "clips.study_name": tcfg.resolved_study_name(),
+                         "clips.curriculum": tcfg.curriculum, "clips.objective": str(prep.objective)})
+        existing = MlflowClient().get_run(parent.info.run_id).data.params
+        params = {f"tune.{k}": str(v) for k, v in dataclasses.asdict(tcfg).items() if k != "train"}
+        params |= {f"train.{k}": str(v) for k, v in tcfg.train.items()}
+        params["tune.storage"] = _redact(tcfg.storage or default_storage())
+        params["tune.warmup_epochs_resolved"] = str(prep.warmup)
+        mlflow.log_params({k: v for k, v in params.items() if k not in existing})
+        load_study(prep)  # create it (and fail early on a bad storage) before any worker starts
+        log(f"study {tcfg.resolved_study_name()}: {tcfg.n_trials} trials of {tcfg.curriculum}, "
+            f"objective {prep.objective}, pruner {tcfg.pruner} (warm-up {prep.warmup} epochs), "
+            f"storage {_redact(tcfg.storage or default_storage())}")
+        if tcfg.workers == 1:
+            run_worker(prep, parent.info.run_id, 0, trial_fn)
+        else:
+            _spawn_workers(tcfg, parent.info.run_id)
+        summary = finalize(prep, parent.info.run_id)
+    return summary
+
+
+def _spawn_workers(tcfg: TuneConfig, parent_run_id: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
+    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    procs = []
+    for i in range(tcfg.workers):
+        cmd = [sys.executable, "-m", "clips", "tune", "--worker-of", parent_run_id, "--worker-index", str(i),
+               *to_args(tcfg)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        mlflow.set_tag("clips.worker_exit_codes", ",".join(map(str, codes)))
+
+
+def to_args(tcfg: TuneConfig) -> list[str]:
+    """Command-line form of a TuneConfig, for worker processes."""
+    args = []
+    for f in dataclasses.fields(tcfg):
+        if f.name in ("train", "workers"):
+            continue
+        args += [f"--{f.name.replace('_', '-')}", str(getattr(tcfg, f.name))]
+    for k, v in tcfg.train.items():
+        args += ["-P", f"{k}={v}"]
+    return args

@@ -1,0 +1,195 @@
+"""Optuna tuning as nested MLflow runs: a real study, real pruning, a worker killed on a real PostgreSQL."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+
+from clips.errors import ConfigError
+from clips.tuning.objective import Objective
+from clips.tuning.space import load_space, ramp_epochs
+from clips.tuning.study import TuneConfig, load_study, prepare, run_tuning
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"model": "tiny", "epochs": "2", "steps_per_epoch": "2", "patch_size": "32", "spacing_mm": "10"}
+
+
+def test_spaces_are_checked_before_any_trial(tmp_path):
+    for name in ("smoothing", "predefined", "random", "anti", "transfer_teacher", "self_paced", "rl_teacher"):
+        assert load_space(name).dims
+    bad = tmp_path / "s.yaml"
+    bad.write_text("smoothing:\n  sigma0: {type: float, low: 2, high: 1}\n")
+    with pytest.raises(ConfigError, match="low < high"):
+        load_space("smoothing", bad)
+    bad.write_text("smoothing:\n  sigma: {type: float, low: 1, high: 2}\n")
+    with pytest.raises(ConfigError, match="sigma is neither an option"):
+        load_space("smoothing", bad)
+    bad.write_text("predefined:\n  pacing: {type: categorical, choices: [linear, cubic]}\n")
+    with pytest.raises(ConfigError, match="cubic"):
+        load_space("predefined", bad)
+    with pytest.raises(ConfigError, match="no search space for curriculum 'none'"):
+        load_space("none")
+    with pytest.raises(ConfigError, match="not a column"):
+        prepare(TuneConfig(curriculum="smoothing", objective="dicey"))
+
+
+def test_warmup_covers_the_longest_ramp(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("predefined:\n  full_at: {type: float, low: 0.2, high: 0.6}\n"
+                 "smoothing:\n  sigma0: {type: float, low: 0.5, high: 2.0}\n  decay: {type: float, low: 0.5, high: 0.8}\n")
+    assert ramp_epochs(load_space("predefined", f), 20) == 12  # 0.6 x 20
+    # sigma 2.0 decaying by 0.8 per epoch falls below the floor 0.3 after ceil(log(0.15)/log(0.8)) = 9 epochs
+    assert ramp_epochs(load_space("smoothing", f), 20) == 9
+
+
+def test_objective_columns():
+    import pandas as pd
+
+    t = pd.DataFrame({"patient_id": ["a", "b", "c"], "dice": [0.2, 0.4, float("nan")],
+                      "tmtv_abs_rel_error": [0.5, 0.1, 0.3]})
+    assert Objective.parse("dice").value(t) == pytest.approx(0.3)
+    assert Objective.parse("dice@hard").value(t, {"b"}) == pytest.approx(0.4)
+    assert Objective.parse("-tmtv_abs_rel_error").value(t) == pytest.approx(-0.3)
+    with pytest.raises(ConfigError, match="no 'hard' column"):
+        Objective.parse("dice@hard").value(t, None)
+
+
+@pytest.mark.slow
+def test_real_study_parent_and_children(tiny_cohort):
+    tcfg = TuneConfig(curriculum="smoothing", n_trials=3, pruner="none", seed=1,
+                      train={"data_dir": str(tiny_cohort), **TINY})
+    summary = run_tuning(tcfg, log=lambda *_: None)
+    assert summary["complete"] == 3
+    client = mlflow.MlflowClient()
+    parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`clips.role` = 'tune_parent'",
+                                 output_format="list")
+    (parent,) = parents
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
+    study = load_study(prepare(tcfg))
+    by_run = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
+    for child in children:  # links both ways
+        trial = by_run[child.info.run_id]
+        assert child.data.tags["clips.trial_number"] == str(trial.number)
+        assert child.data.tags["clips.study_name"] == study.study_name
+        assert child.data.params["curriculum.sigma0"] == str(trial.params["sigma0"])
+    best = study.best_trial
+    assert parent.data.params["best.sigma0"] == str(best.params["sigma0"])
+    assert parent.data.metrics["best_value"] == pytest.approx(best.value)
+    assert parent.data.tags["clips.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    figs = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/tune_optimization_history.png" in figs and "figures/tune_parallel_coordinate.png" in figs
+    trials = client.load_table(parent.info.experiment_id, "tables/trials.json", run_ids=[parent.info.run_id])
+    assert len(trials) == 3
+    model = mlflow.pytorch.load_model(f"runs:/{parent.info.run_id}/model")  # the best trial's model
+    assert type(model).__name__ == "SegNet"
+
+
+def test_clearly_worse_trial_is_pruned_and_keeps_its_log(tmp_path):
+    """A deterministic objective through the real machinery: Optuna's MedianPruner decides, nothing is mocked."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    tcfg = TuneConfig(curriculum="predefined", n_trials=3, storage=storage, study_name="forced", pruner="median",
+                      warmup_epochs=0, train=dict(TINY))
+    prep = prepare(tcfg)
+    study = load_study(prep)
+    for start in (0.3, 0.4, 0.5, 0.05):  # 0.5 fails, 0.05 is clearly worse
+        study.enqueue_trial({"pacing": "linear", "start_fraction": start, "full_at": 0.5})
+    client = mlflow.MlflowClient()
+
+    def trial_fn(trial, params, run_id, prep):
+        value = params["start_fraction"] if params["start_fraction"] > 0.1 else -1.0
+        for epoch in range(3):
+            client.log_metric(run_id, "objective", value, step=epoch)
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        if params["start_fraction"] == 0.5:
+            raise RuntimeError("this trial fails on purpose")
+        return value
+
+    summary = run_tuning(tcfg, trial_fn=trial_fn, log=lambda *_: None)
+    states = {t.params["start_fraction"]: t.state for t in load_study(prep).trials}
+    assert states[0.05] == optuna.trial.TrialState.PRUNED
+    assert states[0.3] == states[0.4] == optuna.trial.TrialState.COMPLETE
+    assert states[0.5] == optuna.trial.TrialState.FAIL
+    runs = {r.data.tags["clips.trial_number"]: r for r in mlflow.search_runs(
+        search_all_experiments=True, filter_string="tags.`clips.role` = 'tune_trial'", output_format="list")}
+    by_number = {t.number: t for t in load_study(prep).trials}
+    for number, run in runs.items():
+        trial = by_number[int(number)]
+        expected = {optuna.trial.TrialState.PRUNED: "KILLED", optuna.trial.TrialState.FAIL: "FAILED",
+                    optuna.trial.TrialState.COMPLETE: "FINISHED"}[trial.state]
+        assert run.info.status == expected
+    pruned_run = next(r for n, r in runs.items() if by_number[int(n)].state == optuna.trial.TrialState.PRUNED)
+    assert [m.value for m in client.get_metric_history(pruned_run.info.run_id, "objective")] == [-1.0]
+    failed_run = next(r for n, r in runs.items() if by_number[int(n)].state == optuna.trial.TrialState.FAIL)
+    assert "fails on purpose" in failed_run.data.tags["clips.failure"]
+    assert summary["best_params"]["start_fraction"] == 0.4
+
+
+@pytest.mark.slow
+def test_two_workers_on_postgresql_and_one_killed(tiny_cohort, pg_url, tmp_path):
+    args = [sys.executable, "-m", "clips", "tune", "--curriculum", "predefined", "--n-trials", "4", "--storage", pg_url,
+            "--study-name", "shared", "--heartbeat-s", "2", "--pruner", "none", "-P", f"data_dir={tiny_cohort}"]
+    args += [x for k, v in TINY.items() for x in ("-P", f"{k}={v}")]
+    mlflow.search_experiments()  # create the local store's tables before two processes race to
+    logs = [open(tmp_path / f"w{i}.log", "w") for i in range(2)]
+    workers = [subprocess.Popen(args + ["--seed", str(i)], cwd=REPO, stdout=logs[i], stderr=subprocess.STDOUT)
+               for i in range(2)]
+    victim = workers[0]
+    prep = prepare(TuneConfig(curriculum="predefined", storage=pg_url, study_name="shared", heartbeat_s=2,
+                              train=dict(TINY)))
+    deadline = time.time() + 300
+
+    def trials_of(pid, state):
+        try:
+            study = optuna.load_study(study_name="shared", storage=pg_url)
+        except KeyError:  # not created yet
+            return []
+        return [t for t in study.trials if t.user_attrs.get("worker", "").endswith(f":{pid}") and t.state == state]
+
+    while time.time() < deadline:  # let the victim finish one trial and start the next
+        if trials_of(victim.pid, optuna.trial.TrialState.COMPLETE) and trials_of(victim.pid, optuna.trial.TrialState.RUNNING):
+            break
+        assert victim.poll() is None, (tmp_path / "w0.log").read_text()[-2000:]
+        time.sleep(0.3)
+    else:
+        pytest.fail("the first worker never started a second trial")
+    killed_trial = trials_of(victim.pid, optuna.trial.TrialState.RUNNING)[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert workers[1].wait(timeout=300) == 0, (tmp_path / "w1.log").read_text()[-3000:]
+
+    study = load_study(prep)
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 4
+    assert study.trials[killed_trial.number].state == optuna.trial.TrialState.FAIL
+    workers_seen = {t.user_attrs["worker"].split(":")[1] for t in study.trials
+                    if t.state == optuna.trial.TrialState.COMPLETE}
+    assert {str(victim.pid), str(workers[1].pid)} <= workers_seen  # both workers' trials in one study
+    killed_run = mlflow.MlflowClient().get_run(killed_trial.user_attrs["mlflow_run_id"])
+    assert killed_run.info.status == "FAILED" and "heartbeat" in killed_run.data.tags["clips.failure"]
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed_trial.number]
+    assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE  # the dead worker's trial was re-run
+
+
+@pytest.mark.slow
+def test_tune_entry_point(tiny_cohort):
+    import mlflow.projects
+
+    sub = mlflow.projects.run(str(REPO), entry_point="tune", env_manager="local", experiment_name="tune",
+                              parameters={"curriculum": "smoothing", "n_trials": "2", "data_dir": str(tiny_cohort),
+                                          "pruner": "none", **TINY})
+    assert sub.wait()
+    parent = mlflow.get_run(sub.run_id)
+    assert parent.data.tags["clips.role"] == "tune_parent" and "best.sigma0" in parent.data.params
+    assert parent.data.params["train.epochs"] == "2"  # undeclared -P values reach training
+    children = mlflow.search_runs(experiment_names=["tune"], output_format="list",
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{sub.run_id}'")
+    assert len(children) == 2 and {c.data.params["cfg.epochs"] for c in children} == {"2"}
