@@ -23,7 +23,7 @@ demo: install
 	PATH=$(BIN):$$PATH $(BIN)/mlflow run . -P curriculum=none -P profile=smoke --env-manager local
 
 test: install
-	$(BIN)/python -m pytest -q
+	PATH=$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 # The MLflow UI on the local store: http://127.0.0.1:5000
 ui: install

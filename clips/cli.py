@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 # Progress bars of artifact downloads flood logs of long runs and workers.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# Library deprecation notices are not for our users (MLflow's server imports a deprecated Starlette module).
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated.*")
 
 from clips.errors import ClipsError
 
@@ -112,6 +116,7 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
         if value is not None:
             overrides[key] = value
     cfg = build_config(overrides, config_file or config_if_set or None)
+    _reachable()
     result = run_training(cfg, log=click.echo)
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
 
@@ -143,6 +148,7 @@ def tune(ctx, curriculum, n_trials, storage, study_name, timeout_min, objective,
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
     tcfg = TuneConfig(curriculum, n_trials, storage, study_name, timeout_min, objective, pruner, warmup_epochs, seed,
                       workers, tune_lr, retry_failed, heartbeat_s, space_file, train_params)
+    _reachable()
     if worker_of:  # a worker process started by --workers: trials only, the parent finalises
         run_worker(prepare(tcfg), worker_of, worker_index)
         return
@@ -224,6 +230,188 @@ def _predict_cohort(model_uri: str, data_dir, pred_dir: Path) -> None:
             click.echo(f"error: {exc}")
             continue
         save_mask(mask, vols.affine, pred_dir / f"{files.patient_id}.nii.gz")
+
+
+def _reachable():
+    import mlflow
+
+    from clips.tracking.server import require_reachable
+
+    require_reachable(mlflow.get_tracking_uri())
+
+
+# ----------------------------------------------------------------------------- server
+@cli.group()
+def server():
+    """The shared tracking server (tracking_server/README.md)."""
+
+
+def _server_options(f):
+    for opt in reversed([
+        click.option("--backend-store-uri", envvar="CLIPS_SERVER_DB", show_default=True,
+                     default="postgresql://postgres@127.0.0.1:5432/clips_mlflow", help="PostgreSQL URL of the tracking database."),
+    ]):
+        f = opt(f)
+    return f
+
+
+@server.command("start")
+@_server_options
+@click.option("--artifacts-destination", envvar="CLIPS_SERVER_ARTIFACTS", default="./mlartifacts", show_default=True,
+              help="Folder (or s3://bucket/prefix) where the server keeps artifacts.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--auth/--no-auth", default=True, show_default=True, help="MLflow's basic-auth app.")
+@click.option("--admin-username", default="admin", show_default=True)
+@click.option("--admin-password-file", default="", help="Else $MLFLOW_AUTH_ADMIN_PASSWORD.")
+@click.option("--secret-key-file", default="", help="Else $MLFLOW_FLASK_SERVER_SECRET_KEY.")
+@click.option("--default-permission", default="READ", show_default=True,
+              type=click.Choice(["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]))
+@click.option("--auth-db-uri", default="", help="Database of the accounts (default: <backend db>_auth).")
+@click.option("--allowed-hosts", default="", help="Comma-separated Host headers to accept.")
+@click.option("--runtime-dir", default="", help="Where the generated auth config goes (default ~/.config/clips-server).")
+@click.option("--print-command", is_flag=True, help="Print the mlflow server command line and exit.")
+def server_start(backend_store_uri, artifacts_destination, host, port, workers, auth, admin_username,
+                 admin_password_file, secret_key_file, default_permission, auth_db_uri, allowed_hosts, runtime_dir,
+                 print_command):
+    """Start the MLflow tracking server (PostgreSQL, served artifacts, basic auth)."""
+    from clips.tracking.server import ServerConfig, server_command
+
+    cfg = ServerConfig(backend_store_uri, artifacts_destination, host, port, workers, auth, auth_db_uri, admin_username,
+                       admin_password_file, secret_key_file, default_permission,
+                       [h for h in allowed_hosts.split(",") if h], runtime_dir)
+    cmd, env = server_command(cfg)
+    if print_command:
+        click.echo(" ".join(cmd))
+        return
+    click.echo(f"tracking server on http://{host}:{port} (health: /health), database "
+               f"{backend_store_uri.split('@')[-1]}, artifacts {artifacts_destination}")
+    sys.stdout.flush()
+    os.execvpe(cmd[0], cmd, env)
+
+
+@server.command("upgrade")
+@_server_options
+@click.option("--yes", is_flag=True, help="Confirm that the database has been backed up.")
+def server_upgrade(backend_store_uri, yes):
+    """Migrate the tracking database to this MLflow's schema (back it up first)."""
+    from clips.tracking.server import schema_state, upgrade
+
+    current, head = schema_state(backend_store_uri)
+    if current == head:
+        click.echo(f"schema already at {head}")
+        return
+    if not yes:
+        raise click.UsageError("back up the database first (tracking_server/README.md), then pass --yes")
+    before, after = upgrade(backend_store_uri)
+    click.echo(f"schema upgraded from {before or 'empty'} to {after}")
+
+
+@server.command("health")
+@click.option("--url", envvar="MLFLOW_TRACKING_URI", required=True)
+def server_health(url):
+    """Exit 0 when the server answers GET /health."""
+    from clips.tracking.server import health
+
+    ok = health(url)
+    click.echo(f"{url}: {'ok' if ok else 'not answering'}")
+    sys.exit(0 if ok else 1)
+
+
+@server.group("user")
+def server_user():
+    """Accounts and permissions (as the admin: MLFLOW_TRACKING_USERNAME/PASSWORD)."""
+
+
+@server_user.command("add")
+@click.argument("name")
+@click.option("--permission", required=True, type=click.Choice(["READ", "EDIT", "MANAGE"]))
+@click.option("--experiment", default="", help="Experiment name; default: every experiment and registered model.")
+@click.option("--password-env", default="CLIPS_NEW_USER_PASSWORD", show_default=True,
+              help="Environment variable holding the new user's password (else prompted).")
+def server_user_add(name, permission, experiment, password_env):
+    """Create an account (or update its permission) through MLflow's auth API."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.server import get_app_client
+
+    tracking = mlflow.get_tracking_uri()
+    _reachable()
+    client = get_app_client("basic-auth", tracking_uri=tracking)
+    password = os.environ.get(password_env) or click.prompt(f"password for {name}", hide_input=True,
+                                                           confirmation_prompt=True)
+    try:
+        client.create_user(name, password)
+        click.echo(f"user {name} created")
+    except MlflowException as exc:
+        if "already" not in str(exc).lower() and "exists" not in str(exc).lower():
+            raise ClipsError(f"cannot create user {name}: {exc.message.splitlines()[0]}") from None
+        click.echo(f"user {name} exists; updating the permission")
+    if experiment:
+        exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
+        if exp is None:
+            exp_id = mlflow.MlflowClient().create_experiment(experiment)
+        else:
+            exp_id = exp.experiment_id
+        grants = [("experiment", exp_id)]
+    else:
+        grants = [("experiment", "*"), ("registered_model", "*")]
+    for kind, rid in grants:
+        client.grant_user_permission(name, kind, rid, permission)
+    click.echo(f"{name}: {permission} on " + ", ".join(f"{k} {r}" for k, r in grants))
+
+
+# ----------------------------------------------------------------------------- runs
+@cli.group()
+def runs():
+    """Housekeeping of runs."""
+
+
+@runs.command("reap")
+@click.option("--older-than", "hours", required=True, type=click.FloatRange(min=0), help="Hours without a sign of life.")
+@click.option("--experiment", default="", help="Only this experiment (default: all).")
+@click.option("--dry-run", is_flag=True)
+def runs_reap(hours, experiment, dry_run):
+    """Mark runs left RUNNING by a killed process as FAILED."""
+    from clips.tracking.reap import reap
+
+    _reachable()
+    for run, age in reap(hours, experiment or None, dry_run):
+        click.echo(f"{'would mark' if dry_run else 'marked'} {run.info.run_id} ({run.info.run_name}) FAILED: "
+                   f"no sign of life for {age:.1f} h")
+
+
+# ----------------------------------------------------------------------------- registry
+@cli.command()
+@click.option("--experiment", required=True, help="Experiment whose best finished run is the challenger.")
+@click.option("--model-name", default="clips-tmtv", show_default=True)
+@click.option("--metric", default="dice", show_default=True, help="Test-set column, as test_<metric>_mean.")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True))
+@click.option("--run-id", default="", help="Use this run as the challenger instead of the best one.")
+def promote(experiment, model_name, metric, alpha, run_id):
+    """Register the best run's model and promote it to champion if the evidence says so."""
+    from clips.registry.promote import promote as run_promotion
+
+    _reachable()
+    decision = run_promotion(experiment, model_name, metric, alpha, run_id or None)
+    click.echo(str(decision))
+    for k, v in decision.evidence.items():
+        click.echo(f"  {k}: {v}")
+
+
+@cli.command()
+@click.option("--model", "model_uri", required=True, help="e.g. models:/clips-tmtv@champion")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, file_okay=False),
+              help="A patient folder (CTres.nii.gz, SUV.nii.gz) or a cohort folder.")
+@click.option("--out", required=True, type=click.Path(), help="MASK.nii.gz for one patient, a folder for a cohort.")
+def predict(model_uri, input_path, out):
+    """Segment one patient (or a folder of patients) with a registered model; mask and a TMTV report."""
+    from clips.registry.predict import predict_path
+
+    _reachable()
+    for line in predict_path(model_uri, Path(input_path), Path(out)):
+        click.echo(line)
 
 
 def main():

@@ -33,6 +33,7 @@ from clips.models import SegNet
 from clips.tracking import log_params_once, start_run
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
+from clips.tracking.reap import HEARTBEAT_TAG
 from clips.training import checkpoint
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
@@ -170,6 +171,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
                 "config": cfg.as_params(), "curriculum_rows": clog.rows, "metrics": metrics,
             }, workdir / "checkpoints" / "last.pt")
             mlflow.log_metrics(metrics, step=epoch)
+            mlflow.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
             mlflow.log_artifact(str(workdir / "checkpoints" / "last.pt"), checkpoint.ARTIFACT_DIR)
             if on_validation is not None and "val_dice" in metrics:
                 on_validation(epoch, lambda: _evaluate(net, cohort, val_ids, cfg), cohort.table)

@@ -1,0 +1,77 @@
+"""``clips predict``: segment patients with a logged or registered model; a mask and a short report each."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+import numpy as np
+from scipy import ndimage
+
+from clips.data.io import save_mask
+from clips.data.layout import AUTOPET_FILES, PatientFiles, discover
+from clips.errors import ClipsError, DataError
+from clips.tracking.model import model_preprocessing
+from clips.training.inference import predict_files
+
+
+def _patients(path: Path) -> tuple[list[PatientFiles], bool]:
+    """(cases, single): a patient folder is one case; anything else is read as a cohort."""
+    if (path / AUTOPET_FILES["pet"]).exists():
+        seg = path / AUTOPET_FILES["seg"]
+        return [PatientFiles(path.name, path.name, path / AUTOPET_FILES["ct"], path / AUTOPET_FILES["pet"],
+                             seg if seg.exists() else None)], True
+    cases = discover(path)
+    return [PatientFiles(c.patient_id, c.subject, c.ct, c.pet, c.seg if c.seg and c.seg.exists() else None)
+            for c in cases], False
+
+
+def _describe(model_uri: str) -> str:
+    if model_uri.startswith("models:/") and "@" in model_uri:
+        name, alias = model_uri[len("models:/"):].split("@", 1)
+        v = mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+        return f"{model_uri} (version {v.version}, run {v.run_id})"
+    return model_uri
+
+
+def report(pid: str, mask: np.ndarray, vols, model: str) -> str:
+    voxel_ml = vols.voxel_ml
+    n = int(ndimage.label(mask)[1])
+    hot = mask.astype(bool) & (vols.pet > 4.0)
+    lines = [f"CLIPS prediction: patient {pid}", f"model: {model}",
+             f"TMTV (predicted mask): {mask.sum() * voxel_ml:.2f} ml in {n} connected components",
+             f"TMTV (voxels with SUV > 4.0): {hot.sum() * voxel_ml:.2f} ml",
+             f"SUVmax in the mask: {float(vols.pet[mask.astype(bool)].max()) if mask.any() else 0.0:.2f}",
+             f"grid: {vols.pet.shape}, voxel {voxel_ml * 1000:.2f} mm^3 (the PET grid)"]
+    if vols.seg is not None:
+        from clips.metrics import dice
+
+        lines.append(f"Dice against the SEG.nii.gz found beside it: {dice(vols.seg, mask):.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def predict_path(model_uri: str, path: Path, out: Path):
+    """Yield one line per patient; masks and reports are written as they are done."""
+    try:
+        prep = model_preprocessing(model_uri)
+        model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    except ClipsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
+        raise ClipsError(f"cannot load model {model_uri}: {str(exc).splitlines()[0]}") from None
+    described = _describe(model_uri)
+    cases, single = _patients(path)
+    if not single:
+        out.mkdir(parents=True, exist_ok=True)
+    for files in cases:
+        target = out if single else out / f"{files.patient_id}.nii.gz"
+        try:
+            mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"], prep.get("sw_overlap", 0.25))
+        except DataError as exc:
+            yield f"error: {exc}"
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_mask(mask, vols.affine, target)
+        text = report(files.patient_id, mask, vols, described)
+        target.with_name(target.name.replace(".nii.gz", "") + "_report.txt").write_text(text)
+        yield f"{files.patient_id}: {target} ({mask.sum() * vols.voxel_ml:.1f} ml)"

@@ -1,0 +1,140 @@
+"""Promotion in the model registry by evidence, not by hand.
+
+1. The best finished run of an experiment by a test-set metric becomes a new version
+   of the registered model, with the alias ``challenger``.
+2. The challenger is compared with the current ``champion`` patient by patient, on the
+   test patients both were evaluated on: a paired one-sided Wilcoxon signed-rank test
+   that Dice is higher, and one that the absolute TMTV error is higher (worse).
+3. ``champion`` moves to the challenger (the old one keeps ``previous``) only if Dice is
+   better with p < alpha and the TMTV error is not significantly worse; the first
+   version becomes champion when there is none. The evidence is written as tags on the
+   model version; the decision is returned and printed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from scipy import stats
+
+from clips.errors import ClipsError
+
+TABLE = "tables/test_per_patient.json"
+MIN_PAIRED_PATIENTS = 5
+
+
+@dataclass
+class Decision:
+    model_name: str
+    version: str
+    run_id: str
+    promoted: bool
+    reason: str
+    evidence: dict = field(default_factory=dict)
+
+    def __str__(self):
+        verb = "promoted to champion" if self.promoted else "stays challenger"
+        return f"{self.model_name} version {self.version} (run {self.run_id}) {verb}: {self.reason}"
+
+
+def best_run(client: MlflowClient, experiment: str, metric: str):
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ClipsError(f"no experiment named {experiment!r} at {mlflow.get_tracking_uri()}")
+    key = f"test_{metric}_mean"
+    higher_is_better = not metric.endswith(("_mm", "_error", "_ml")) and "error" not in metric
+    runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.status = 'FINISHED' and metrics.`{key}` > -1e300",
+                              order_by=[f"metrics.`{key}` {'DESC' if higher_is_better else 'ASC'}"], max_results=50)
+    runs = [r for r in runs if r.data.tags.get("clips.role") != "tune_parent"]
+    if not runs:
+        raise ClipsError(f"no finished run in {experiment!r} has the test-set metric {key}")
+    return runs[0], key
+
+
+def _test_table(client: MlflowClient, run_id: str) -> pd.DataFrame:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, TABLE, tmp)
+        except MlflowException:
+            raise ClipsError(f"run {run_id} has no {TABLE}: it was not evaluated on a test set") from None
+        data = json.loads(Path(path).read_text())
+    return pd.DataFrame(data["data"], columns=data["columns"])
+
+
+def _wilcoxon_greater(x: np.ndarray, y: np.ndarray) -> float:
+    """p-value that x is greater than y (paired, one-sided); 1.0 when every pair is tied."""
+    d = x - y
+    d = d[~np.isnan(d)]
+    if not len(d) or np.all(d == 0):
+        return 1.0
+    return float(stats.wilcoxon(d, alternative="greater", zero_method="wilcox").pvalue)
+
+
+def compare(challenger: pd.DataFrame, champion: pd.DataFrame, alpha: float) -> tuple[bool, str, dict]:
+    both = challenger.merge(champion, on="patient_id", suffixes=("_new", "_old"))
+    n = len(both)
+    if n < MIN_PAIRED_PATIENTS:
+        return False, (f"only {n} test patients in common with the champion (need {MIN_PAIRED_PATIENTS}): "
+                       "the runs are not comparable"), {"paired_patients": n}
+    dice_new, dice_old = both["dice_new"].to_numpy(float), both["dice_old"].to_numpy(float)
+    err_new = (both["tmtv_pred_ml_new"] - both["tmtv_true_ml_new"]).abs().to_numpy(float)
+    err_old = (both["tmtv_pred_ml_old"] - both["tmtv_true_ml_old"]).abs().to_numpy(float)
+    p_dice = _wilcoxon_greater(dice_new, dice_old)
+    p_tmtv_worse = _wilcoxon_greater(err_new, err_old)
+    ev = {"paired_patients": n, "dice_challenger": float(np.nanmean(dice_new)), "dice_champion": float(np.nanmean(dice_old)),
+          "tmtv_abs_error_ml_challenger": float(np.mean(err_new)), "tmtv_abs_error_ml_champion": float(np.mean(err_old)),
+          "p_dice_better": p_dice, "p_tmtv_error_worse": p_tmtv_worse, "alpha": alpha,
+          "patients_dice_improved": int(np.sum(dice_new > dice_old)), "patients_dice_worsened": int(np.sum(dice_new < dice_old))}
+    if p_dice >= alpha:
+        return False, f"Dice not significantly better (p = {p_dice:.3g} >= {alpha})", ev
+    if p_tmtv_worse < alpha:
+        return False, f"TMTV error significantly worse (p = {p_tmtv_worse:.3g} < {alpha})", ev
+    return True, (f"Dice better (p = {p_dice:.3g}), TMTV error not worse (p = {p_tmtv_worse:.3g}), "
+                  f"{n} paired test patients"), ev
+
+
+def promote(experiment: str, model_name: str = "clips-tmtv", metric: str = "dice", alpha: float = 0.05,
+            run_id: str | None = None) -> Decision:
+    client = MlflowClient()
+    if run_id:
+        run, key = client.get_run(run_id), f"test_{metric}_mean"
+    else:
+        run, key = best_run(client, experiment, metric)
+    table = _test_table(client, run.info.run_id)
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException:
+        client.create_registered_model(model_name, description="CLIPS lymphoma PET/CT segmentation (TMTV)")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name).version
+    client.set_registered_model_alias(model_name, "challenger", version)
+    try:
+        champion = client.get_model_version_by_alias(model_name, "champion")
+    except MlflowException:
+        champion = None
+    if champion is None:
+        promoted, reason, ev = True, "first version: no champion yet", {}
+    elif champion.run_id == run.info.run_id:
+        promoted, reason, ev = False, f"the champion (version {champion.version}) is the same run", {}
+    else:
+        promoted, reason, ev = compare(table, _test_table(client, champion.run_id), alpha)
+        ev["champion_version"] = champion.version
+    if promoted:
+        if champion is not None:
+            client.set_registered_model_alias(model_name, "previous", champion.version)
+        client.set_registered_model_alias(model_name, "champion", version)
+    tags = {"clips.run_id": run.info.run_id, "clips.experiment": experiment, "clips.metric": key,
+            f"clips.{key}": str(run.data.metrics.get(key)), "clips.decision": "promoted" if promoted else "not promoted",
+            "clips.reason": reason}
+    tags |= {f"clips.evidence.{k}": (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v))
+             for k, v in ev.items()}
+    for k, v in tags.items():
+        client.set_model_version_tag(model_name, version, k, v)
+    return Decision(model_name, str(version), run.info.run_id, promoted, reason, ev)

@@ -1,0 +1,39 @@
+"""Find runs left RUNNING by a process that died, and mark them FAILED.
+
+A CLIPS training writes the tag ``clips.heartbeat`` (epoch seconds) after every epoch;
+a run's last sign of life is that tag, else its start time.
+"""
+from __future__ import annotations
+
+import time
+
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+HEARTBEAT_TAG = "clips.heartbeat"
+
+
+def last_sign_of_life(run) -> float:
+    beat = run.data.tags.get(HEARTBEAT_TAG)
+    return float(beat) if beat else run.info.start_time / 1000.0
+
+
+def reap(older_than_hours: float, experiment: str | None = None, dry_run: bool = False):
+    client = MlflowClient()
+    if experiment:
+        exp = client.get_experiment_by_name(experiment)
+        ids = [exp.experiment_id] if exp else []
+    else:
+        ids = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ACTIVE_ONLY)]
+    now = time.time()
+    out = []
+    if not ids:
+        return out
+    for run in client.search_runs(ids, filter_string="attributes.status = 'RUNNING'", max_results=5000):
+        age_h = (now - last_sign_of_life(run)) / 3600.0
+        if age_h >= older_than_hours:
+            if not dry_run:
+                client.set_tag(run.info.run_id, "clips.failure", f"reaped: no sign of life for {age_h:.1f} h")
+                client.set_terminated(run.info.run_id, "FAILED")
+            out.append((run, age_h))
+    return out

@@ -1,0 +1,230 @@
+"""The shared tracking server for real: PostgreSQL backend, served artifacts, basic auth, registry promotion."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from clips.models import SegNet
+from clips.registry.promote import promote
+from clips.tracking.model import log_segmentation_model
+from clips.tracking.server import health
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN = ("admin", "admin-pass-for-tests")
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, pg_url: str, tmp: Path):
+        self.pg_url, self.tmp = pg_url, tmp
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.env = dict(os.environ, MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret")
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+
+    def start(self):
+        cmd = [sys.executable, "-m", "clips", "server", "start", "--backend-store-uri", self.pg_url,
+               "--artifacts-destination", str(self.tmp / "artifacts"), "--port", str(self.port), "--workers", "2",
+               "--runtime-dir", str(self.tmp / "runtime")]
+        self.log = open(self.tmp / f"server-{time.time():.0f}.log", "w")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 90
+        while not health(self.url, timeout=1):
+            assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
+            assert time.time() < deadline, "server did not come up"
+            time.sleep(0.5)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if self.proc:
+            self.log.close()
+
+
+@pytest.fixture
+def server(pg_url, tmp_path, monkeypatch):
+    import psycopg
+
+    srv = Server(pg_url, tmp_path)
+    srv.start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
+    mlflow.set_tracking_uri(srv.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    yield srv
+    srv.stop()
+    name = pg_url.rsplit("/", 1)[1] + "_auth"
+    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _as(user, password, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+
+
+def _add_user(server, name, permission, experiment=""):
+    env = dict(os.environ, CLIPS_NEW_USER_PASSWORD=f"{name}-password-1")
+    cmd = [sys.executable, "-m", "clips", "server", "user", "add", name, "--permission", permission]
+    if experiment:
+        cmd += ["--experiment", experiment]
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    return res.stdout
+
+
+def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatch):
+    # Anonymous requests are refused.
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+    assert err.value.code == 401
+
+    exp_id = mlflow.MlflowClient().create_experiment("shared")
+    assert "READ on experiment" in _add_user(server, "reader", "READ", "shared")
+    _add_user(server, "writer", "EDIT", "shared")
+
+    _as("reader", "reader-password-1", monkeypatch)
+    assert mlflow.MlflowClient().get_experiment(exp_id).name == "shared"  # may read
+    with pytest.raises(MlflowException, match="(?i)permission"):
+        mlflow.MlflowClient().create_run(exp_id)
+
+    _as("writer", "writer-password-1", monkeypatch)
+    mlflow.MlflowClient().create_run(exp_id)  # may write
+
+    # Two trainings at once, through the server: nothing lost.
+    env = dict(os.environ, MLFLOW_EXPERIMENT_NAME="shared")
+    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort), "-P", "model=tiny", "-P", "epochs=3",
+            "-P", "steps_per_epoch=2", "-P", "patch_size=32", "-P", "spacing_mm=10"]
+    procs = [subprocess.Popen(args + ["-P", f"seed={i}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([exp_id], filter_string="attributes.status = 'FINISHED' and params.`cfg.model` = 'tiny'")
+    assert len(runs) == 2
+    for run in runs:
+        for key in ("train_loss", "val_dice", "samples_seen", "lr"):
+            assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [0, 1, 2], key
+        table = client.load_table(exp_id, "tables/val_per_patient.json", run_ids=[run.info.run_id])
+        assert len(table) == 1
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
+            "checkpoints/best.pt", "checkpoints/last.pt"}
+        assert type(mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")).__name__ == "SegNet"
+
+
+def _run_with_test_table(exp_id: str, dice: np.ndarray, tmtv_err: np.ndarray) -> str:
+    """A finished run with a logged model and a test table constructed so that the answer is known."""
+    ids = [f"P{i:02d}" for i in range(len(dice))]
+    table = pd.DataFrame({"patient_id": ids, "dice": dice, "tmtv_true_ml": 100.0, "tmtv_pred_ml": 100.0 + tmtv_err})
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        mlflow.log_table(table, "tables/test_per_patient.json")
+        mlflow.log_metric("test_dice_mean", float(dice.mean()))
+        log_segmentation_model(SegNet("tiny"), {"spacing_mm": [10, 10, 10], "patch_size": [32, 32, 32],
+                                                "model": "tiny", "sw_overlap": 0.25})
+    return run.info.run_id
+
+
+def test_promotion_restart_and_predict(server, tiny_cohort, tmp_path, monkeypatch):
+    exp_id = mlflow.MlflowClient().create_experiment("promotion")
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.4, 0.6, 10)
+    run_a = _run_with_test_table(exp_id, base, rng.uniform(5, 10, 10))
+    first = promote("promotion")
+    assert first.promoted and first.run_id == run_a and "first version" in first.reason
+
+    run_b = _run_with_test_table(exp_id, base + 0.1, rng.uniform(5, 10, 10))  # better on every patient
+    second = promote("promotion")
+    assert second.run_id == run_b and second.promoted, second
+    assert second.evidence["p_dice_better"] < 0.01 and second.evidence["patients_dice_improved"] == 10
+
+    run_c = _run_with_test_table(exp_id, base + 0.12, rng.uniform(80, 90, 10))  # a bit better Dice, TMTV far off
+    third = promote("promotion")
+    assert third.run_id == run_c and not third.promoted and "TMTV error significantly worse" in third.reason
+
+    client = mlflow.MlflowClient()
+    alias = {a: client.get_model_version_by_alias("clips-tmtv", a) for a in ("champion", "challenger", "previous")}
+    assert alias["champion"].run_id == run_b and alias["challenger"].run_id == run_c and alias["previous"].run_id == run_a
+    tags = client.get_model_version("clips-tmtv", third.version).tags
+    assert tags["clips.decision"] == "not promoted" and float(tags["clips.evidence.p_tmtv_error_worse"]) < 0.05
+
+    # Restart against the same database and artifact folder: runs and models are still served.
+    server.stop()
+    server.start()
+    assert client.get_run(run_b).info.status == "FINISHED"
+    net = mlflow.pytorch.load_model("models:/clips-tmtv@champion")
+    assert type(net).__name__ == "SegNet"
+
+    out = tmp_path / "mask.nii.gz"
+    res = subprocess.run([sys.executable, "-m", "clips", "predict", "--model", "models:/clips-tmtv@champion",
+                          "--input", str(tiny_cohort / "SYN0001"), "--out", str(out)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    import nibabel as nib
+
+    mask, pet = nib.load(out), nib.load(tiny_cohort / "SYN0001" / "SUV.nii.gz")
+    assert mask.shape == pet.shape and np.allclose(mask.affine, pet.affine)
+    report = (tmp_path / "mask_report.txt").read_text()
+    assert "TMTV" in report and f"version {alias['champion'].version}" in report
+
+
+def test_unreachable_server_fails_at_once_naming_it(tiny_cohort, monkeypatch):
+    url = f"http://127.0.0.1:{_free_port()}"
+    env = dict(os.environ, MLFLOW_TRACKING_URI=url)
+    t0 = time.time()
+    res = subprocess.run([sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and url in res.stderr and "does not answer" in res.stderr
+    assert "Traceback" not in res.stderr and time.time() - t0 < 60
+
+
+def test_missing_secrets_are_a_clear_error(pg_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    res = subprocess.run([sys.executable, "-m", "clips", "server", "start", "--backend-store-uri", pg_url,
+                          "--print-command"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and "MLFLOW_AUTH_ADMIN_PASSWORD" in res.stderr
+    env["MLFLOW_AUTH_ADMIN_PASSWORD"] = "x"
+    env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = "y"
+    res = subprocess.run([sys.executable, "-m", "clips", "server", "start", "--backend-store-uri", pg_url,
+                          "--print-command", "--runtime-dir", str(tmp_path)], cwd=REPO, env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert "--app-name basic-auth" in res.stdout and "--serve-artifacts" in res.stdout
+    assert "x" not in (tmp_path / "basic_auth.ini").read_text().split("admin_username")[0].split("=")[-1]
+
+
+def test_reap_marks_dead_runs_failed(tmp_path):
+    from click.testing import CliRunner
+
+    from clips.cli import cli
+
+    client = mlflow.MlflowClient()
+    exp = client.create_experiment("reap")
+    dead = client.create_run(exp, start_time=int((time.time() - 5 * 3600) * 1000)).info.run_id
+    alive = client.create_run(exp).info.run_id
+    res = CliRunner().invoke(cli, ["runs", "reap", "--older-than", "2"])
+    assert res.exit_code == 0 and dead in res.output and alive not in res.output
+    assert client.get_run(dead).info.status == "FAILED" and client.get_run(alive).info.status == "RUNNING"
+    assert "reaped" in client.get_run(dead).data.tags["clips.failure"]
