@@ -30,7 +30,12 @@ from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.data.synth import SynthConfig, write_cohort  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
-from clips.training.trainer import _batch_losses, _fixed_patch_losses, train_step  # noqa: E402
+from clips.training.step import batch_losses, fixed_patch_losses, train_step  # noqa: E402
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def main():
@@ -42,8 +47,12 @@ def main():
     ap.add_argument("--model", default="small")
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--skip-teacher", action="store_true", help="skip the one-off transfer-teacher scoring")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
 
     tmp = Path(tempfile.mkdtemp(prefix="clips-bench-"))
     write_cohort(tmp / "cohort", args.patients, 0, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)
@@ -62,11 +71,11 @@ def main():
     setups = {}
     for name, cls in REGISTRY.items():
         torch.manual_seed(0)
-        net = SegNet(args.model)
+        net = SegNet(args.model).to(device)
         holder = {}
         ctx = CurriculumContext(ids, 20, args.steps, 0, difficulty,
-                                score_patients=lambda h=holder: _fixed_patch_losses(h["m"], sampler, loss_fn, args.batch),
-                                batch_losses=lambda x, y, h=holder: _batch_losses(h["m"], loss_fn, x, y))
+                                score_patients=lambda h=holder: fixed_patch_losses(h["m"], sampler, loss_fn, args.batch),
+                                batch_losses=lambda x, y, h=holder: batch_losses(h["m"], loss_fn, x, y))
         cur = cls(ctx, cls.parse_options(options.get(name, {})))
         model = holder["m"] = cur.wrap_model(net)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -75,14 +84,16 @@ def main():
         epoch_s = time.perf_counter() - t0
         setups[name] = (model, cur, opt, np.random.default_rng(0), weights, epoch_s)
         model.train()
-        train_step(model, cur, sampler, loss_fn, opt, setups[name][3], weights, args.batch)  # warm-up
+        train_step(model, cur, sampler, loss_fn, opt, setups[name][3], weights, args.batch, device)  # warm-up
 
     per_step = {name: [] for name in setups}
     for _ in range(args.rounds):
         for name, (model, cur, opt, rng, weights, _) in setups.items():
+            _sync(device)
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                train_step(model, cur, sampler, loss_fn, opt, rng, weights, args.batch)
+                train_step(model, cur, sampler, loss_fn, opt, rng, weights, args.batch, device)
+            _sync(device)
             per_step[name].append((time.perf_counter() - t0) / args.steps)
 
     for name, (model, cur, opt, rng, weights, _) in setups.items():  # per-epoch work, warmed up
@@ -90,7 +101,9 @@ def main():
         cur.epoch_weights(1)
         setups[name] = (model, cur, opt, rng, weights, time.perf_counter() - t0)
     base = float(np.median(per_step["none"]))
-    result = {"setup": vars(args) | {"json": None, "threads": torch.get_num_threads()}, "variants": {}}
+    result = {"setup": vars(args) | {"json": None, "threads": torch.get_num_threads(), "device": str(device),
+                                     "device_name": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"},
+              "variants": {}}
     print(f"{'variant':<18}{'s/step':>9}{'vs none':>10}{'epoch-start s':>15}")
     for name, times in per_step.items():
         med = float(np.median(times))
@@ -98,6 +111,10 @@ def main():
         result["variants"][name] = {"s_per_step": med, "ratio_to_none": med / base, "epoch_start_s": epoch_s,
                                     "epoch_start_in_steps": epoch_s / base}
         print(f"{name:<18}{med:>9.3f}{med / base:>10.3f}{epoch_s:>15.3f}")
+    if args.skip_teacher:
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+        return
     t0 = time.perf_counter()
     from clips.config import TrainConfig  # noqa: PLC0415
     from clips.training.difficulty import teacher_scores  # noqa: PLC0415

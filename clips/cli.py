@@ -122,6 +122,65 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--curricula", default=",".join(["none", "random", "anti", "predefined", "self_paced", "transfer_teacher",
+                                                 "rl_teacher", "smoothing"]), show_default=True)
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1))
+@click.option("--study-name", default="", help="Default clips-study-<profile>; the same name continues a study.")
+@click.option("--split-seed", default=0, show_default=True, type=int, help="One split for every child.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--from-study", multiple=True, help="CURRICULUM:OPTUNA_STUDY: use that study's best parameters.")
+@click.option("--storage", default="", help="Optuna storage of --from-study (default: beside the MLflow store).")
+@click.option("--out", default="", help="Also write the comparison report to this folder.")
+@click.option("--worker-of", default="", hidden=True)
+@click.option("--worker-index", default=0, type=int, hidden=True)
+@click.option("--worker-count", default=1, type=int, hidden=True)
+@click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
+@click.pass_context
+def study(ctx, curricula, seeds, study_name, split_seed, workers, from_study, storage, out, worker_of, worker_index,
+          worker_count, params):
+    """Every curriculum x seed as a child run with one training recipe, then the comparison report."""
+    from clips.study.runner import StudyConfig, run_jobs, run_study
+
+    train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
+    tuned = {}
+    for item in from_study:
+        for part in item.split(","):
+            if part.strip():
+                if ":" not in part:
+                    raise click.BadParameter(f"{part!r} is not CURRICULUM:STUDY", param_hint="--from-study")
+                k, v = part.split(":", 1)
+                tuned[k.strip()] = v.strip()
+    scfg = StudyConfig([c.strip() for c in curricula.split(",") if c.strip()], seeds, study_name, split_seed, workers,
+                       tuned, storage, train_params)
+    _reachable()
+    if worker_of:
+        run_jobs(scfg, worker_of, worker_index, worker_count, log=click.echo)
+        return
+    result = run_study(scfg, log=click.echo, compare_out=out or None)
+    click.echo(result["summary"][["variant", "subset", "patients", "dice", "dice_ci_low", "dice_ci_high"]]
+               .to_string(index=False))
+
+
+@cli.command()
+@click.option("--experiment", required=True)
+@click.option("--parent", default="", help="The study's parent run (default: every study run of the experiment).")
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+def compare(experiment, parent, out):
+    """Compare the curricula of a study: tables with bootstrap intervals, tests against none, figures, HTML."""
+    import mlflow
+
+    from clips.study.compare import compare_and_log
+
+    _reachable()
+    exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
+    if exp is None:
+        raise ClipsError(f"no experiment named {experiment!r}")
+    result = compare_and_log(exp.experiment_id, parent or None, out, log=click.echo)
+    click.echo(f"report: {Path(out) / 'report.html'}")
+    del result
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--curriculum", required=True, help="The curriculum whose schedule to tune.")
 @click.option("--n-trials", default=10, show_default=True, type=click.IntRange(1))
 @click.option("--storage", default="", help="Optuna storage URL (postgresql://... to share); default: SQLite beside the MLflow store.")
@@ -172,8 +231,10 @@ def tune(ctx, curriculum, n_trials, storage, study_name, timeout_min, objective,
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes.")
 @click.option("--mlflow/--no-mlflow", "use_mlflow", default=None,
               help="Log to MLflow (default: only inside 'mlflow run').")
+@click.option("--privacy", default="auto", show_default=True, type=click.Choice(["auto", "pseudonymize", "real"]),
+              help="Patient ids in what is logged (auto: pseudonyms on a shared server).")
 def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, connectivity, lesion_threshold,
-             workers, use_mlflow):
+             workers, use_mlflow, privacy):
     """Per-patient metrics of predictions against the ground truth: table, reports, summary."""
     import os
 
@@ -194,17 +255,18 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
     result = evaluate_cohort(data_dir, pred_dir, settings, workers, log=click.echo)
     if use_mlflow is None:
         use_mlflow = bool(os.environ.get("MLFLOW_RUN_ID"))
+
+    summary = write_outputs(result, out)  # local outputs: real ids
     if use_mlflow:
         import mlflow
 
         from clips.tracking.evaluation import log_evaluation
+        from clips.tracking.privacy import Privacy
 
         with mlflow.start_run():
-            mlflow.log_params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "",
+            mlflow.log_params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "", "cfg.privacy": privacy,
                                **{f"cfg.{k}": v for k, v in settings.describe().items()}})
-            summary = log_evaluation(result, "eval", out_dir=out)
-    else:
-        summary = write_outputs(result, out)
+            log_evaluation(result, "eval", privacy=Privacy(privacy))
     d = summary["columns"]["dice"]
     click.echo(f"{summary['patients']} patient(s) evaluated, {len(result.errors)} error(s); "
                f"mean Dice {d['mean'] if d['mean'] is not None else float('nan'):.4f}; results in {out}")

@@ -41,6 +41,7 @@ class TrainConfig:
     profile: str = "smoke"
     data_dir: str = ""  # empty: the example cohort, generated once under $CLIPS_HOME
     seed: int = 0
+    split_seed: int = -1  # seed of the train/val/test split; -1: the same as seed (a study fixes it across seeds)
     # Data
     spacing_mm: tuple[float, float, float] = (4.0, 4.0, 4.0)
     patch_size: tuple[int, int, int] = (64, 64, 64)
@@ -67,7 +68,10 @@ class TrainConfig:
     init_weights: str = ""  # a checkpoint path or a models:/ URI
     resume: str = ""  # "", "true" (the run MLflow hands us), or a run id
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    device: str = "auto"  # auto (the GPU if there is one), cpu, cuda, cuda:1, ...
     table_every: int = 5  # log the curriculum's long table every N epochs (and at the end)
+    outage_wait_min: float = 30.0  # at the end, wait this long for a lost tracking server (clips/tracking/resilient.py)
+    privacy: str = "auto"  # auto | pseudonymize | real: patient ids sent to a shared server (clips/tracking/privacy.py)
     example: ExampleCohort = field(default_factory=ExampleCohort)
     # The curriculum's own hyperparameters (docs/curricula.md), checked by its Options dataclass.
     curriculum_options: dict = field(default_factory=dict)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -46,7 +47,9 @@ class Server:
                "--artifacts-destination", str(self.tmp / "artifacts"), "--port", str(self.port), "--workers", "2",
                "--runtime-dir", str(self.tmp / "runtime")]
         self.log = open(self.tmp / f"server-{time.time():.0f}.log", "w")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        # Its own process group: MLflow's server starts helper processes (job consumers) that must go with it.
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         deadline = time.time() + 90
         while not health(self.url, timeout=1):
             assert self.proc.poll() is None, Path(self.log.name).read_text()[-3000:]
@@ -55,11 +58,17 @@ class Server:
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the group
+            except ProcessLookupError:
+                pass
         if self.proc:
             self.log.close()
 
@@ -130,6 +139,12 @@ def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatc
             assert sorted(m.step for m in client.get_metric_history(run.info.run_id, key)) == [0, 1, 2], key
         table = client.load_table(exp_id, "tables/val_per_patient.json", run_ids=[run.info.run_id])
         assert len(table) == 1
+        # Nothing identifying reached the shared server: pseudonyms, and the mapping stays local.
+        assert table["patient_id"].str.match(r"^P[0-9a-f]{12}$").all() and run.data.tags["clips.privacy"].startswith("pseudo")
+        split = Path(client.download_artifacts(run.info.run_id, "data/split.csv", str(tiny_cohort.parent)))
+        assert "SYN0" not in split.read_text()
+        mapping = pd.read_csv(Path(os.environ["CLIPS_HOME"]) / "runs" / run.info.run_id / "pseudonyms.csv")
+        assert table["patient_id"].iloc[0] in set(mapping["pseudonym"])
         assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} == {
             "checkpoints/best.pt", "checkpoints/last.pt"}
         assert type(mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")).__name__ == "SegNet"
@@ -228,3 +243,54 @@ def test_reap_marks_dead_runs_failed(tmp_path):
     assert res.exit_code == 0 and dead in res.output and alive not in res.output
     assert client.get_run(dead).info.status == "FAILED" and client.get_run(alive).info.status == "RUNNING"
     assert "reaped" in client.get_run(dead).data.tags["clips.failure"]
+
+
+def _steps(client, run_id, key="train_loss"):
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_server_outage_during_training(server, tiny_cohort, monkeypatch):
+    """The server stops mid-training: first it comes back in time, then it stays away too long."""
+    client = mlflow.MlflowClient()
+    env = dict(os.environ, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="3",
+               MLFLOW_EXPERIMENT_NAME="outage")
+    base = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort), "-P", "model=tiny",
+            "-P", "epochs=8", "-P", "steps_per_epoch=3", "-P", "patch_size=32", "-P", "spacing_mm=10"]
+    client.create_experiment("outage")
+
+    def run_until_two_epochs(extra):
+        proc = subprocess.Popen(base + extra, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id],
+                                      filter_string="attributes.status = 'RUNNING'")
+            if runs and len(_steps(client, runs[0].info.run_id)) >= 2:
+                return proc, runs[0].info.run_id
+            assert proc.poll() is None, proc.communicate()[0][-3000:]
+            time.sleep(0.3)
+        pytest.fail("training did not get going")
+
+    # 1. Back in time: training goes on, buffers, uploads, and finishes the run.
+    proc, run_id = run_until_two_epochs(["-P", "seed=1"])
+    server.stop()
+    time.sleep(4)
+    server.start()
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 0, out[-3000:]
+    assert "tracking server unreachable" in out and "pending logging operation(s) uploaded" in out
+    assert _steps(client, run_id) == list(range(8)) and _steps(client, run_id, "val_dice") == list(range(8))
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+    # 2. Away for longer than outage_wait_min: a clear stop, everything kept, resume uploads it.
+    proc, run_id = run_until_two_epochs(["-P", "seed=2", "-P", "outage_wait_min=0.05"])
+    server.stop()
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 2 and f"clips train --resume {run_id}" in out and "Traceback" not in out
+    server.start()
+    res = subprocess.run(base + ["-P", "seed=2", "-P", "outage_wait_min=0.05", "--resume", run_id], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert _steps(client, run_id) == list(range(8))  # no epoch lost, none twice
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and "test_dice_mean" in run.data.metrics

@@ -91,7 +91,7 @@ class SelfPaced(Curriculum):
         return self.v
 
     def loss_weights(self, indices, losses):
-        return torch.as_tensor(self.v[np.asarray(indices)], dtype=losses.dtype)
+        return torch.as_tensor(self.v[np.asarray(indices)], dtype=losses.dtype, device=losses.device)
 
     def log_state(self):
         return {"lambda": self.lam, "mean_weight": float(self.v.mean())}

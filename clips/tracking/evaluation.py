@@ -12,12 +12,17 @@ from clips.metrics.figures import bland_altman, tmtv_scatter
 from clips.metrics.summary import headline_metrics
 
 
-def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = None) -> dict:
+def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = None, privacy=None) -> dict:
     """Write the outputs (to ``out_dir``, else a temporary folder) and log them under ``evaluation/<name>/``.
 
     Only the tables, reports and summary are logged: never images (predicted masks
     stay on the local disk).
     """
+    if privacy is not None and privacy.active:  # what leaves the machine carries pseudonyms only
+        privacy.ids(result.table["patient_id"])
+        privacy.ids(e.split(":", 1)[0] for e in result.errors)  # errors start with the patient id
+        result = CohortEvaluation(privacy.table(result.table), [privacy.text(e) for e in result.errors], result.settings)
+        out_dir = None  # the local outputs keep real ids; the logged copy is written apart
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp) / name
         summary = write_outputs(result, out)

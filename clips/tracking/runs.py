@@ -6,6 +6,7 @@ that run; otherwise a new run is created. Runs are never looked up by name.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import mlflow
@@ -50,3 +51,20 @@ def log_params_once(params: dict[str, str]) -> None:
     items = list(new.items())
     for i in range(0, len(items), 100):  # MLflow accepts at most 100 params per batch
         mlflow.log_params(dict(items[i:i + 100]))
+
+
+@contextlib.contextmanager
+def run_context(resume: str, run_id: str | None = None):
+    """:func:`start_run` as a context whose exit never hides the real error behind a lost server."""
+    run = start_run(resume, run_id)
+    status = "FINISHED"
+    try:
+        yield run
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        try:
+            mlflow.end_run(status)
+        except Exception:  # noqa: BLE001 - the run stays RUNNING on the server; `clips runs reap` or a resume fixes it
+            pass

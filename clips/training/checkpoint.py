@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import mlflow
 import torch
 
 from clips.errors import ClipsError
@@ -31,6 +30,8 @@ def find_last(local_dir: Path, run_id: str) -> dict | None:
     local = local_dir / "last.pt"
     if local.exists():
         return load(local)
+    import mlflow  # here, not at the top: benchmarks on machines without MLflow import this module
+
     try:
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/last.pt",
                                                    dst_path=str(local_dir.parent / "download"))

@@ -29,10 +29,12 @@ class CurriculumLog:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["patient_id", "epoch", "difficulty", "included", "weight", "loss"])
 
-    def log(self) -> None:
+    def log(self, privacy=None) -> None:
         table = self.table()
         if table.empty:
             return
+        if privacy is not None:
+            table = privacy.table(table)
         mlflow.log_table(table, LONG_TABLE)
         fig = self.figure(table)
         mlflow.log_figure(fig, "figures/curriculum.png")
@@ -40,7 +42,8 @@ class CurriculumLog:
 
     def figure(self, table: pd.DataFrame):
         grid = table.pivot(index="patient_id", columns="epoch", values="weight")
-        order = pd.Series(self.difficulty, index=self.ids).sort_values(kind="stable").index
+        names = table["patient_id"].iloc[: len(self.ids)].tolist()  # rows go epoch by epoch, in self.ids order
+        order = pd.Series(self.difficulty, index=names).sort_values(kind="stable").index
         grid = grid.reindex(order)
         fig, ax = plt.subplots(figsize=(min(12, 3 + 0.25 * grid.shape[1]), min(10, 2 + 0.18 * grid.shape[0])))
         im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="viridis", interpolation="nearest", vmin=0)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from clips.curricula.difficulty import TEACHER_SCORES, cohort_difficulty, select_score
@@ -14,8 +13,10 @@ from clips.training.inference import predict_probs
 def teacher_scores(teacher, cases, cfg, loss_fn) -> tuple[np.ndarray, np.ndarray]:
     """(loss, 1 - Dice) of the teacher on each whole preprocessed volume."""
     losses, dices = [], []
+    device = "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"
+    teacher = teacher.to(device)
     for case in cases:
-        p = predict_probs(teacher, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size)
+        p = predict_probs(teacher, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size, device)
         label = np.asarray(case.label)
         probs = torch.from_numpy(np.stack([1 - p, p]))[None].clamp_min(1e-6)
         image = torch.from_numpy(np.asarray(case.image, np.float32))[None]

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from clips.config import TrainConfig, clips_home, example_cohort_dir
-from clips.curricula import CurriculumContext, StepInfo, get_curriculum
+from clips.curricula import CurriculumContext, get_curriculum
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
 from clips.data.preprocess import PreprocessConfig
@@ -30,13 +30,16 @@ from clips.metrics import dice
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import SegNet
-from clips.tracking import log_params_once, start_run
+from clips.tracking import log_params_once, run_context
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
+from clips.tracking.privacy import Privacy
+from clips.tracking.resilient import Spool
 from clips.tracking.reap import HEARTBEAT_TAG
 from clips.training import checkpoint
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
+from clips.training.step import batch_losses, fixed_patch_losses, train_step
 from clips.training.inference import predict_probs, probs_to_original
 
 
@@ -68,17 +71,22 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     data_dir = resolve_data_dir(cfg, log)
-    cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), cfg.seed,
+    split_seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
+    cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), split_seed,
                          cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log)
     train_ids, val_ids, test_ids = (cohort.ids(s) for s in ("train", "val", "test"))
     log(f"cohort {data_dir}: {len(train_ids)} train, {len(val_ids)} val, {len(test_ids)} test patients")
     curriculum_cls = get_curriculum(cfg.curriculum)
     options = curriculum_cls.parse_options(cfg.curriculum_options)
 
-    with start_run(cfg.resume, run_id) as run:
+    with run_context(cfg.resume, run_id) as run:
         run_id = run.info.run_id
         workdir = clips_home() / "runs" / run_id
         workdir.mkdir(parents=True, exist_ok=True)
+        privacy = Privacy(cfg.privacy)
+        spool = Spool(run_id, workdir, log)
+        spool.flush()  # a resumed run first uploads what an outage left behind
+        privacy.ids(cohort.table["patient_id"])
         params = {f"cfg.{k}": v for k, v in cfg.as_params().items() if not k.startswith("curriculum_options.")}
         params |= {f"curriculum.{k}": str(v) for k, v in vars(options).items()}
         log_params_once(params | {"cfg.data_dir_resolved": str(data_dir)})
@@ -86,9 +94,11 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
                          "clips.profile": cfg.profile, "clips.cohort_digest": cohort.digest})
 
         torch.manual_seed(cfg.seed)
+        device = resolve_device(cfg.device)
         net = SegNet(cfg.model)
         if cfg.init_weights:
             _init_weights(net, cfg.init_weights)
+        net.to(device)
         loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
         sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
         difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log)
@@ -96,8 +106,8 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
         model_ref: dict = {}  # the model being trained, for the curriculum's scoring closures
         ctx = CurriculumContext(
             train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed, difficulty,
-            score_patients=lambda: _fixed_patch_losses(model_ref["m"], sampler, loss_fn, cfg.batch_size),
-            batch_losses=lambda x, y: _batch_losses(model_ref["m"], loss_fn, x, y),
+            score_patients=lambda: fixed_patch_losses(model_ref["m"], sampler, loss_fn, cfg.batch_size),
+            batch_losses=lambda x, y: batch_losses(model_ref["m"], loss_fn, x, y),
         )
         curriculum = curriculum_cls(ctx, options)
         model = model_ref["m"] = curriculum.wrap_model(net)
@@ -122,8 +132,8 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             _log_pending_metrics(run_id, state["epoch"], resumed.get("metrics"))
             log(f"resuming run {run_id} after epoch {state['epoch']}")
         else:
-            _log_data(cohort, workdir)
-            mlflow.log_table(dtable, "tables/difficulty.json")
+            _log_data(cohort, workdir, privacy)
+            mlflow.log_table(privacy.table(dtable), "tables/difficulty.json")
 
         for epoch in range(state["epoch"] + 1, cfg.epochs):
             t0 = time.perf_counter()
@@ -134,11 +144,11 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             sums: dict[str, float] = {}
             loss_sum, loss_n = np.zeros(len(train_ids)), np.zeros(len(train_ids))
             for _ in range(cfg.steps_per_epoch):
-                idx, terms = train_step(model, curriculum, sampler, loss_fn, opt, rng, weights, cfg.batch_size)
+                idx, terms = train_step(model, curriculum, sampler, loss_fn, opt, rng, weights, cfg.batch_size, device)
                 sched.step()
                 per_sample = terms["total"].detach()
                 state["samples_seen"] += len(idx)
-                np.add.at(loss_sum, idx, per_sample.numpy())
+                np.add.at(loss_sum, idx, per_sample.cpu().numpy())
                 np.add.at(loss_n, idx, 1)
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
@@ -159,7 +169,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
                     state["best_val_dice"], state["best_epoch"] = vd, epoch
                     checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd},
                                     workdir / "checkpoints" / "best.pt")
-                    mlflow.log_artifact(str(workdir / "checkpoints" / "best.pt"), checkpoint.ARTIFACT_DIR)
+                    spool.log_artifact(workdir / "checkpoints" / "best.pt", checkpoint.ARTIFACT_DIR)
             metrics["epoch_time_s"] = time.perf_counter() - t0
             state["epoch"] = epoch
             # Checkpoint first, with this epoch's metrics: a process killed in between logs
@@ -170,19 +180,28 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
                 "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": dict(state),
                 "config": cfg.as_params(), "curriculum_rows": clog.rows, "metrics": metrics,
             }, workdir / "checkpoints" / "last.pt")
-            mlflow.log_metrics(metrics, step=epoch)
-            mlflow.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
-            mlflow.log_artifact(str(workdir / "checkpoints" / "last.pt"), checkpoint.ARTIFACT_DIR)
+            spool.log_metrics(metrics, step=epoch)
+            spool.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
+            spool.log_artifact(workdir / "checkpoints" / "last.pt", checkpoint.ARTIFACT_DIR)
             if on_validation is not None and "val_dice" in metrics:
                 on_validation(epoch, lambda: _evaluate(net, cohort, val_ids, cfg), cohort.table)
             if (epoch + 1) % cfg.table_every == 0 and not is_last:
-                clog.log()
+                try:
+                    clog.log(privacy)
+                except Exception:  # noqa: BLE001 - server away: the table is logged again at the end
+                    pass
             log(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}"
                 + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
                 + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s)")
 
         curriculum.release()
-        clog.log()
+        if not spool.wait_and_flush(cfg.outage_wait_min):
+            raise ClipsError(
+                f"the tracking server {mlflow.get_tracking_uri()} has been unreachable for over "
+                f"{cfg.outage_wait_min:g} min; training is done and checkpointed, and {len(spool.pending)} logging "
+                f"operation(s) are kept in {spool.path}. When the server is back, run "
+                f"'clips train --resume {run_id}' with the same parameters to upload them and finish the run.")
+        clog.log(privacy)
         best = workdir / "checkpoints" / "best.pt"
         if best.exists():
             net.load_state_dict(checkpoint.load(best)["model"])
@@ -190,8 +209,10 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
         test_eval = _evaluate(net, cohort, test_ids, cfg)
         for name, result in (("val", val_eval), ("test", test_eval)):
             if len(result.table) or result.errors:
-                log_evaluation(result, name)
+                log_evaluation(result, name, privacy=privacy)
         mlflow.log_metric("best_epoch", state["best_epoch"])
+        privacy.save_mapping(workdir)
+        mlflow.set_tag("clips.privacy", "pseudonymised ids" if privacy.active else "real ids")
         log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
                                      "model": cfg.model, "sw_overlap": cfg.sw_overlap})
         return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_eval.table, test_eval.table,
@@ -207,46 +228,17 @@ def _log_pending_metrics(run_id: str, epoch: int, metrics: dict | None) -> None:
         mlflow.log_metrics(metrics, step=epoch)
 
 
-def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weights, batch_size: int):
-    """One optimisation step with the curriculum's batch, loss-weight and after-step hooks."""
-    idx = curriculum.batch_indices(rng, batch_size, weights)
-    if idx is None:
-        idx = sampler.choose(weights, batch_size, rng)
-    x, y = sampler.batch(idx, rng)
-    terms = loss_fn(model(x), y, x)
-    per_sample = terms["total"].detach()
-    w = curriculum.loss_weights(idx, per_sample)
-    loss = (w * terms["total"]).sum() / w.sum().clamp_min(1e-8)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_sq = _grad_sq_norm(model) if curriculum.needs_grad_norm else float("nan")
-    opt.step()
-    curriculum.after_step(StepInfo(np.asarray(idx), per_sample, grad_sq, x, y))
-    return idx, terms
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one. A named device that is missing is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ClipsError(f"device {name!r} asked for, but torch sees no GPU on this machine")
+    return torch.device(name)
 
 
-def _grad_sq_norm(model) -> float:
-    return float(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None))
-
-
-@torch.no_grad()
-def _batch_losses(model, loss_fn, x, y) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        return loss_fn(model(x), y, x)["total"]
-    finally:
-        model.train(was_training)
-
-
-def _fixed_patch_losses(model, sampler: PatchSampler, loss_fn, batch_size: int) -> np.ndarray:
-    """Each training patient's loss on its fixed patch: one forward pass per patient, no gradients."""
-    out = []
-    for start in range(0, len(sampler.cases), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(sampler.cases)))
-        x, y = sampler.batch(idx, None)
-        out.append(_batch_losses(model, loss_fn, x, y).numpy())
-    return np.concatenate(out)
+def _device_of(net) -> torch.device:
+    return next(net.parameters()).device
 
 
 def _init_weights(net: SegNet, source: str) -> None:
@@ -258,16 +250,18 @@ def _init_weights(net: SegNet, source: str) -> None:
                          f"{str(exc).splitlines()[0]}") from None
 
 
-def _log_data(cohort: Cohort, workdir: Path) -> None:
+def _log_data(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
+    table = privacy.table(cohort.table)
     split_file = workdir / "split.csv"
-    cohort.table.to_csv(split_file, index=False)
+    table.to_csv(split_file, index=False)
     mlflow.log_artifact(str(split_file), "data")
     if cohort.skipped:
-        (workdir / "skipped.json").write_text(json.dumps([str(p) for p in cohort.skipped], indent=1))
+        privacy.ids([p.patient_id for p in cohort.skipped])
+        (workdir / "skipped.json").write_text(json.dumps([privacy.text(str(p)) for p in cohort.skipped], indent=1))
         mlflow.log_artifact(str(workdir / "skipped.json"), "data")
     with warnings.catch_warnings():  # MLflow's source-type guess and integer-column hints are noise here
         warnings.simplefilter("ignore", UserWarning)
-        ds = mlflow.data.from_pandas(cohort.table, source=str(cohort.root), name="cohort", digest=cohort.digest)
+        ds = mlflow.data.from_pandas(table, source=str(cohort.root), name="cohort", digest=cohort.digest)
         mlflow.log_input(ds, context="training")
 
 
@@ -276,7 +270,7 @@ def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> float:
     scores = []
     for pid in ids:
         case = cohort.cases[pid]
-        probs = predict_probs(net, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size)
+        probs = predict_probs(net, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size, _device_of(net))
         scores.append(dice(np.asarray(case.label), probs >= 0.5))
     scores = [s for s in scores if not np.isnan(s)]
     return float(np.mean(scores)) if scores else float("nan")
@@ -288,7 +282,8 @@ def _evaluate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> CohortEv
     rows = []
     for pid in ids:
         vols = load_patient(cohort.files[pid].without_ct())
-        probs = predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size)
+        probs = predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size,
+                              _device_of(net))
         pred = probs_to_original(probs, vols)
         rows.append(evaluate_patient(pid, vols.seg, pred, vols.pet, vols.affine, settings))
     return CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings)

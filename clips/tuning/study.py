@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,16 +338,10 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
 
 
 def _spawn_workers(tcfg: TuneConfig, parent_run_id: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
-    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
-    procs = []
-    for i in range(tcfg.workers):
-        cmd = [sys.executable, "-m", "clips", "tune", "--worker-of", parent_run_id, "--worker-index", str(i),
-               *to_args(tcfg)]
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        mlflow.set_tag("clips.worker_exit_codes", ",".join(map(str, codes)))
+    from clips.tracking.workers import spawn_clips_workers
+
+    spawn_clips_workers([["tune", "--worker-of", parent_run_id, "--worker-index", str(i), *to_args(tcfg)]
+                         for i in range(tcfg.workers)])
 
 
 def to_args(tcfg: TuneConfig) -> list[str]:

@@ -1,0 +1,1 @@
+"""Studies: every curriculum x seed under one parent, and the comparison report."""

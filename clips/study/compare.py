@@ -1,0 +1,249 @@
+"""``clips compare``: which curriculum helps which patients, and how sure we can be. One HTML report.
+
+Reads the test-set per-patient tables of a study's children, then: per variant, the
+mean and a 95% patient-level bootstrap interval of every figure of merit, for all test
+patients and for the hard ones; per variant against ``none``, paired per-patient
+differences with a Wilcoxon test; four figures; a self-contained HTML report (images
+inlined, no network needed) and the tables as CSV.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from clips.errors import ClipsError  # noqa: E402
+from clips.study.stats import DETECTION, MEASURES, bootstrap_ci, paired_against_baseline  # noqa: E402
+
+BASELINE = "none"
+
+
+def _download_json_table(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except Exception:  # noqa: BLE001 - a child without a test set
+            return None
+        data = json.loads(Path(local).read_text())
+    return pd.DataFrame(data["data"], columns=data["columns"])
+
+
+def collect(experiment_id: str, parent_id: str | None = None):
+    """(per-patient test rows of every finished child, learning curves, hard patient ids or None)."""
+    client = MlflowClient()
+    filt = "attributes.status = 'FINISHED' and tags.`clips.role` = 'study_child'"
+    if parent_id:
+        filt += f" and tags.`mlflow.parentRunId` = '{parent_id}'"
+    runs = client.search_runs([experiment_id], filter_string=filt, max_results=5000)
+    if not runs:
+        raise ClipsError(f"no finished study runs in experiment {experiment_id}" + (f" under {parent_id}" if parent_id else ""))
+    tests, curves, hard = [], [], None
+    for run in runs:
+        variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
+        table = _download_json_table(client, run.info.run_id, "tables/test_per_patient.json")
+        if table is None:
+            continue
+        tests.append(table.assign(variant=variant, seed=seed, run_id=run.info.run_id))
+        val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_dice")}
+        seen = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "samples_seen")}
+        curves += [{"variant": variant, "seed": seed, "epoch": s, "samples_seen": seen.get(s), "val_dice": v}
+                   for s, v in sorted(val.items())]
+        if hard is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    split = pd.read_csv(client.download_artifacts(run.info.run_id, "data/split.csv", tmp))
+                    if "hard" in split:
+                        hard = set(split.loc[split["hard"].astype(str).isin(["1", "1.0", "True"]), "patient_id"])
+                except Exception:  # noqa: BLE001
+                    pass
+    if not tests:
+        raise ClipsError("the study's runs have no test tables")
+    return pd.concat(tests, ignore_index=True), pd.DataFrame(curves), hard
+
+
+def hard_patients(tests: pd.DataFrame, flagged: set[str] | None) -> tuple[set[str], str]:
+    """The cohort's hard flag when there is one, else the worst quartile of Dice under the baseline."""
+    if flagged:
+        return set(flagged) & set(tests["patient_id"]), "flagged hard in cohort.csv"
+    base = tests[tests["variant"] == BASELINE]
+    if base.empty:
+        return set(), "no baseline and no flags: no hard subset"
+    by_patient = base.groupby("patient_id")["dice"].mean().sort_values()
+    k = max(1, int(np.ceil(len(by_patient) / 4)))
+    return set(by_patient.index[:k]), "worst quartile of Dice under the baseline"
+
+
+def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    rows = []
+    for variant, vt in tests.groupby("variant", sort=False):
+        for subset, st in (("all", vt), ("hard", vt[vt["patient_id"].isin(hard)])):
+            if st.empty:
+                continue
+            row = {"variant": variant, "subset": subset, "patients": st["patient_id"].nunique(),
+                   "seeds": st["seed"].nunique()}
+            for name in list(MEASURES) + list(DETECTION):
+                est, lo, hi = bootstrap_ci(st, name, n_boot, seed)
+                row |= {name: est, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def paired_table(tests: pd.DataFrame, hard: set[str]) -> pd.DataFrame:
+    base = tests[tests["variant"] == BASELINE]
+    rows = []
+    if base.empty:
+        return pd.DataFrame()
+    for variant, vt in tests.groupby("variant", sort=False):
+        if variant == BASELINE:
+            continue
+        for subset, ids in (("all", None), ("hard", hard)):
+            v = vt if ids is None else vt[vt["patient_id"].isin(ids)]
+            b = base if ids is None else base[base["patient_id"].isin(ids)]
+            for col in ("dice", "tmtv_abs_rel_error"):
+                rows.append({"variant": variant, "subset": subset, "measure": col} | paired_against_baseline(v, b, col))
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- figures
+def fig_dice(tests: pd.DataFrame):
+    order = list(dict.fromkeys(tests["variant"]))
+    fig, ax = plt.subplots(figsize=(1.2 * len(order) + 2, 4.5))
+    data = [tests.loc[tests["variant"] == v, "dice"].dropna().to_numpy() for v in order]
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(order) + 1), order, rotation=30)
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data, start=1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=10, alpha=0.6, color="C0")
+    ax.set(ylabel="test Dice (patients x seeds)", title="Dice per variant")
+    fig.tight_layout()
+    return fig
+
+
+def fig_heatmap(tests: pd.DataFrame):
+    grid = tests.groupby(["patient_id", "variant"])["dice"].mean().unstack()
+    order = list(dict.fromkeys(tests["variant"]))
+    grid = grid[[v for v in order if v in grid]]
+    key = grid[BASELINE] if BASELINE in grid else grid.mean(axis=1)
+    grid = grid.loc[key.sort_values().index]  # hardest (lowest baseline Dice) on top
+    fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 3, 0.25 * grid.shape[0] + 2))
+    im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="magma", vmin=0, vmax=1)
+    ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=30)
+    ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=6)
+    ax.set(title="test Dice per patient (mean over seeds), hardest first")
+    fig.colorbar(im, ax=ax, label="Dice")
+    fig.tight_layout()
+    return fig
+
+
+def fig_bland_altman(tests: pd.DataFrame):
+    order = list(dict.fromkeys(tests["variant"]))
+    cols = min(4, len(order))
+    rows = int(np.ceil(len(order) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
+    for ax, v in zip(axes.flat, order):
+        t = tests[tests["variant"] == v]
+        mean = (t["tmtv_true_ml"] + t["tmtv_pred_ml"]) / 2
+        diff = t["tmtv_pred_ml"] - t["tmtv_true_ml"]
+        ax.scatter(mean, diff, s=8, alpha=0.7)
+        if len(diff) > 1:
+            bias, sd = diff.mean(), diff.std(ddof=1)
+            for y, ls in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
+                ax.axhline(y, color="C1", ls=ls, lw=1)
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(v, fontsize=9)
+    for ax in axes.flat[len(order):]:
+        ax.axis("off")
+    fig.supxlabel("mean of true and predicted TMTV (ml)")
+    fig.supylabel("predicted - true (ml)")
+    fig.tight_layout()
+    return fig
+
+
+def fig_learning(curves: pd.DataFrame):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if not curves.empty:
+        for v, c in curves.groupby("variant", sort=False):
+            m = c.groupby("epoch")[["samples_seen", "val_dice"]].mean()
+            ax.plot(m["samples_seen"], m["val_dice"], marker=".", label=v)
+        ax.legend(fontsize=8)
+    ax.set(xlabel="training samples seen", ylabel="validation Dice (mean over seeds)", title="learning curves")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"dice_per_variant": fig_dice, "dice_heatmap": fig_heatmap, "tmtv_bland_altman": fig_bland_altman}
+
+
+# ----------------------------------------------------------------------------- report
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    out = summary[["variant", "subset", "patients", "seeds"]].copy()
+    for name in list(MEASURES) + list(DETECTION):
+        out[name] = [f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(e) else "n/a"
+                     for e, lo, hi in zip(summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"])]
+    return out
+
+
+def write_report(tests, curves, hard, hard_rule, out: Path, title: str) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summary_table(tests, hard)
+    paired = paired_table(tests, hard)
+    summary.to_csv(out / "comparison.csv", index=False)
+    paired.to_csv(out / "paired_vs_none.csv", index=False)
+    figs = {name: f(tests) for name, f in FIGURES.items()} | {"learning_curves": fig_learning(curves)}
+    images = {}
+    for name, fig in figs.items():
+        fig.savefig(out / f"{name}.png", dpi=90)
+        images[name] = _png(fig)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
+             "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px} th{background:#eee}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             f"<p>{tests['run_id'].nunique()} runs, {tests['variant'].nunique()} variants, "
+             f"{tests['patient_id'].nunique()} test patients; hard patients ({len(hard)}): {html.escape(hard_rule)}. "
+             f"Means over patients and seeds with 95% patient-level bootstrap intervals. Generated {when}.</p>",
+             "<h2>Figures of merit</h2>", _fmt_summary(summary).to_html(index=False, border=0),
+             "<h2>Against the baseline (none): per-patient paired differences</h2>",
+             "<p>Mean over seeds per patient, variant minus baseline; two-sided Wilcoxon signed-rank test; "
+             "for tmtv_abs_rel_error a negative difference is an improvement.</p>",
+             paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired) else "<p>no baseline</p>"]
+    for name, b64 in images.items():
+        parts.append(f"<h2>{name.replace('_', ' ')}</h2><img src='data:image/png;base64,{b64}'/>")
+    parts.append("</body></html>")
+    (out / "report.html").write_text("\n".join(parts))
+    return {"summary": summary, "paired": paired, "out": out}
+
+
+def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print) -> dict:
+    tests, curves, flagged = collect(experiment_id, parent_id)
+    hard, rule = hard_patients(tests, flagged)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(out_dir) if out_dir else Path(tmp)
+        result = write_report(tests, curves, hard, rule, out, f"CLIPS curriculum comparison ({parent_id or experiment_id})")
+        if mlflow.active_run() is not None:
+            mlflow.log_artifacts(str(out), "comparison")
+            for _, r in result["summary"][result["summary"]["subset"] == "all"].iterrows():
+                mlflow.log_metric(f"compare.{r['variant']}.dice_mean", float(r["dice"]))
+    log(f"comparison of {tests['variant'].nunique()} variants on {tests['patient_id'].nunique()} test patients"
+        + (f" written to {out_dir}" if out_dir else ""))
+    return result

@@ -1,0 +1,79 @@
+"""Pseudonymised patient ids for everything that reaches a shared tracking server.
+
+``privacy=auto`` (default): pseudonyms when the tracking URI is a server (http/https),
+real ids for a local store. ``pseudonymize`` and ``real`` force either. A pseudonym is
+``P`` + the first 12 hex digits of HMAC-SHA-256(key, patient id), with a 32-byte key
+made once and kept in ``$CLIPS_HOME/pseudonym.key`` (mode 600): stable across runs on
+this site, meaningless without the key. The mapping of a run is written next to its
+local checkpoints, never logged.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from clips.config import clips_home
+from clips.errors import ConfigError
+
+MODES = ("auto", "pseudonymize", "real")
+ID_COLUMNS = ("patient_id", "subject")
+
+
+def _key() -> bytes:
+    path = clips_home() / "pseudonym.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+class Privacy:
+    def __init__(self, mode: str = "auto", tracking_uri: str | None = None):
+        if mode not in MODES:
+            raise ConfigError(f"privacy must be one of {', '.join(MODES)}, not {mode!r}")
+        uri = tracking_uri or mlflow.get_tracking_uri()
+        self.active = mode == "pseudonymize" or (mode == "auto" and uri.startswith(("http://", "https://")))
+        self._key = _key() if self.active else b""
+        self.mapping: dict[str, str] = {}
+
+    def id(self, patient_id: str) -> str:
+        if not self.active:
+            return patient_id
+        if patient_id not in self.mapping:
+            digest = hmac.new(self._key, str(patient_id).encode(), hashlib.sha256).hexdigest()
+            self.mapping[patient_id] = f"P{digest[:12]}"
+        return self.mapping[patient_id]
+
+    def ids(self, ids) -> list[str]:
+        return [self.id(i) for i in ids]
+
+    def table(self, df: pd.DataFrame) -> pd.DataFrame:
+        if not self.active:
+            return df
+        out = df.copy()
+        for col in ID_COLUMNS:
+            if col in out:
+                out[col] = [self.id(v) for v in out[col].astype(str)]
+        return out
+
+    def text(self, s: str) -> str:
+        """Replace every known patient id in a message (errors name patients)."""
+        if not self.active or not self.mapping:
+            return s
+        pattern = re.compile("|".join(re.escape(k) for k in sorted(self.mapping, key=len, reverse=True)))
+        return pattern.sub(lambda m: self.mapping[m.group(0)], s)
+
+    def save_mapping(self, folder: Path) -> None:
+        if self.active and self.mapping:
+            folder.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame({"patient_id": list(self.mapping), "pseudonym": list(self.mapping.values())}).to_csv(
+                folder / "pseudonyms.csv", index=False)
