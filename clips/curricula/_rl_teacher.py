@@ -38,6 +38,30 @@ class Exp3S:
         self.w -= self.w.max()  # only differences matter; keeps the numbers small
 
 
+class _Reward:
+    """A reward on its way from the GPU: copied without blocking, read once the copy is done."""
+
+    def __init__(self, arm: int, pi: np.ndarray, tensor):
+        self.arm, self.pi = arm, pi
+        if tensor.device.type == "cuda":
+            import torch
+
+            self.host = torch.empty((), dtype=tensor.dtype, pin_memory=True)
+            self.host.copy_(tensor, non_blocking=True)
+            self.event = torch.cuda.Event()
+            self.event.record()
+        else:
+            self.host, self.event = tensor, None
+
+    def ready(self) -> bool:
+        return self.event is None or self.event.query()
+
+    def value(self) -> float:
+        if self.event is not None:
+            self.event.synchronize()
+        return float(self.host)
+
+
 def rescale(reward: float, history: list[float]) -> float:
     """Map a raw reward to [-1, 1] with the 20th and 80th percentiles of recent rewards (Graves et al.)."""
     lo, hi = np.quantile(history, [0.2, 0.8])
@@ -90,8 +114,10 @@ class RLTeacher(Curriculum):
         self.rewards: list[float] = []
         self.arm, self.pi = 0, self.bandit.probabilities()
         self.pulls = np.zeros(options.buckets, int)
+        self.pending: list[_Reward] = []
 
     def batch_indices(self, rng, n, weights):
+        self._take_rewards(block=len(self.pending) > 1)  # never more than one step behind
         self.pi = self.bandit.probabilities()
         self.arm = int(rng.choice(self.opt.buckets, p=self.pi))
         self.pulls[self.arm] += 1
@@ -100,12 +126,24 @@ class RLTeacher(Curriculum):
 
     def after_step(self, info: StepInfo) -> None:
         if self.opt.reward == "gradient_norm":
-            raw = info.grad_sq_norm
+            raw = info.grad_sq_norm.detach()
         else:
-            after = self.ctx.batch_losses(info.x, info.y)
-            raw = float(info.losses.mean() - after.mean())
-        self.rewards = (self.rewards + [raw])[-self.opt.history:]
-        self.bandit.update(self.arm, rescale(raw, self.rewards), self.pi)
+            raw = (info.losses.mean() - self.ctx.batch_losses(info.x, info.y).mean()).detach()
+        # Reading the reward now would make the CPU wait for the GPU every step. It is copied
+        # without blocking and fed to the bandit as soon as the copy is done (at the latest one
+        # step later): Exp3.S with a delay of one step.
+        self.pending.append(_Reward(self.arm, self.pi, raw))
+        self._take_rewards(block=raw.device.type != "cuda")
+
+    def _take_rewards(self, block: bool) -> None:
+        while self.pending and (block or self.pending[0].ready()):
+            r = self.pending.pop(0)
+            value = r.value()
+            self.rewards = (self.rewards + [value])[-self.opt.history:]
+            self.bandit.update(r.arm, rescale(value, self.rewards), r.pi)
+
+    def end_epoch(self, epoch: int) -> None:
+        self._take_rewards(block=True)
 
     def patient_weights(self, sampling):
         p = self.bandit.probabilities()
@@ -118,6 +156,7 @@ class RLTeacher(Curriculum):
         return out
 
     def state_dict(self):
+        self._take_rewards(block=True)
         return {"w": self.bandit.w.tolist(), "t": self.bandit.t, "rewards": list(self.rewards),
                 "pulls": self.pulls.tolist()}
 

@@ -42,7 +42,7 @@ class StepInfo:
 
     indices: np.ndarray
     losses: torch.Tensor  # per-sample losses before the update
-    grad_sq_norm: float
+    grad_sq_norm: torch.Tensor | None  # 0-d, on the training device; None unless the curriculum asked for it
     x: torch.Tensor
     y: torch.Tensor
 

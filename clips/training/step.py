@@ -22,14 +22,16 @@ def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weig
     loss = (w * terms["total"]).sum() / w.sum().clamp_min(1e-8)
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    grad_sq = grad_sq_norm(model) if curriculum.needs_grad_norm else float("nan")
+    grad_sq = grad_sq_norm(model) if curriculum.needs_grad_norm else None
     opt.step()
     curriculum.after_step(StepInfo(np.asarray(idx), per_sample, grad_sq, x, y))
     return idx, terms
 
 
-def grad_sq_norm(model) -> float:
-    return float(sum(p.grad.pow(2).sum() for p in model.parameters() if p.grad is not None))
+def grad_sq_norm(model) -> torch.Tensor:
+    """Squared gradient norm as a 0-d tensor on the model's device: no host synchronisation here."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    return torch.stack(torch._foreach_norm(grads)).pow(2).sum()
 
 
 @torch.no_grad()
