@@ -27,7 +27,18 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class ClipsGroup(click.Group):
+    """Every CLIPS error, from any sub-command, becomes one line on stderr and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ClipsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=ClipsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """CLIPS: curriculum learning for lymphoma segmentation on whole-body FDG PET/CT."""
 
@@ -48,6 +59,9 @@ def synth(out, patients, seed, spacing, fov):
         assert len(fov_mm) == 3 and min(fov_mm) > 0
     except (ValueError, AssertionError):
         raise click.BadParameter(f"{fov!r}: expected three positive numbers x,y,z", param_hint="--fov") from None
+    from clips.storage import ensure_writable
+
+    ensure_writable(Path(out), "example cohort")
     path = write_cohort(Path(out), patients, seed, SynthConfig(spacing_mm=(spacing,) * 3, fov_mm=fov_mm))
     click.echo(f"wrote {patients} patients and {path}")
 
@@ -116,6 +130,10 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
         if value is not None:
             overrides[key] = value
     cfg = build_config(overrides, config_file or config_if_set or None)
+    from clips.config import clips_home
+    from clips.storage import ensure_writable
+
+    ensure_writable(clips_home(), "CLIPS_HOME: caches and checkpoints")
     _reachable()
     result = run_training(cfg, log=click.echo)
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
@@ -248,7 +266,9 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
     except ValueError:
         raise click.BadParameter(f"{suv_threshold!r}: a number or 'none'", param_hint="--suv-threshold") from None
     settings = EvalSettings(tolerance_mm, thr, connectivity, lesion_threshold)
-    out = Path(out)
+    from clips.storage import ensure_writable
+
+    out = ensure_writable(Path(out), "evaluation output", min_free_mb=50)
     if model_uri:
         pred_dir = out / "predictions"
         _predict_cohort(model_uri, data_dir, pred_dir)
@@ -470,7 +490,9 @@ def promote(experiment, model_name, metric, alpha, run_id):
 def predict(model_uri, input_path, out):
     """Segment one patient (or a folder of patients) with a registered model; mask and a TMTV report."""
     from clips.registry.predict import predict_path
+    from clips.storage import ensure_writable
 
+    ensure_writable(Path(out).parent if str(out).endswith(".nii.gz") else Path(out), "prediction output", 50)
     _reachable()
     for line in predict_path(model_uri, Path(input_path), Path(out)):
         click.echo(line)

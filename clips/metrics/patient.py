@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from clips.errors import DataError
 from clips.metrics.sparse import label_components, linear_index, surface_corners
 
 COLUMNS = [
@@ -138,9 +139,50 @@ def autopet_volumes(g_coords, p_coords, shape, voxel_ml: float) -> dict:
     }
 
 
+def check_inputs(patient_id: str, truth, pred, suv, affine) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The arrays as the suite needs them, or a DataError that says what is wrong (never a NumPy traceback)."""
+    def fail(problem):
+        raise DataError(patient_id, None, problem)
+
+    arrays = {"ground truth": truth, "prediction": pred, "SUV": suv}
+    for name, a in arrays.items():
+        a = np.asarray(a)
+        if a.ndim != 3:
+            fail(f"{name} is not a 3-D volume (shape {a.shape})")
+        if np.iscomplexobj(a) or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            fail(f"{name} has data type {a.dtype}, not a real number type")
+        if a.size == 0:
+            fail(f"{name} is empty (shape {a.shape})")
+    shapes = {name: np.asarray(a).shape for name, a in arrays.items()}
+    if len(set(shapes.values())) != 1:
+        fail("shapes differ: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
+    affine = np.asarray(affine, dtype=float)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        fail("the affine is not a finite 4x4 matrix")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing <= 0) or abs(np.linalg.det(affine[:3, :3])) <= 0:
+        fail(f"invalid voxel spacing {spacing.round(4).tolist()}")
+    suv = np.asarray(suv, dtype=np.float32)
+    if not np.all(np.isfinite(suv)):
+        fail("SUV has NaN or infinite voxels")
+    masks = []
+    for name, a in (("ground truth", truth), ("prediction", pred)):
+        a = np.asarray(a)
+        values = np.unique(a)
+        if not np.all(np.isin(values, (0, 1))):
+            fail(f"{name} is not a binary 0/1 mask (values {values[:5].tolist()})")
+        masks.append(a.astype(bool))
+    return masks[0], masks[1], suv, affine
+
+
 def evaluate_patient(patient_id: str, truth: np.ndarray, pred: np.ndarray, suv: np.ndarray,
                      affine: np.ndarray, settings: EvalSettings = EvalSettings()) -> dict:
-    """Every column of :data:`COLUMNS` for one patient (all arrays on the patient's grid)."""
+    """Every column of :data:`COLUMNS` for one patient (all arrays on the patient's grid).
+
+    Bad input (shapes, dtypes, NaN, non-binary masks, a degenerate affine) raises
+    :class:`DataError` naming the patient.
+    """
+    truth, pred, suv, affine = check_inputs(patient_id, truth, pred, suv, affine)
     shape = truth.shape
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0

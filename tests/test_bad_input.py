@@ -1,0 +1,98 @@
+"""Bad input gets the project's own one-line error, never a traceback from deep inside a library."""
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from clips.cli import cli
+from clips.errors import ClipsError
+from clips.metrics.patient import COLUMNS, evaluate_patient
+
+DTYPES = st.sampled_from([np.uint8, np.int16, np.int32, np.float32, np.float64, np.bool_, np.complex64])
+
+
+@st.composite
+def patient(draw):
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=2, max_size=4)))
+    other = shape if draw(st.booleans()) else tuple(draw(st.lists(st.integers(1, 9), min_size=3, max_size=3)))
+    values = st.sampled_from([0, 1]) if draw(st.booleans()) else st.sampled_from([0, 1, 2, -1])
+    truth = draw(hnp.arrays(np.int16, shape, elements=values)).astype(draw(DTYPES))
+    pred = draw(hnp.arrays(np.int16, other, elements=values)).astype(draw(DTYPES))
+    suv_dtype = draw(st.sampled_from([np.float32, np.float64, np.int16, np.complex64]))
+    suv_el = st.floats(-1, 40, width=32)
+    if draw(st.booleans()):
+        suv_el = suv_el | st.just(float("nan"))
+    suv = draw(hnp.arrays(suv_dtype, shape, elements=suv_el if suv_dtype != np.int16 else st.integers(0, 30)))
+    spacing = draw(st.lists(st.floats(-2, 6, allow_nan=False), min_size=3, max_size=3))
+    affine = np.diag([*spacing, 1.0])
+    if draw(st.booleans()):
+        affine = affine[[1, 0, 2, 3]]  # permuted axes
+    return truth, pred, suv, affine
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(patient())
+def test_evaluation_returns_a_row_or_our_own_error(case):
+    truth, pred, suv, affine = case
+    try:
+        row = evaluate_patient("P", truth, pred, suv, affine)
+    except ClipsError as exc:
+        assert str(exc).startswith("P: ") and "\n" not in str(exc)
+        return
+    assert list(row) == COLUMNS
+
+
+def _save(arr, affine, path):
+    nib.save(nib.Nifti1Image(arr, affine), path)
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda a, aff: (a.astype(np.float32)[..., None].repeat(2, axis=3), aff), "3-D volume"),  # 4-D label
+    (lambda a, aff: (a.astype(np.complex64), aff), "complex"),
+])
+def test_label_damage_is_named_by_data_check(tiny_cohort, damage, expected):
+    path = tiny_cohort / "SYN0002" / "SEG.nii.gz"
+    img = nib.load(path)
+    arr, aff = damage(np.asarray(img.dataobj), img.affine)
+    _save(arr, aff, path)
+    res = CliRunner().invoke(cli, ["data", "check", str(tiny_cohort)])
+    assert res.exit_code == 1
+    line = next(x for x in res.output.splitlines() if x.startswith("SYN0002"))
+    assert line.startswith("SYN0002: SEG.nii.gz:") and expected in line
+
+
+def test_zero_spacing_pet_is_named(tiny_cohort):
+    for name in ("SUV", "CTres", "SEG"):
+        path = tiny_cohort / "SYN0003" / f"{name}.nii.gz"
+        img = nib.load(path)
+        bad = nib.Nifti1Image(np.asarray(img.dataobj), np.eye(4))
+        bad.set_qform(None, code=0)  # a singular qform cannot be written; a singular sform can
+        bad.set_sform(np.diag([0.0, 10.0, 10.0, 1.0]), code=1)
+        nib.save(bad, path)
+    res = CliRunner().invoke(cli, ["data", "check", str(tiny_cohort)])
+    assert res.exit_code == 1 and "SYN0003: SUV.nii.gz: invalid voxel spacing" in res.output
+
+
+def test_empty_ground_truth_is_a_valid_negative_patient(tiny_cohort):
+    path = tiny_cohort / "SYN0004" / "SEG.nii.gz"
+    img = nib.load(path)
+    _save(np.zeros(img.shape, np.uint8), img.affine, path)
+    res = CliRunner().invoke(cli, ["data", "check", str(tiny_cohort)])
+    assert res.exit_code == 0, res.output
+
+
+def test_unwritable_output_is_refused_before_the_work(tiny_cohort, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    res = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tiny_cohort), "--pred-dir", str(tmp_path),
+                                   "--out", str(blocker / "out")])
+    assert res.exit_code == 2 and "cannot write to" in res.output
+
+
+def test_too_little_disk_space_is_refused_before_training(tiny_cohort, monkeypatch):
+    monkeypatch.setenv("CLIPS_MIN_FREE_MB", str(10**12))
+    res = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny_cohort)])
+    assert res.exit_code == 2 and "free" in res.output and "MB" in res.output
