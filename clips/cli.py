@@ -494,8 +494,11 @@ def predict(model_uri, input_path, out):
 
     ensure_writable(Path(out).parent if str(out).endswith(".nii.gz") else Path(out), "prediction output", 50)
     _reachable()
+    errors = 0
     for line in predict_path(model_uri, Path(input_path), Path(out)):
         click.echo(line)
+        errors += line.startswith("error:")
+    sys.exit(1 if errors else 0)
 
 
 def main():

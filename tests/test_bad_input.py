@@ -96,3 +96,26 @@ def test_too_little_disk_space_is_refused_before_training(tiny_cohort, monkeypat
     monkeypatch.setenv("CLIPS_MIN_FREE_MB", str(10**12))
     res = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny_cohort)])
     assert res.exit_code == 2 and "free" in res.output and "MB" in res.output
+
+
+def test_predict_names_bad_patients_and_segments_the_others(tiny_cohort, tmp_path):
+    import mlflow
+
+    from clips.models import SegNet
+    from clips.tracking.model import log_segmentation_model
+
+    with mlflow.start_run() as run:  # an untrained network is enough to exercise the input path
+        log_segmentation_model(SegNet("tiny"), {"spacing_mm": [10, 10, 10], "patch_size": [32, 32, 32],
+                                                "model": "tiny", "sw_overlap": 0.25})
+    path = tiny_cohort / "SYN0002" / "SUV.nii.gz"
+    img = nib.load(path)
+    suv = np.asarray(img.dataobj).copy()
+    suv[0, 0, 0] = np.nan
+    _save(suv, img.affine, path)
+    (tiny_cohort / "SYN0005" / "CTres.nii.gz").unlink()
+    res = CliRunner().invoke(cli, ["predict", "--model", f"runs:/{run.info.run_id}/model", "--input", str(tiny_cohort),
+                                   "--out", str(tmp_path / "masks")])
+    assert res.exit_code == 1
+    assert "error: SYN0002: SUV.nii.gz: 1 voxels are NaN or infinite" in res.output
+    assert "error: SYN0005: CTres.nii.gz: missing file" in res.output
+    assert len(list((tmp_path / "masks").glob("*.nii.gz"))) == 4 and "Traceback" not in res.output
