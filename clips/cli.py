@@ -35,7 +35,7 @@ class ClipsGroup(click.Group):
             return super().invoke(ctx)
         except ClipsError as exc:
             click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+            sys.exit(2)  # not ctx.exit: main() runs click with standalone_mode=False, which would swallow it
 
 
 @click.group(cls=ClipsGroup, context_settings={"help_option_names": ["-h", "--help"]})
