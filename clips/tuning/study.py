@@ -57,7 +57,7 @@ def default_storage() -> str:
     """A SQLite study file beside the MLflow store (or under $CLIPS_HOME for a remote store)."""
     uri = mlflow.get_tracking_uri()
     if uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(urlparse(uri).path).parent / 'optuna.db'}"
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).parent / 'optuna.db'}"
     return f"sqlite:///{clips_home() / 'optuna.db'}"
 
 
