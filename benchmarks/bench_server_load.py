@@ -108,6 +108,21 @@ def main():
             print(f"round {r}: {args.processes} runs in {wall:.1f} s ({row['runs_per_minute']:.1f} runs/min); "
                   f"{row['runs_finished']} finished, metric points {points}/{expected_points}, "
                   f"{tables} table artifacts, {models}/{args.processes} models, {len(failed)} failed processes")
+        # Reference, same run: the same 4 processes logging to a local SQLite store instead of the server.
+        local = dict(env, MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'reference.db'}")
+        for k in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            local.pop(k, None)
+        subprocess.run([sys.executable, "-c", "import mlflow; mlflow.create_experiment('load')"], env=local, check=True)
+        t0 = time.time()
+        procs = [subprocess.Popen(cmd + ["-P", f"seed={900 + i}"], cwd=REPO, env=local, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for i in range(args.processes)]
+        codes = [p.wait() for p in procs]
+        result["reference_local_sqlite_wall_s"] = time.time() - t0
+        result["reference_failed_processes"] = sum(c != 0 for c in codes)
+        mean_server = sum(r["wall_s"] for r in result["rounds"]) / len(result["rounds"])
+        result["server_to_local_wall_ratio"] = mean_server / result["reference_local_sqlite_wall_s"]
+        print(f"reference: the same {args.processes} runs to a local SQLite store in "
+              f"{result['reference_local_sqlite_wall_s']:.1f} s; server / local = {result['server_to_local_wall_ratio']:.2f}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
