@@ -6,7 +6,6 @@ patient). Nothing here lets a nibabel or NumPy traceback reach the user.
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def _read(pid: str, kind: str, path: Path | None, problems: list[DataError]):
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
+    except Exception as exc:  # noqa: BLE001 - nibabel, gzip and zlib raise many types for a broken file
         problems.append(DataError(pid, path.name, f"cannot read NIfTI ({type(exc).__name__}: {exc})"))
         return None
     if data.ndim == 4 and data.shape[3] == 1:
@@ -61,6 +60,15 @@ def _read(pid: str, kind: str, path: Path | None, problems: list[DataError]):
         problems.append(DataError(pid, path.name, f"complex data type {data.dtype}"))
         return None
     return data, img.affine
+
+
+def read_volume(patient_id: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One real-valued 3-D volume and its affine, or the DataError that names the file."""
+    problems: list[DataError] = []
+    loaded = _read(patient_id, "volume", path, problems)
+    if problems:
+        raise problems[0]
+    return loaded
 
 
 def read_patient(files: PatientFiles, affine_tol: float = AFFINE_TOLERANCE_MM):
@@ -89,7 +97,7 @@ def read_patient(files: PatientFiles, affine_tol: float = AFFINE_TOLERANCE_MM):
     problems += _check_values(files, ct, pet)
     seg = None
     if loaded.get("seg") is not None:
-        seg, seg_problem = _as_binary(loaded["seg"][0])
+        seg, seg_problem = as_binary(loaded["seg"][0])
         if seg_problem:
             problems.append(DataError(pid, files.seg.name, seg_problem))
     if problems:
@@ -123,7 +131,7 @@ def _check_values(files: PatientFiles, ct, pet) -> list[DataError]:
     return out
 
 
-def _as_binary(data: np.ndarray):
+def as_binary(data: np.ndarray):
     values = np.unique(data)
     if not np.all(np.isin(values, (0, 1))):
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")

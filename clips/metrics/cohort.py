@@ -11,11 +11,10 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from clips.data.io import AFFINE_TOLERANCE_MM, _as_binary, load_patient
+from clips.data.io import AFFINE_TOLERANCE_MM, as_binary, load_patient, read_volume
 from clips.data.layout import PatientFiles, discover
 from clips.errors import DataError
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
@@ -48,18 +47,12 @@ def find_prediction(pred_dir: Path, patient_id: str) -> Path | None:
 
 def load_prediction(path: Path, patient_id: str, shape, affine) -> np.ndarray:
     """A binary prediction on the patient's grid, or a DataError naming the file."""
-    try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
-    except Exception as exc:  # noqa: BLE001 - nibabel/gzip raise many types for a broken file
-        raise DataError(patient_id, path.name, f"cannot read NIfTI ({type(exc).__name__}: {exc})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
+    data, pred_affine = read_volume(patient_id, path)
     if data.shape != tuple(shape):
         raise DataError(patient_id, path.name, f"prediction shape {data.shape} differs from the label's {tuple(shape)}")
-    if not np.allclose(img.affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
+    if not np.allclose(pred_affine, affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
         raise DataError(patient_id, path.name, "prediction affine differs from the label's")
-    mask, problem = _as_binary(data)
+    mask, problem = as_binary(data)
     if problem:
         raise DataError(patient_id, path.name, problem)
     return mask
