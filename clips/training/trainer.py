@@ -65,8 +65,8 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
 
     ``run_id`` attaches to an existing run (a tuning trial). ``on_validation(epoch,
     evaluate_val, cohort_table)`` is called after each validation; ``evaluate_val()``
-    returns the full per-patient evaluation of the validation set (tuning reports and
-    prunes on it).
+    returns the full per-patient evaluation of the validation set, computed from the
+    validation pass's own predictions (tuning reports and prunes on it).
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -163,7 +163,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             metrics |= {f"curriculum.{k}": float(v) for k, v in curriculum.log_state().items()}
             is_last = epoch == cfg.epochs - 1
             if (epoch + 1) % cfg.val_every == 0 or is_last:
-                vd = _validate(net, cohort, val_ids, cfg)
+                vd, val_now = _validate(net, cohort, val_ids, cfg, full=on_validation is not None)
                 metrics["val_dice"] = vd
                 if vd > state["best_val_dice"]:
                     state["best_val_dice"], state["best_epoch"] = vd, epoch
@@ -184,7 +184,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             spool.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
             spool.log_artifact(workdir / "checkpoints" / "last.pt", checkpoint.ARTIFACT_DIR)
             if on_validation is not None and "val_dice" in metrics:
-                on_validation(epoch, lambda: _evaluate(net, cohort, val_ids, cfg), cohort.table)
+                on_validation(epoch, lambda: val_now, cohort.table)
             if (epoch + 1) % cfg.table_every == 0 and not is_last:
                 try:
                     clog.log(privacy)
@@ -265,25 +265,29 @@ def _log_data(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
         mlflow.log_input(ds, context="training")
 
 
-def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> float:
-    """Mean Dice on the preprocessed grid (fast, for model selection); NaN cases are skipped."""
-    scores = []
+def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig, full: bool = False):
+    """(mean Dice on the preprocessed grid, fast, for model selection; NaN cases skipped,
+    and with ``full`` the whole suite on the patients' own grids from the same predictions)."""
+    scores, rows, settings = [], [], EvalSettings()
     for pid in ids:
         case = cohort.cases[pid]
         probs = predict_probs(net, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size, _device_of(net))
         scores.append(dice(np.asarray(case.label), probs >= 0.5))
+        if full:
+            rows.append(_patient_row(cohort, pid, probs, settings))
     scores = [s for s in scores if not np.isnan(s)]
-    return float(np.mean(scores)) if scores else float("nan")
+    evaluation = CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings) if full else None
+    return (float(np.mean(scores)) if scores else float("nan")), evaluation
 
 
 def _evaluate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> CohortEvaluation:
     """The full per-patient suite on each patient's own grid (docs/metrics.md)."""
     settings = EvalSettings()
-    rows = []
-    for pid in ids:
-        vols = load_patient(cohort.files[pid].without_ct())
-        probs = predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size,
-                              _device_of(net))
-        pred = probs_to_original(probs, vols)
-        rows.append(evaluate_patient(pid, vols.seg, pred, vols.pet, vols.affine, settings))
+    rows = [_patient_row(cohort, pid, predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap,
+                                                     cfg.sw_batch_size, _device_of(net)), settings) for pid in ids]
     return CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings)
+
+
+def _patient_row(cohort: Cohort, pid: str, probs: np.ndarray, settings: EvalSettings) -> dict:
+    vols = load_patient(cohort.files[pid].without_ct())
+    return evaluate_patient(pid, vols.seg, probs_to_original(probs, vols), vols.pet, vols.affine, settings)
