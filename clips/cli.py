@@ -294,24 +294,11 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
 
 
 def _predict_cohort(model_uri: str, data_dir, pred_dir: Path) -> None:
-    import mlflow.pytorch
+    from clips.registry.predict import predict_path
 
-    from clips.data.io import save_mask
-    from clips.data.layout import discover
-    from clips.errors import DataError
-    from clips.tracking.model import model_preprocessing
-    from clips.training.inference import predict_files
-
-    prep = model_preprocessing(model_uri)
-    model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    for files in discover(data_dir):
-        try:
-            mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"], prep.get("sw_overlap", 0.25))
-        except DataError as exc:
-            click.echo(f"error: {exc}")
-            continue
-        save_mask(mask, vols.affine, pred_dir / f"{files.patient_id}.nii.gz")
+    for line in predict_path(model_uri, Path(data_dir), pred_dir):
+        if line.startswith("error:"):
+            click.echo(line)
 
 
 def _reachable():

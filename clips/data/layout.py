@@ -51,6 +51,12 @@ def _is_autopet_folder(folder: Path) -> bool:
     return any((folder / f).exists() for f in AUTOPET_FILES.values())
 
 
+def patient_folder(folder: str | Path) -> PatientFiles | None:
+    """The case of a single autoPET patient folder, or None when ``folder`` is not one."""
+    folder = Path(folder)
+    return _autopet_case(folder.name, folder.name, folder) if (folder / AUTOPET_FILES["pet"]).exists() else None
+
+
 def discover(root: str | Path) -> list[PatientFiles]:
     """All cases under ``root``, sorted by id. Files are not opened: :mod:`clips.data.check` does that."""
     root = Path(root)

@@ -1,6 +1,7 @@
 """``clips predict``: segment patients with a logged or registered model; a mask and a short report each."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import mlflow
@@ -9,21 +10,17 @@ import numpy as np
 from scipy import ndimage
 
 from clips.data.io import save_mask
-from clips.data.layout import AUTOPET_FILES, PatientFiles, discover
+from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
 from clips.tracking.model import model_preprocessing
 from clips.training.inference import predict_files
 
 
 def _patients(path: Path) -> tuple[list[PatientFiles], bool]:
-    """(cases, single): a patient folder is one case; anything else is read as a cohort."""
-    if (path / AUTOPET_FILES["pet"]).exists():
-        seg = path / AUTOPET_FILES["seg"]
-        return [PatientFiles(path.name, path.name, path / AUTOPET_FILES["ct"], path / AUTOPET_FILES["pet"],
-                             seg if seg.exists() else None)], True
-    cases = discover(path)
-    return [PatientFiles(c.patient_id, c.subject, c.ct, c.pet, c.seg if c.seg and c.seg.exists() else None)
-            for c in cases], False
+    """(cases, single): a patient folder is one case; anything else is read as a cohort. SEG is optional."""
+    single = patient_folder(path)
+    cases = [single] if single else discover(path)
+    return [dataclasses.replace(c, seg=c.seg if c.seg and c.seg.exists() else None) for c in cases], bool(single)
 
 
 def _describe(model_uri: str) -> str:
