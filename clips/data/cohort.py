@@ -85,3 +85,10 @@ def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed:
         table = table.merge(extra, on="patient_id", how="left")
     digest = cohort_digest(list(files.values()), {p: c.tmtv_ml for p, c in cases.items()})
     return Cohort(root, files, cases, table, digest, problems)
+
+
+def hard_ids(table: pd.DataFrame) -> set[str] | None:
+    """Patients flagged hard in the cohort's cohort.csv (as joined into the split), or None without the column."""
+    if "hard" not in table:
+        return None
+    return set(table.loc[table["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"])

@@ -26,19 +26,25 @@ def tmtv_scatter(table: pd.DataFrame, title: str = ""):
     return fig
 
 
-def bland_altman(table: pd.DataFrame, title: str = ""):
+def draw_bland_altman(ax, table: pd.DataFrame, marker_size: float = 18, legend: bool = True) -> None:
+    """Bland-Altman of TMTV on ``ax``: differences against means, bias and 95% limits of agreement."""
     t, p = table["tmtv_true_ml"].to_numpy(float), table["tmtv_pred_ml"].to_numpy(float)
     mean, diff = (t + p) / 2, p - t
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.scatter(mean, diff, s=18, alpha=0.8)
+    ax.scatter(mean, diff, s=marker_size, alpha=0.8)
     if len(diff):
         bias = diff.mean()
         sd = diff.std(ddof=1) if len(diff) > 1 else 0.0
         for y, style, label in ((bias, "-", f"bias {bias:.1f} ml"), (bias + 1.96 * sd, "--", f"+1.96 SD {bias + 1.96 * sd:.1f}"),
                                 (bias - 1.96 * sd, "--", f"-1.96 SD {bias - 1.96 * sd:.1f}")):
             ax.axhline(y, color="C1", ls=style, lw=1, label=label)
-        ax.legend(loc="best", fontsize=8)
+        if legend:
+            ax.legend(loc="best", fontsize=8)
     ax.axhline(0, color="k", lw=0.5)
+
+
+def bland_altman(table: pd.DataFrame, title: str = ""):
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    draw_bland_altman(ax, table)
     ax.set(xlabel="mean of true and predicted TMTV (ml)", ylabel="predicted - true (ml)",
            title=title or "TMTV: Bland-Altman")
     fig.tight_layout()

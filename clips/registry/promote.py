@@ -12,11 +12,8 @@
 """
 from __future__ import annotations
 
-import json
 import math
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -26,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from clips.errors import ClipsError
+from clips.tracking.tables import run_table
 
 TABLE = "tables/test_per_patient.json"
 MIN_PAIRED_PATIENTS = 5
@@ -60,13 +58,10 @@ def best_run(client: MlflowClient, experiment: str, metric: str):
 
 
 def _test_table(client: MlflowClient, run_id: str) -> pd.DataFrame:
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run_id, TABLE, tmp)
-        except MlflowException:
-            raise ClipsError(f"run {run_id} has no {TABLE}: it was not evaluated on a test set") from None
-        data = json.loads(Path(path).read_text())
-    return pd.DataFrame(data["data"], columns=data["columns"])
+    table = run_table(client, run_id, TABLE)
+    if table is None:
+        raise ClipsError(f"run {run_id} has no {TABLE}: it was not evaluated on a test set")
+    return table
 
 
 def _wilcoxon_greater(x: np.ndarray, y: np.ndarray) -> float:

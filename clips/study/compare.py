@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,20 +24,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from clips.data.cohort import hard_ids  # noqa: E402
 from clips.errors import ClipsError  # noqa: E402
+from clips.metrics.figures import draw_bland_altman  # noqa: E402
 from clips.study.stats import DETECTION, MEASURES, bootstrap_ci, paired_against_baseline  # noqa: E402
+from clips.tracking.tables import run_table  # noqa: E402
 
 BASELINE = "none"
-
-
-def _download_json_table(client: MlflowClient, run_id: str, path: str) -> pd.DataFrame | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, path, tmp)
-        except Exception:  # noqa: BLE001 - a child without a test set
-            return None
-        data = json.loads(Path(local).read_text())
-    return pd.DataFrame(data["data"], columns=data["columns"])
 
 
 def collect(experiment_id: str, parent_id: str | None = None):
@@ -53,7 +45,7 @@ def collect(experiment_id: str, parent_id: str | None = None):
     tests, curves, hard = [], [], None
     for run in runs:
         variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
-        table = _download_json_table(client, run.info.run_id, "tables/test_per_patient.json")
+        table = run_table(client, run.info.run_id, "tables/test_per_patient.json")
         if table is None:
             continue
         tests.append(table.assign(variant=variant, seed=seed, run_id=run.info.run_id))
@@ -64,10 +56,8 @@ def collect(experiment_id: str, parent_id: str | None = None):
         if hard is None:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    split = pd.read_csv(client.download_artifacts(run.info.run_id, "data/split.csv", tmp))
-                    if "hard" in split:
-                        hard = set(split.loc[split["hard"].astype(str).isin(["1", "1.0", "True"]), "patient_id"])
-                except Exception:  # noqa: BLE001
+                    hard = hard_ids(pd.read_csv(client.download_artifacts(run.info.run_id, "data/split.csv", tmp)))
+                except Exception:  # noqa: BLE001 - no split file: no flags
                     pass
     if not tests:
         raise ClipsError("the study's runs have no test tables")
@@ -154,15 +144,7 @@ def fig_bland_altman(tests: pd.DataFrame):
     rows = int(np.ceil(len(order) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False, sharey=True)
     for ax, v in zip(axes.flat, order):
-        t = tests[tests["variant"] == v]
-        mean = (t["tmtv_true_ml"] + t["tmtv_pred_ml"]) / 2
-        diff = t["tmtv_pred_ml"] - t["tmtv_true_ml"]
-        ax.scatter(mean, diff, s=8, alpha=0.7)
-        if len(diff) > 1:
-            bias, sd = diff.mean(), diff.std(ddof=1)
-            for y, ls in ((bias, "-"), (bias + 1.96 * sd, "--"), (bias - 1.96 * sd, "--")):
-                ax.axhline(y, color="C1", ls=ls, lw=1)
-        ax.axhline(0, color="k", lw=0.5)
+        draw_bland_altman(ax, tests[tests["variant"] == v], marker_size=8, legend=False)
         ax.set_title(v, fontsize=9)
     for ax in axes.flat[len(order):]:
         ax.axis("off")

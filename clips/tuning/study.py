@@ -20,10 +20,10 @@ from urllib.parse import urlparse
 
 import mlflow
 import optuna
-import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from clips.config import build_config, clips_home
+from clips.data.cohort import hard_ids
 from clips.errors import ClipsError, ConfigError
 from clips.tuning.objective import Objective
 from clips.tuning.space import SearchSpace, load_space, ramp_epochs
@@ -121,13 +121,6 @@ def prepare(tcfg: TuneConfig) -> Prepared:
 
 
 TrialFn = Callable[[optuna.Trial, dict, str, Prepared], float]
-
-
-def hard_ids(table: pd.DataFrame) -> set[str] | None:
-    """Patients flagged hard in the cohort's cohort.csv, or None when it has no such column."""
-    if "hard" not in table:
-        return None
-    return set(table.loc[table["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"])
 
 
 def train_trial(trial: optuna.Trial, params: dict, run_id: str, prep: Prepared) -> float:
