@@ -226,6 +226,10 @@ def test_missing_secrets_are_a_clear_error(pg_url, tmp_path):
                           "--print-command", "--runtime-dir", str(tmp_path)], cwd=REPO, env=env, capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr
+    import psycopg
+
+    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:  # start made it
+        conn.execute(f'DROP DATABASE IF EXISTS "{pg_url.rsplit("/", 1)[1]}_auth" WITH (FORCE)')
     assert "--app-name basic-auth" in res.stdout and "--serve-artifacts" in res.stdout
     assert "x" not in (tmp_path / "basic_auth.ini").read_text().split("admin_username")[0].split("=")[-1]
 
