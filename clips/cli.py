@@ -88,6 +88,24 @@ def data_check(data_dir, affine_tol):
     sys.exit(1 if report.problems else 0)
 
 
+@data.command("fix-labels")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--dry-run", is_flag=True, help="Say what would be rewritten; write nothing.")
+def data_fix_labels(paths, dry_run):
+    """Rewrite float label files whose values are exactly 0/1 as uint8 (lossless, in place).
+
+    PATHS are label or prediction files, cohort folders (their label files, any layout)
+    or prediction folders (the NIfTI files in them).
+    Exits 1 if any file could not be fixed; those are left untouched.
+    """
+    from clips.data.fix_labels import fix_labels
+
+    results = fix_labels(paths, dry_run, on_file=lambda r: click.echo(str(r)))
+    counts = {s: sum(r.status == s for r in results) for s in ("rewritten", "unchanged", "refused")}
+    click.echo(", ".join(f"{n} {s}" for s, n in counts.items()))
+    sys.exit(1 if counts["refused"] else 0)
+
+
 def _extra_options(args: list[str]) -> dict[str, str]:
     """``--key value`` / ``--key=value`` pairs: MLflow passes -P values not declared in MLproject this way."""
     out, i = {}, 0

@@ -119,3 +119,56 @@ def test_predict_names_bad_patients_and_segments_the_others(tiny_cohort, tmp_pat
     assert "error: SYN0002: SUV.nii.gz: 1 voxels are NaN or infinite" in res.output
     assert "error: SYN0005: CTres.nii.gz: missing file" in res.output
     assert len(list((tmp_path / "masks").glob("*.nii.gz"))) == 4 and "Traceback" not in res.output
+
+
+def test_float_labels_are_refused_and_fix_labels_rewrites_them_losslessly(tiny_cohort):
+    path = tiny_cohort / "SYN0002" / "SEG.nii.gz"
+    img = nib.load(path)
+    mask = np.asarray(img.dataobj).copy()
+    _save(mask.astype(np.float32), img.affine, path)
+    res = CliRunner().invoke(cli, ["data", "check", str(tiny_cohort)])
+    assert res.exit_code == 1
+    assert "SYN0002: SEG.nii.gz: label stored as float32" in res.output and "clips data fix-labels" in res.output
+
+    dry = CliRunner().invoke(cli, ["data", "fix-labels", "--dry-run", str(tiny_cohort)])
+    assert dry.exit_code == 0 and "0 rewritten, 6 unchanged" in dry.output
+    assert nib.load(path).get_data_dtype() == np.float32
+
+    res = CliRunner().invoke(cli, ["data", "fix-labels", str(tiny_cohort)])
+    assert res.exit_code == 0, res.output
+    assert "1 rewritten, 5 unchanged, 0 refused" in res.output and "SYN0002" in res.output
+    fixed = nib.load(path)
+    assert fixed.get_data_dtype() == np.uint8
+    assert np.array_equal(np.asarray(fixed.dataobj), mask) and np.allclose(fixed.affine, img.affine)
+    assert CliRunner().invoke(cli, ["data", "check", str(tiny_cohort)]).exit_code == 0
+
+
+def test_fix_labels_leaves_a_non_binary_float_label_untouched(tiny_cohort):
+    path = tiny_cohort / "SYN0003" / "SEG.nii.gz"
+    img = nib.load(path)
+    _save(np.asarray(img.dataobj).astype(np.float32) * 0.5, img.affine, path)  # interpolated-looking edges
+    before = path.read_bytes()
+    res = CliRunner().invoke(cli, ["data", "fix-labels", str(path), str(tiny_cohort / "nope" / "SEG.nii.gz")])
+    assert res.exit_code == 1
+    assert "SYN0003/SEG.nii.gz: refused (float32 values are not all exactly 0 or 1" in res.output
+    assert "nope/SEG.nii.gz: refused (missing file)" in res.output
+    assert path.read_bytes() == before
+
+
+def test_float_prediction_is_named_by_evaluate(tiny_cohort, tmp_path):
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for pdir in sorted(p for p in tiny_cohort.iterdir() if p.is_dir()):
+        seg = nib.load(pdir / "SEG.nii.gz")
+        dtype = np.float64 if pdir.name == "SYN0004" else np.uint8
+        _save(np.asarray(seg.dataobj).astype(dtype), seg.affine, pred / f"{pdir.name}.nii.gz")
+    res = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tiny_cohort), "--pred-dir", str(pred),
+                                   "--out", str(tmp_path / "out")])
+    assert res.exit_code == 1 and "SYN0004: SYN0004.nii.gz: label stored as float64" in res.output
+    assert (tmp_path / "out" / "per_patient.csv").read_text().count("SYN000") == 5
+
+    fixed = CliRunner().invoke(cli, ["data", "fix-labels", str(pred)])  # a folder of predictions
+    assert fixed.exit_code == 0 and "1 rewritten, 5 unchanged, 0 refused" in fixed.output
+    res = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tiny_cohort), "--pred-dir", str(pred),
+                                   "--out", str(tmp_path / "out2")])
+    assert res.exit_code == 0, res.output

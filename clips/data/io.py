@@ -132,10 +132,19 @@ def _check_values(files: PatientFiles, ct, pet) -> list[DataError]:
 
 
 def as_binary(data: np.ndarray):
+    """(uint8 0/1 mask, None) or (None, the problem). A label file must hold integers 0 and 1.
+
+    Floating-point labels are refused even when every value is 0 or 1: a float label is
+    usually a resampled or thresholded one (interpolated edges, probabilities), and the
+    exact-0/1 case is fixed once, losslessly, by ``clips data fix-labels``.
+    """
     values = np.unique(data)
     if not np.all(np.isin(values, (0, 1))):
         shown = ", ".join(f"{v:g}" for v in values[:6]) + (", ..." if len(values) > 6 else "")
         return None, f"label is not binary 0/1 (values: {shown})"
+    if not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
+        return None, (f"label stored as {data.dtype}, not an integer type; its values are exactly 0/1, "
+                      "so `clips data fix-labels` can rewrite it as uint8 without loss")
     return (data == 1).astype(np.uint8), None
 
 
