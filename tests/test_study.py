@@ -62,6 +62,12 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     summary = result["summary"]
     assert set(summary["variant"]) == {"none", "predefined"} and "dice_ci_low" in summary
     assert (tmp_path / "report" / "comparison.csv").exists() and (tmp_path / "report" / "paired_vs_none.csv").exists()
+    md = (tmp_path / "report" / "comparison.md").read_text().split("## Against the baseline")
+    table = [line for line in md[0].splitlines() if line.startswith("| ")]
+    assert table[0].startswith("| variant | subset | patients | seeds | dice |") and len(table) == 2 + len(summary)
+    assert sum(line.startswith("| none | all |") for line in table) == 1
+    assert {line.count("|") for line in table} == {table[0].count("|")}
+    assert "| predefined | all | dice |" in md[1]
     parent = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                 filter_string="tags.`clips.role` = 'study_parent'")[0]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "comparison")}

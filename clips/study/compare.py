@@ -31,6 +31,7 @@ from clips.study.stats import DETECTION, MEASURES, bootstrap_ci, paired_against_
 from clips.tracking.tables import run_table  # noqa: E402
 
 BASELINE = "none"
+NO_PAIRS = "no paired comparison: it needs the baseline (none) and at least one other variant"
 
 
 def collect(experiment_id: str, parent_id: str | None = None):
@@ -185,12 +186,25 @@ def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _markdown(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured table (pandas' own to_markdown needs one more dependency)."""
+    def cell(x):
+        return f"{x:.4g}" if isinstance(x, float) else str(x)
+    rows = [list(df.columns), ["---"] * len(df.columns)] + [[cell(x) for x in r] for r in df.itertuples(index=False)]
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
 def write_report(tests, curves, hard, hard_rule, out: Path, title: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = summary_table(tests, hard)
     paired = paired_table(tests, hard)
     summary.to_csv(out / "comparison.csv", index=False)
     paired.to_csv(out / "paired_vs_none.csv", index=False)
+    # The same tables for pasting into documentation (docs/results.md is made from it).
+    (out / "comparison.md").write_text(
+        f"# {title}\n\nHard patients ({len(hard)}): {hard_rule}. Mean [95% bootstrap interval] over patients and "
+        f"seeds.\n\n{_markdown(_fmt_summary(summary))}\n\n## Against the baseline (none), per patient\n\n"
+        + (_markdown(paired) if len(paired) else NO_PAIRS) + "\n")
     figs = {name: f(tests) for name, f in FIGURES.items()} | {"learning_curves": fig_learning(curves)}
     images = {}
     for name, fig in figs.items():
@@ -208,7 +222,7 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str) -> dict:
              "<h2>Against the baseline (none): per-patient paired differences</h2>",
              "<p>Mean over seeds per patient, variant minus baseline; two-sided Wilcoxon signed-rank test; "
              "for tmtv_abs_rel_error a negative difference is an improvement.</p>",
-             paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired) else "<p>no baseline</p>"]
+             paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired) else f"<p>{NO_PAIRS}</p>"]
     for name, b64 in images.items():
         parts.append(f"<h2>{name.replace('_', ' ')}</h2><img src='data:image/png;base64,{b64}'/>")
     parts.append("</body></html>")
