@@ -41,6 +41,10 @@ def test_paired_test_matches_scipy_on_a_known_vector():
     out = paired_against_baseline(var, base)
     assert out["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
     assert out["improved"] == 6 and out["worsened"] == 2 and out["mean_difference"] == pytest.approx(d.mean())
+    # For an error, smaller is better: the same differences count the other way round.
+    err = paired_against_baseline(var.rename(columns={"dice": "tmtv_abs_rel_error"}),
+                                  base.rename(columns={"dice": "tmtv_abs_rel_error"}), "tmtv_abs_rel_error")
+    assert err["improved"] == 2 and err["worsened"] == 6 and err["p_wilcoxon"] == out["p_wilcoxon"]
 
 
 @pytest.mark.slow

@@ -13,6 +13,8 @@ MEASURES = {
     "tmtv_abs_error_ml": lambda t: t["tmtv_error_ml"].abs(),
     "tmtv_abs_rel_error": lambda t: t["tmtv_abs_rel_error"],
 }
+# Where a smaller value is the better one ("improved" means a negative difference).
+LOWER_IS_BETTER = {"hd95_mm", "tmtv_abs_error_ml", "tmtv_abs_rel_error", "a1_fp_per_patient", "a2_fp_per_patient"}
 DETECTION = {"a1_sensitivity": ("a1_tp_lesions", "gt_lesions"), "a2_sensitivity": ("a2_tp_lesions", "gt_lesions"),
              "a1_fp_per_patient": ("a1_fp_preds", None), "a2_fp_per_patient": ("a2_fp_preds", None)}
 
@@ -52,14 +54,18 @@ def bootstrap_ci(table: pd.DataFrame, name: str, n_boot: int = 2000, seed: int =
 
 
 def paired_against_baseline(variant: pd.DataFrame, baseline: pd.DataFrame, column: str = "dice") -> dict:
-    """Per-patient differences (mean over seeds, variant minus baseline) and a two-sided Wilcoxon test."""
+    """Per-patient differences (mean over seeds, variant minus baseline) and a two-sided Wilcoxon test.
+
+    ``improved`` / ``worsened`` count patients by the measure's direction (see LOWER_IS_BETTER);
+    ``mean_difference`` keeps its sign."""
     a = variant.groupby("patient_id")[column].mean()
     b = baseline.groupby("patient_id")[column].mean()
     both = pd.concat([a, b], axis=1, keys=["v", "b"]).dropna()
     # Rounded so that equal differences are ties, as they are, not float noise apart.
     d = np.round((both["v"] - both["b"]).to_numpy(float), 12)
+    better = d < 0 if column in LOWER_IS_BETTER else d > 0
     out = {"patients": len(d), "mean_difference": float(d.mean()) if len(d) else float("nan"),
-           "improved": int(np.sum(d > 0)), "worsened": int(np.sum(d < 0)), "p_wilcoxon": float("nan")}
+           "improved": int(np.sum(better)), "worsened": int(np.sum(~better & (d != 0))), "p_wilcoxon": float("nan")}
     if len(d) and np.any(d != 0):
         out["p_wilcoxon"] = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
     return out
