@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from clips.curricula import REGISTRY  # noqa: E402
 from clips.data.cohort import hard_ids  # noqa: E402
 from clips.errors import ClipsError  # noqa: E402
 from clips.metrics.figures import draw_bland_altman  # noqa: E402
@@ -32,6 +33,12 @@ from clips.tracking.tables import run_table  # noqa: E402
 
 BASELINE = "none"
 NO_PAIRS = "no paired comparison: it needs the baseline (none) and at least one other variant"
+
+
+def _display_order(run):
+    """One order in every table and figure: the baseline, then the registry's order, then seeds."""
+    known, variant = list(REGISTRY), run.data.params.get("cfg.curriculum", "")
+    return known.index(variant) if variant in known else len(known), variant, int(run.data.params.get("cfg.seed", 0))
 
 
 def collect(experiment_id: str, parent_id: str | None = None):
@@ -43,6 +50,7 @@ def collect(experiment_id: str, parent_id: str | None = None):
     runs = client.search_runs([experiment_id], filter_string=filt, max_results=5000)
     if not runs:
         raise ClipsError(f"no finished study runs in experiment {experiment_id}" + (f" under {parent_id}" if parent_id else ""))
+    runs = sorted(runs, key=_display_order)
     tests, curves, hard = [], [], None
     for run in runs:
         variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
