@@ -146,10 +146,13 @@ def test_two_workers_on_postgresql_and_one_killed(tiny_cohort, pg_url, tmp_path)
     prep = prepare(TuneConfig(curriculum="predefined", storage=pg_url, study_name="shared", heartbeat_s=2,
                               train=dict(TINY)))
     deadline = time.time() + 300
+    # One storage (one connection pool) for the whole poll: a storage per call leaks a pool each
+    # time, and a slow machine polls long enough to exhaust PostgreSQL's max_connections.
+    poll_storage = optuna.storages.RDBStorage(pg_url)
 
     def trials_of(pid, state):
         try:
-            study = optuna.load_study(study_name="shared", storage=pg_url)
+            study = optuna.load_study(study_name="shared", storage=poll_storage)
         except KeyError:  # not created yet
             return []
         return [t for t in study.trials if t.user_attrs.get("worker", "").endswith(f":{pid}") and t.state == state]
