@@ -18,7 +18,6 @@ from clips.data.layout import discover
 from clips.errors import DataError
 
 
-
 @dataclass
 class LabelFix:
     path: Path
