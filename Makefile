@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # this exact version. Elsewhere override, e.g. TORCH="torch==2.13.0 --index-url <your CPU wheel index>".
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo test ui clean-cache
+.PHONY: install demo lint test ui clean-cache
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	PATH=$(BIN):$$PATH $(BIN)/mlflow run . -P curriculum=none -P profile=smoke --env-manager local
 
-test: install
+# Lint (ruff: pyflakes, pycodestyle, import order, bugbear; pyproject.toml) before the suite.
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
 	PATH=$(BIN):$$PATH $(BIN)/python -m pytest -q
 
 # The MLflow UI on the local store: http://127.0.0.1:5000

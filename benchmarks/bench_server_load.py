@@ -122,7 +122,8 @@ def main():
         mean_server = sum(r["wall_s"] for r in result["rounds"]) / len(result["rounds"])
         result["server_to_local_wall_ratio"] = mean_server / result["reference_local_sqlite_wall_s"]
         print(f"reference: the same {args.processes} runs to a local SQLite store in "
-              f"{result['reference_local_sqlite_wall_s']:.1f} s; server / local = {result['server_to_local_wall_ratio']:.2f}")
+              f"{result['reference_local_sqlite_wall_s']:.1f} s; "
+              f"server / local = {result['server_to_local_wall_ratio']:.2f}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -55,7 +55,8 @@ def reference_patient(patient_id, truth, pred, suv, affine, tolerance_mm=5.0, su
         row["nsd"] = sd.compute_surface_dice_at_tolerance(sd.compute_surface_distances(G, P, spacing), tolerance_mm)
         s = sd.compute_surface_distances(G, P, spacing)
         num = 0.0
-        for d, a in ((s["distances_gt_to_pred"], s["surfel_areas_gt"]), (s["distances_pred_to_gt"], s["surfel_areas_pred"])):
+        for d, a in ((s["distances_gt_to_pred"], s["surfel_areas_gt"]),
+                     (s["distances_pred_to_gt"], s["surfel_areas_pred"])):
             ok = d <= tolerance_mm
             num += (a[ok] * (1 - (d[ok] / tolerance_mm) ** 2)).sum()
         row["bji"] = num / (s["surfel_areas_gt"].sum() + s["surfel_areas_pred"].sum())

@@ -5,7 +5,13 @@ import pytest
 
 from clips.data.io import PatientVolumes
 from clips.data.layout import discover
-from clips.data.preprocess import CHANNEL_WINDOWS, CaseCache, PreprocessConfig, make_channels, preprocess_volumes
+from clips.data.preprocess import (
+    CHANNEL_WINDOWS,
+    CaseCache,
+    PreprocessConfig,
+    make_channels,
+    preprocess_volumes,
+)
 from clips.data.splits import make_splits
 
 

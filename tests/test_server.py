@@ -125,8 +125,8 @@ def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatc
 
     # Two trainings at once, through the server: nothing lost.
     env = dict(os.environ, MLFLOW_EXPERIMENT_NAME="shared")
-    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort), "-P", "model=tiny", "-P", "epochs=3",
-            "-P", "steps_per_epoch=2", "-P", "patch_size=32", "-P", "spacing_mm=10"]
+    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort), "-P", "model=tiny",
+            "-P", "epochs=3", "-P", "steps_per_epoch=2", "-P", "patch_size=32", "-P", "spacing_mm=10"]
     procs = [subprocess.Popen(args + ["-P", f"seed={i}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
@@ -140,7 +140,8 @@ def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatc
         table = client.load_table(exp_id, "tables/val_per_patient.json", run_ids=[run.info.run_id])
         assert len(table) == 1
         # Nothing identifying reached the shared server: pseudonyms, and the mapping stays local.
-        assert table["patient_id"].str.match(r"^P[0-9a-f]{12}$").all() and run.data.tags["clips.privacy"].startswith("pseudo")
+        assert table["patient_id"].str.match(r"^P[0-9a-f]{12}$").all()
+        assert run.data.tags["clips.privacy"].startswith("pseudo")
         split = Path(client.download_artifacts(run.info.run_id, "data/split.csv", str(tiny_cohort.parent)))
         assert "SYN0" not in split.read_text()
         mapping = pd.read_csv(Path(os.environ["CLIPS_HOME"]) / "runs" / run.info.run_id / "pseudonyms.csv")
@@ -181,7 +182,8 @@ def test_promotion_restart_and_predict(server, tiny_cohort, tmp_path, monkeypatc
 
     client = mlflow.MlflowClient()
     alias = {a: client.get_model_version_by_alias("clips-tmtv", a) for a in ("champion", "challenger", "previous")}
-    assert alias["champion"].run_id == run_b and alias["challenger"].run_id == run_c and alias["previous"].run_id == run_a
+    assert alias["champion"].run_id == run_b and alias["challenger"].run_id == run_c
+    assert alias["previous"].run_id == run_a
     tags = client.get_model_version("clips-tmtv", third.version).tags
     assert tags["clips.decision"] == "not promoted" and float(tags["clips.evidence.p_tmtv_error_worse"]) < 0.05
 
@@ -216,7 +218,8 @@ def test_unreachable_server_fails_at_once_naming_it(tiny_cohort, monkeypatch):
 
 
 def test_missing_secrets_are_a_clear_error(pg_url, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")}
+    secrets = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY")
+    env = {k: v for k, v in os.environ.items() if k not in secrets}
     res = subprocess.run([sys.executable, "-m", "clips", "server", "start", "--backend-store-uri", pg_url,
                           "--print-command"], cwd=REPO, env=env, capture_output=True, text=True)
     assert res.returncode == 2 and "MLFLOW_AUTH_ADMIN_PASSWORD" in res.stderr

@@ -5,7 +5,13 @@ from click.testing import CliRunner
 from scipy import ndimage
 
 from clips.cli import cli
-from clips.data.synth import NODAL_STATIONS, SynthConfig, generate_patient, hard_assignment, write_cohort
+from clips.data.synth import (
+    NODAL_STATIONS,
+    SynthConfig,
+    generate_patient,
+    hard_assignment,
+    write_cohort,
+)
 
 
 def _arrays(folder):

@@ -41,7 +41,8 @@ def test_spaces_are_checked_before_any_trial(tmp_path):
 def test_warmup_covers_the_longest_ramp(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text("predefined:\n  full_at: {type: float, low: 0.2, high: 0.6}\n"
-                 "smoothing:\n  sigma0: {type: float, low: 0.5, high: 2.0}\n  decay: {type: float, low: 0.5, high: 0.8}\n")
+                 "smoothing:\n  sigma0: {type: float, low: 0.5, high: 2.0}\n"
+                 "  decay: {type: float, low: 0.5, high: 0.8}\n")
     assert ramp_epochs(load_space("predefined", f), 20) == 12  # 0.6 x 20
     # sigma 2.0 decaying by 0.8 per epoch falls below the floor 0.3 after ceil(log(0.15)/log(0.8)) = 9 epochs
     assert ramp_epochs(load_space("smoothing", f), 20) == 9
@@ -158,7 +159,8 @@ def test_two_workers_on_postgresql_and_one_killed(tiny_cohort, pg_url, tmp_path)
         return [t for t in study.trials if t.user_attrs.get("worker", "").endswith(f":{pid}") and t.state == state]
 
     while time.time() < deadline:  # let the victim finish one trial and start the next
-        if trials_of(victim.pid, optuna.trial.TrialState.COMPLETE) and trials_of(victim.pid, optuna.trial.TrialState.RUNNING):
+        states = optuna.trial.TrialState
+        if trials_of(victim.pid, states.COMPLETE) and trials_of(victim.pid, states.RUNNING):
             break
         assert victim.poll() is None, (tmp_path / "w0.log").read_text()[-2000:]
         time.sleep(0.3)

@@ -41,7 +41,8 @@ def ensure_example_cohort(out: Path, patients: int, spacing_mm: float, seed: int
 
 
 def cohort_digest(files: list[PatientFiles], tmtv: dict[str, float]) -> str:
-    """SHA-1 over every file's name and size and each case's TMTV: cheap on 1,000 patients, and it changes with the data."""
+    """SHA-1 over every file's name and size and each case's TMTV: cheap on 1,000 patients, and it changes
+    with the data."""
     h = hashlib.sha1()
     for f in sorted(files, key=lambda f: f.patient_id):
         h.update(f.patient_id.encode())

@@ -54,7 +54,8 @@ class PreprocessConfig:
 
 @dataclass
 class Case:
-    """One preprocessed case: ``image`` (5, X, Y, Z) float16, ``label`` (X, Y, Z) uint8, both RAS at the target spacing."""
+    """One preprocessed case: ``image`` (5, X, Y, Z) float16, ``label`` (X, Y, Z) uint8, both RAS at the
+    target spacing."""
 
     patient_id: str
     image: np.ndarray

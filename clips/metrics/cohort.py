@@ -75,8 +75,9 @@ def _one(args):
         return None, str(exc)
 
 
-def evaluate_cohort(data_dir, pred_dir, settings: EvalSettings = EvalSettings(), workers: int = 1,
+def evaluate_cohort(data_dir, pred_dir, settings: EvalSettings | None = None, workers: int = 1,
                     log=print) -> CohortEvaluation:
+    settings = settings or EvalSettings()
     jobs = []
     errors = []
     for f in discover(data_dir):

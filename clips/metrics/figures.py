@@ -34,7 +34,8 @@ def draw_bland_altman(ax, table: pd.DataFrame, marker_size: float = 18, legend: 
     if len(diff):
         bias = diff.mean()
         sd = diff.std(ddof=1) if len(diff) > 1 else 0.0
-        for y, style, label in ((bias, "-", f"bias {bias:.1f} ml"), (bias + 1.96 * sd, "--", f"+1.96 SD {bias + 1.96 * sd:.1f}"),
+        for y, style, label in ((bias, "-", f"bias {bias:.1f} ml"),
+                                (bias + 1.96 * sd, "--", f"+1.96 SD {bias + 1.96 * sd:.1f}"),
                                 (bias - 1.96 * sd, "--", f"-1.96 SD {bias - 1.96 * sd:.1f}")):
             ax.axhline(y, color="C1", ls=style, lw=1, label=label)
         if legend:

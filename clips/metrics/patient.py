@@ -54,7 +54,8 @@ def surfel_area_table(spacing) -> np.ndarray:
 
 
 def weighted_percentile(distances: np.ndarray, areas: np.ndarray, percent: float) -> float:
-    """Area-weighted percentile, as DeepMind's compute_robust_hausdorff: sort by (distance, area), first cumulative share >= p."""
+    """Area-weighted percentile, as DeepMind's compute_robust_hausdorff: sort by (distance, area), first
+    cumulative share >= p."""
     order = np.lexsort((areas, distances))
     d, a = distances[order], areas[order]
     cum = np.cumsum(a) / np.sum(a)

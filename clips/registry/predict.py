@@ -63,7 +63,8 @@ def predict_path(model_uri: str, path: Path, out: Path):
     for files in cases:
         target = out if single else out / f"{files.patient_id}.nii.gz"
         try:
-            mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"], prep.get("sw_overlap", 0.25))
+            mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"],
+                                       prep.get("sw_overlap", 0.25))
         except DataError as exc:
             yield f"error: {exc}"
             continue

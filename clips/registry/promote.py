@@ -49,7 +49,8 @@ def best_run(client: MlflowClient, experiment: str, metric: str):
         raise ClipsError(f"no experiment named {experiment!r} at {mlflow.get_tracking_uri()}")
     key = f"test_{metric}_mean"
     higher_is_better = not metric.endswith(("_mm", "_error", "_ml")) and "error" not in metric
-    runs = client.search_runs([exp.experiment_id], filter_string=f"attributes.status = 'FINISHED' and metrics.`{key}` > -1e300",
+    runs = client.search_runs([exp.experiment_id],
+                              filter_string=f"attributes.status = 'FINISHED' and metrics.`{key}` > -1e300",
                               order_by=[f"metrics.`{key}` {'DESC' if higher_is_better else 'ASC'}"], max_results=50)
     runs = [r for r in runs if r.data.tags.get("clips.role") != "tune_parent"]
     if not runs:
@@ -84,10 +85,13 @@ def compare(challenger: pd.DataFrame, champion: pd.DataFrame, alpha: float) -> t
     err_old = (both["tmtv_pred_ml_old"] - both["tmtv_true_ml_old"]).abs().to_numpy(float)
     p_dice = _wilcoxon_greater(dice_new, dice_old)
     p_tmtv_worse = _wilcoxon_greater(err_new, err_old)
-    ev = {"paired_patients": n, "dice_challenger": float(np.nanmean(dice_new)), "dice_champion": float(np.nanmean(dice_old)),
-          "tmtv_abs_error_ml_challenger": float(np.mean(err_new)), "tmtv_abs_error_ml_champion": float(np.mean(err_old)),
+    ev = {"paired_patients": n, "dice_challenger": float(np.nanmean(dice_new)),
+          "dice_champion": float(np.nanmean(dice_old)),
+          "tmtv_abs_error_ml_challenger": float(np.mean(err_new)),
+          "tmtv_abs_error_ml_champion": float(np.mean(err_old)),
           "p_dice_better": p_dice, "p_tmtv_error_worse": p_tmtv_worse, "alpha": alpha,
-          "patients_dice_improved": int(np.sum(dice_new > dice_old)), "patients_dice_worsened": int(np.sum(dice_new < dice_old))}
+          "patients_dice_improved": int(np.sum(dice_new > dice_old)),
+          "patients_dice_worsened": int(np.sum(dice_new < dice_old))}
     if p_dice >= alpha:
         return False, f"Dice not significantly better (p = {p_dice:.3g} >= {alpha})", ev
     if p_tmtv_worse < alpha:
@@ -126,7 +130,8 @@ def promote(experiment: str, model_name: str = "clips-tmtv", metric: str = "dice
             client.set_registered_model_alias(model_name, "previous", champion.version)
         client.set_registered_model_alias(model_name, "champion", version)
     tags = {"clips.run_id": run.info.run_id, "clips.experiment": experiment, "clips.metric": key,
-            f"clips.{key}": str(run.data.metrics.get(key)), "clips.decision": "promoted" if promoted else "not promoted",
+            f"clips.{key}": str(run.data.metrics.get(key)),
+            "clips.decision": "promoted" if promoted else "not promoted",
             "clips.reason": reason}
     tags |= {f"clips.evidence.{k}": (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v))
              for k, v in ev.items()}

@@ -21,7 +21,8 @@ def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = N
     if privacy is not None and privacy.active:  # what leaves the machine carries pseudonyms only
         privacy.ids(result.table["patient_id"])
         privacy.ids(e.split(":", 1)[0] for e in result.errors)  # errors start with the patient id
-        result = CohortEvaluation(privacy.table(result.table), [privacy.text(e) for e in result.errors], result.settings)
+        result = CohortEvaluation(privacy.table(result.table), [privacy.text(e) for e in result.errors],
+                                  result.settings)
         out_dir = None  # the local outputs keep real ids; the logged copy is written apart
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp) / name

@@ -47,7 +47,8 @@ class Spool:
 
     def _apply(self, e: dict) -> None:
         if e["op"] == "metrics":
-            self.client.log_batch(self.run_id, metrics=[Metric(k, v, e["ts"], e["step"]) for k, v in e["metrics"].items()])
+            metrics = [Metric(k, v, e["ts"], e["step"]) for k, v in e["metrics"].items()]
+            self.client.log_batch(self.run_id, metrics=metrics)
         elif e["op"] == "tag":
             self.client.set_tag(self.run_id, e["key"], e["value"])
         elif e["op"] == "artifact":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import stat
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
