@@ -14,7 +14,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated.*")
 
-from clips.errors import ClipsError
+from clips.errors import ClipsError  # noqa: E402 - after the environment set-up above
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -25,6 +25,21 @@ def _params(pairs: tuple[str, ...]) -> dict[str, str]:
         k, v = pair.split("=", 1)
         out[k.strip()] = v
     return out
+
+
+def _opt(*decls, **kw):
+    """A click option that also answers to its underscore spelling (``--n_trials`` for ``--n-trials``):
+    ``mlflow run -P n_trials=20`` hands undeclared parameters over that way."""
+    long = [d for d in decls if d.startswith("--")]
+    underscored = ["--" + d[2:].replace("-", "_") for d in long if "-" in d[2:]]
+    return click.option(*decls, *underscored, long[0][2:].replace("-", "_"), show_default=True, **kw)
+
+
+def _defaults(cls) -> dict:
+    """The dataclass's field defaults: the one place a command's defaults are written."""
+    import dataclasses
+
+    return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
 class ClipsGroup(click.Group):
@@ -106,6 +121,33 @@ def data_fix_labels(paths, dry_run):
     sys.exit(1 if counts["refused"] else 0)
 
 
+@data.command("difficulty")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV file to write.")
+@click.option("--profile", default="smoke", show_default=True, help="Take the preprocessing spacing from this profile.")
+@click.option("--spacing", default=None, type=click.FloatRange(min=0.5),
+              help="Isotropic spacing in mm (overrides the profile's).")
+@click.option("--skip-invalid", is_flag=True, help="Leave invalid patients out instead of stopping.")
+def data_difficulty(data_dir, out, profile, spacing, skip_invalid):
+    """Per-patient difficulty features and every score (higher = harder), as a run logs them.
+
+    The same computation as a run's tables/difficulty.json, over every patient of the cohort,
+    so the ordering the curricula use can be inspected before training (docs/curricula.md).
+    """
+    from clips.config import build_config, clips_home
+    from clips.curricula.difficulty import difficulty_of_cohort
+    from clips.data.cohort import load_cohort
+    from clips.data.preprocess import PreprocessConfig
+
+    cfg = build_config({"profile": profile} | ({"spacing_mm": str(spacing)} if spacing else {}))
+    cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), 0, cfg.val_fraction,
+                         cfg.test_fraction, skip_invalid, log=click.echo)
+    table = difficulty_of_cohort(cohort, cfg.spacing_mm).sort_values("score_cohort", ascending=False)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    click.echo(f"{len(table)} patients, hardest first by the cohort score, in {out}")
+
+
 def _extra_options(args: list[str]) -> dict[str, str]:
     """``--key value`` / ``--key=value`` pairs: MLflow passes -P values not declared in MLproject this way."""
     out, i = {}, 0
@@ -123,6 +165,17 @@ def _extra_options(args: list[str]) -> dict[str, str]:
             i += 2
         out[k.replace("-", "_")] = v
     return out
+
+
+@cli.command()
+@click.option("--curriculum", default="", help="Also list this curriculum's options.")
+@click.option("--profile", default="", help="Show the values of this profile (experiments/profiles.yaml).")
+def params(curriculum, profile):
+    """List every training parameter with its default and meaning (-P name=value sets it)."""
+    from clips.config import describe_parameters
+
+    for line in describe_parameters(curriculum or None, profile or None):
+        click.echo(line)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -157,15 +210,27 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
 
 
+def _study_command(f):
+    from clips.study.config import StudyConfig
+
+    d = _defaults(StudyConfig)
+    for decorator in reversed([
+        _opt("--curricula", default="", help="Comma-separated; default: every registered curriculum."),
+        _opt("--seeds", default=d["seeds"], type=click.IntRange(1)),
+        _opt("--study-name", default=d["study_name"],
+             help="Default clips-study-<profile>; the same name continues a study."),
+        _opt("--split-seed", default=d["split_seed"], type=int, help="One split for every child."),
+        _opt("--workers", default=d["workers"], type=click.IntRange(1, 64)),
+        _opt("--from-study", multiple=True, help="CURRICULUM:OPTUNA_STUDY: use that study's best parameters."),
+        _opt("--storage", default=d["storage"],
+             help="Optuna storage of --from-study (default: beside the MLflow store)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--curricula", default=",".join(["none", "random", "anti", "predefined", "self_paced", "transfer_teacher",
-                                                 "rl_teacher", "smoothing"]), show_default=True)
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1))
-@click.option("--study-name", default="", help="Default clips-study-<profile>; the same name continues a study.")
-@click.option("--split-seed", default=0, show_default=True, type=int, help="One split for every child.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-@click.option("--from-study", multiple=True, help="CURRICULUM:OPTUNA_STUDY: use that study's best parameters.")
-@click.option("--storage", default="", help="Optuna storage of --from-study (default: beside the MLflow store).")
+@_study_command
 @click.option("--out", default="", help="Also write the comparison report to this folder.")
 @click.option("--worker-of", default="", hidden=True)
 @click.option("--worker-index", default=0, type=int, hidden=True)
@@ -175,7 +240,8 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
 def study(ctx, curricula, seeds, study_name, split_seed, workers, from_study, storage, out, worker_of, worker_index,
           worker_count, params):
     """Every curriculum x seed as a child run with one training recipe, then the comparison report."""
-    from clips.study.runner import StudyConfig, run_jobs, run_study
+    from clips.study.config import StudyConfig
+    from clips.study.runner import run_jobs, run_study
 
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
     tuned = {}
@@ -186,8 +252,9 @@ def study(ctx, curricula, seeds, study_name, split_seed, workers, from_study, st
                     raise click.BadParameter(f"{part!r} is not CURRICULUM:STUDY", param_hint="--from-study")
                 k, v = part.split(":", 1)
                 tuned[k.strip()] = v.strip()
-    scfg = StudyConfig([c.strip() for c in curricula.split(",") if c.strip()], seeds, study_name, split_seed, workers,
-                       tuned, storage, train_params)
+    scfg = StudyConfig(curricula=[c.strip() for c in curricula.split(",") if c.strip()], seeds=seeds,
+                       study_name=study_name, split_seed=split_seed, workers=workers, from_study=tuned,
+                       storage=storage, train=train_params)
     _reachable()
     if worker_of:
         run_jobs(scfg, worker_of, worker_index, worker_count, log=click.echo)
@@ -216,33 +283,49 @@ def compare(experiment, parent, out):
     del result
 
 
+def _tune_command(f):
+    from clips.tuning.config import PRUNERS, TuneConfig
+
+    d = _defaults(TuneConfig)
+    for decorator in reversed([
+        _opt("--curriculum", default=d["curriculum"], help="The curriculum whose schedule to tune."),
+        _opt("--n-trials", default=d["n_trials"], type=click.IntRange(1)),
+        _opt("--storage", default=d["storage"],
+             help="Optuna storage URL (postgresql://... to share); default: SQLite beside the MLflow store."),
+        _opt("--study-name", default=d["study_name"], help="Default: clips-<curriculum>-<profile>."),
+        _opt("--timeout-min", default=d["timeout_min"], type=click.FloatRange(0),
+             help="Stop starting trials after this many minutes (0: never)."),
+        _opt("--objective", default=d["objective"], help="[-]<column>[@hard] of the per-patient validation table."),
+        _opt("--pruner", default=d["pruner"], type=click.Choice(PRUNERS)),
+        _opt("--warmup-epochs", default=d["warmup_epochs"], type=int,
+             help="Epochs before pruning (-1: the longest ramp of the space)."),
+        _opt("--seed", default=d["seed"], type=int, help="Seed of the TPE sampler."),
+        _opt("--workers", default=d["workers"], type=click.IntRange(1, 64), help="Local worker processes."),
+        _opt("--tune-lr", default=d["tune_lr"], type=bool, help="Add the common space (learning rate)."),
+        _opt("--retry-failed", default=d["retry_failed"], type=click.IntRange(0),
+             help="Re-run a dead worker's trial at most N times."),
+        _opt("--heartbeat-s", default=d["heartbeat_s"], type=click.IntRange(1)),
+        _opt("--space-file", default=d["space_file"],
+             help="Search spaces YAML (default experiments/search_spaces.yaml)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.option("--curriculum", required=True, help="The curriculum whose schedule to tune.")
-@click.option("--n-trials", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--storage", default="", help="Optuna storage URL (postgresql://... to share); default: SQLite beside the MLflow store.")
-@click.option("--study-name", default="", help="Default: clips-<curriculum>-<profile>.")
-@click.option("--timeout-min", default=0.0, type=click.FloatRange(0), help="Stop starting trials after this many minutes (0: never).")
-@click.option("--objective", default="dice", show_default=True, help="[-]<column>[@hard] of the per-patient validation table.")
-@click.option("--pruner", default="median", show_default=True, type=click.Choice(["median", "hyperband", "none"]))
-@click.option("--warmup-epochs", default=-1, type=int, help="Epochs before pruning (-1: the longest ramp of the space).")
-@click.option("--seed", default=0, type=int, help="Seed of the TPE sampler.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Local worker processes.")
-@click.option("--tune-lr", default=False, type=bool, help="Add the common space (learning rate).")
-@click.option("--retry-failed", default=1, show_default=True, type=click.IntRange(0), help="Re-run a dead worker's trial at most N times.")
-@click.option("--heartbeat-s", default=60, show_default=True, type=click.IntRange(1))
-@click.option("--space-file", default="", help="Search spaces YAML (default experiments/search_spaces.yaml).")
+@_tune_command
 @click.option("--worker-of", default="", hidden=True)
 @click.option("--worker-index", default=0, type=int, hidden=True)
-@click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE (profile, data_dir, epochs, ...).")
+@click.option("-P", "--param", "params", multiple=True,
+              help="Training parameter KEY=VALUE (profile, data_dir, epochs, ...).")
 @click.pass_context
-def tune(ctx, curriculum, n_trials, storage, study_name, timeout_min, objective, pruner, warmup_epochs, seed, workers,
-         tune_lr, retry_failed, heartbeat_s, space_file, worker_of, worker_index, params):
+def tune(ctx, worker_of, worker_index, params, **options):
     """Tune a curriculum's schedule with Optuna; every trial is a child MLflow run."""
-    from clips.tuning.study import TuneConfig, prepare, run_tuning, run_worker
+    from clips.tuning.config import TuneConfig
+    from clips.tuning.study import prepare, run_tuning, run_worker
 
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
-    tcfg = TuneConfig(curriculum, n_trials, storage, study_name, timeout_min, objective, pruner, warmup_epochs, seed,
-                      workers, tune_lr, retry_failed, heartbeat_s, space_file, train_params)
+    tcfg = TuneConfig(**options, train=train_params)
     _reachable()
     if worker_of:  # a worker process started by --workers: trials only, the parent finalises
         run_worker(prepare(tcfg), worker_of, worker_index)
@@ -262,7 +345,8 @@ def tune(ctx, curriculum, n_trials, storage, study_name, timeout_min, objective,
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--tolerance-mm", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--suv-threshold", default="4.0", show_default=True, help="SUV threshold, or 'none'.")
-@click.option("--connectivity", default=6, show_default=True, type=click.Choice(["6", "18", "26"]), callback=lambda c, p, v: int(v))
+@click.option("--connectivity", default=6, show_default=True, type=click.Choice(["6", "18", "26"]),
+              callback=lambda c, p, v: int(v))
 @click.option("--lesion-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes.")
 @click.option("--mlflow/--no-mlflow", "use_mlflow", default=None,
@@ -336,7 +420,8 @@ def server():
 def _server_options(f):
     for opt in reversed([
         click.option("--backend-store-uri", envvar="CLIPS_SERVER_DB", show_default=True,
-                     default="postgresql://postgres@127.0.0.1:5432/clips_mlflow", help="PostgreSQL URL of the tracking database."),
+                     default="postgresql://postgres@127.0.0.1:5432/clips_mlflow",
+                     help="PostgreSQL URL of the tracking database."),
     ]):
         f = opt(f)
     return f
@@ -357,7 +442,8 @@ def _server_options(f):
               type=click.Choice(["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]))
 @click.option("--auth-db-uri", default="", help="Database of the accounts (default: <backend db>_auth).")
 @click.option("--allowed-hosts", default="", help="Comma-separated Host headers to accept.")
-@click.option("--runtime-dir", default="", help="Where the generated auth config goes (default ~/.config/clips-server).")
+@click.option("--runtime-dir", default="",
+              help="Where the generated auth config goes (default ~/.config/clips-server).")
 @click.option("--print-command", is_flag=True, help="Print the mlflow server command line and exit.")
 def server_start(backend_store_uri, artifacts_destination, host, port, workers, auth, admin_username,
                  admin_password_file, secret_key_file, default_permission, auth_db_uri, allowed_hosts, runtime_dir,
@@ -365,9 +451,12 @@ def server_start(backend_store_uri, artifacts_destination, host, port, workers, 
     """Start the MLflow tracking server (PostgreSQL, served artifacts, basic auth)."""
     from clips.tracking.server import ServerConfig, server_command
 
-    cfg = ServerConfig(backend_store_uri, artifacts_destination, host, port, workers, auth, auth_db_uri, admin_username,
-                       admin_password_file, secret_key_file, default_permission,
-                       [h for h in allowed_hosts.split(",") if h], runtime_dir)
+    cfg = ServerConfig(
+        backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination, host=host, port=port,
+        workers=workers, auth=auth, auth_db_uri=auth_db_uri, admin_username=admin_username,
+        admin_password_file=admin_password_file, secret_key_file=secret_key_file,
+        default_permission=default_permission, allowed_hosts=[h for h in allowed_hosts.split(",") if h],
+        runtime_dir=runtime_dir)
     cmd, env = server_command(cfg)
     if print_command:
         click.echo(" ".join(cmd))
@@ -456,7 +545,8 @@ def runs():
 
 
 @runs.command("reap")
-@click.option("--older-than", "hours", required=True, type=click.FloatRange(min=0), help="Hours without a sign of life.")
+@click.option("--older-than", "hours", required=True, type=click.FloatRange(min=0),
+              help="Hours without a sign of life.")
 @click.option("--experiment", default="", help="Only this experiment (default: all).")
 @click.option("--dry-run", is_flag=True)
 def runs_reap(hours, experiment, dry_run):

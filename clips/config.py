@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from clips.curricula import get_curriculum
 from clips.errors import ConfigError
+from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS
+from clips.values import apply_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = Path(os.environ.get("CLIPS_EXPERIMENTS", REPO_ROOT / "experiments"))
@@ -29,42 +31,45 @@ def clips_home() -> Path:
 class ExampleCohort:
     """The generated cohort used when no ``data_dir`` is given."""
 
-    patients: int = 24
-    spacing_mm: float = 4.0
-    seed: int = 0
+    patients: int = 24  # example cohort: number of patients
+    spacing_mm: float = 4.0  # example cohort: voxel size of the generated NIfTI files
+    seed: int = 0  # example cohort: generator seed
 
 
 @dataclass
 class TrainConfig:
+    """Every training parameter. The defaults are the ``smoke`` profile: a run of a couple of
+    minutes on 2 CPU cores that proves the pipeline; the other profiles override sizes."""
+
     # What to train
-    curriculum: str = "none"
-    profile: str = "smoke"
+    curriculum: str = "none"  # a name of clips/curricula's REGISTRY (docs/curricula.md)
+    profile: str = "smoke"  # sizes of a run: experiments/profiles.yaml
     data_dir: str = ""  # empty: the example cohort, generated once under $CLIPS_HOME
-    seed: int = 0
+    seed: int = 0  # network initialisation, patch sampling, curriculum randomness
     split_seed: int = -1  # seed of the train/val/test split; -1: the same as seed (a study fixes it across seeds)
     # Data
-    spacing_mm: tuple[float, float, float] = (4.0, 4.0, 4.0)
-    patch_size: tuple[int, int, int] = (64, 64, 64)
+    spacing_mm: tuple[float, float, float] = (8.0, 8.0, 8.0)  # resampling grid, mm (one value or x,y,z)
+    patch_size: tuple[int, int, int] = (48, 48, 48)  # training patch and sliding window, voxels (multiples of 8)
     pos_ratio: float = 0.67  # fraction of patches centred on a lesion voxel
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    skip_invalid: bool = False
+    val_fraction: float = 0.2  # share of patients for validation (model selection)
+    test_fraction: float = 0.2  # share of patients held out for the final evaluation
+    skip_invalid: bool = False  # leave invalid patients out (logged as data/skipped.json) instead of stopping
     # Model and optimisation
-    model: str = "small"
-    epochs: int = 2
-    steps_per_epoch: int = 10
-    batch_size: int = 2
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
+    model: str = "small"  # network preset: tiny, small, tmtv_net (clips/models/unet.py)
+    epochs: int = 5
+    steps_per_epoch: int = 20  # optimisation steps per epoch
+    batch_size: int = 2  # patches per step
+    lr: float = 2e-3  # AdamW learning rate, cosine-annealed to 0 over the run
+    weight_decay: float = 1e-5  # AdamW
     # Loss, L = alpha * L_MS + beta * L_Dice + lambda * L_CE (TMTV-Net, Eq. 1)
-    loss_alpha: float = 1e-5
-    loss_beta: float = 1.0
-    loss_lambda: float = 2.0
-    ms_eta: float = 1.0
+    loss_alpha: float = 1e-5  # weight of the Mumford-Shah term
+    loss_beta: float = 1.0  # weight of the Dice term
+    loss_lambda: float = 2.0  # weight of the cross-entropy term
+    ms_eta: float = 1.0  # Mumford-Shah length weight
     # Validation and checkpoints
-    val_every: int = 1
-    sw_overlap: float = 0.25
-    sw_batch_size: int = 2
+    val_every: int = 1  # validate (and maybe save the best checkpoint) every N epochs and at the end
+    sw_overlap: float = 0.25  # sliding-window overlap at inference
+    sw_batch_size: int = 2  # windows per forward pass at inference
     init_weights: str = ""  # a checkpoint path or a models:/ URI
     resume: str = ""  # "", "true" (the run MLflow hands us), or a run id
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
@@ -72,9 +77,9 @@ class TrainConfig:
     table_every: int = 5  # log the curriculum's long table every N epochs (and at the end)
     outage_wait_min: float = 30.0  # at the end, wait this long for a lost tracking server (clips/tracking/resilient.py)
     privacy: str = "auto"  # auto | pseudonymize | real: patient ids sent to a shared server (clips/tracking/privacy.py)
-    example: ExampleCohort = field(default_factory=ExampleCohort)
+    example: ExampleCohort = field(default_factory=ExampleCohort)  # -P example.patients=60, ...
     # The curriculum's own hyperparameters (docs/curricula.md), checked by its Options dataclass.
-    curriculum_options: dict = field(default_factory=dict)
+    curriculum_options: dict = field(default_factory=dict)  # -P name=value; see clips params --curriculum NAME
 
     def as_params(self) -> dict[str, str]:
         """Flat string params for MLflow (nested sections become ``section.key``)."""
@@ -101,76 +106,7 @@ _RANGES = {
 }
 
 
-def _cast(name: str, typ, value):
-    """Cast a YAML or command-line value to the annotated type of field ``name``."""
-    origin = typing.get_origin(typ)
-    try:
-        if origin is tuple:
-            inner = typing.get_args(typ)[0]
-            if isinstance(value, str):
-                items = value.replace("x", ",").split(",")
-            else:
-                items = list(value) if isinstance(value, (list, tuple)) else [value]
-            items = [inner(float(x)) if inner is int else inner(x) for x in items if str(x).strip() != ""]
-            if len(items) == 1:
-                items = items * 3
-            if len(items) != 3:
-                raise ValueError("expected 1 or 3 values")
-            return tuple(items)
-        if typ is bool:
-            if isinstance(value, bool):
-                return value
-            s = str(value).strip().lower()
-            if s in ("1", "true", "yes", "on"):
-                return True
-            if s in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError("expected true or false")
-        if typ is int:
-            f = float(value)
-            if f != int(f):
-                raise ValueError("expected a whole number")
-            return int(f)
-        if typ is float:
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"parameter {name}={value!r}: {exc}") from None
-
-
-def apply_values(obj, values: dict, where: str, extras: dict | None = None):
-    """Set dataclass fields from YAML or string values, cast to each field's type.
-
-    Unknown names raise, unless ``extras`` is given: then they are collected there
-    (training puts them in the curriculum's options).
-    """
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in values.items():
-        if key not in names:
-            if extras is not None:
-                extras[key.removeprefix("curriculum.")] = value
-                continue
-            close = ", ".join(sorted(n for n in names if n[:3] == key[:3])) or "see clips/config.py"
-            raise ConfigError(f"unknown parameter {key!r} in {where} (did you mean: {close})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current) or isinstance(current, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {key} must be a mapping")
-            if isinstance(current, dict):
-                current.update(value)
-            else:
-                apply_values(current, value, f"{where}:{key}")
-            continue
-        if value is None or (isinstance(value, str) and value.strip() == ""):
-            continue  # an empty -P value means "keep the profile's value"
-        setattr(obj, key, _cast(key, hints[key], value))
-
-
 def _validate(cfg: TrainConfig):
-    from clips.curricula import get_curriculum  # noqa: PLC0415 - checked here so a typo fails before any data work
-    from clips.models.unet import PRESETS  # noqa: PLC0415
-
     get_curriculum(cfg.curriculum).parse_options(cfg.curriculum_options)
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}")
@@ -178,8 +114,9 @@ def _validate(cfg: TrainConfig):
         v = getattr(cfg, name)
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise ConfigError(f"parameter {name}={v} is out of range [{lo}, {hi if hi is not None else 'inf'}]")
-    if any(p < 8 or p % 8 for p in cfg.patch_size):
-        raise ConfigError(f"patch_size {cfg.patch_size}: each side must be a multiple of 8 (the U-Net downsamples 3 times)")
+    if any(p < MIN_PATCH or p % PATCH_MULTIPLE for p in cfg.patch_size):
+        raise ConfigError(f"patch_size {cfg.patch_size}: each side must be a multiple of {PATCH_MULTIPLE} "
+                          f"(the U-Net downsamples 3 times) and at least {MIN_PATCH}")
     if any(s <= 0 for s in cfg.spacing_mm):
         raise ConfigError(f"spacing_mm {cfg.spacing_mm} must be positive")
     if cfg.val_fraction + cfg.test_fraction >= 0.9:
@@ -222,3 +159,23 @@ def example_cohort_dir(cfg: TrainConfig) -> Path:
     return clips_home() / f"example_cohort_n{ex.patients}_{ex.spacing_mm:g}mm_seed{ex.seed}"
 
 
+
+
+def describe_parameters(curriculum: str | None = None, profile: str | None = None) -> list[str]:
+    """One line per training parameter (name, value, the comment beside its field in this file),
+    and per option of ``curriculum``: ``clips params``. The code is the one place they are written."""
+    import inspect
+    import re
+
+    cfg = build_config({"profile": profile} if profile else {})
+    rows = []
+    for cls, prefix, obj in [(TrainConfig, "", cfg), (ExampleCohort, "example.", cfg.example)] + (
+            [(get_curriculum(curriculum).Options, "", get_curriculum(curriculum).Options())] if curriculum else []):
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", line)
+            if m and m.group(1) in {f.name for f in dataclasses.fields(cls)} and m.group(1) != "example":
+                value = getattr(obj, m.group(1))
+                shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+                rows.append((prefix + m.group(1), str(shown), m.group(2) or ""))
+    width = max(len(r[0]) for r in rows)
+    return [f"{n:<{width}}  {v:<12}  {c}".rstrip() for n, v, c in rows]

@@ -44,3 +44,31 @@ def test_yaml_config_file(tmp_path):
 def test_unknown_curriculum():
     with pytest.raises(ConfigError, match="unknown curriculum 'magic'"):
         get_curriculum("magic")
+
+
+def test_defaults_are_the_smoke_profile_and_nested_fields_take_dotted_names():
+    from clips.config import TrainConfig, load_profiles
+
+    assert not load_profiles()["smoke"]  # the smoke profile is TrainConfig's own defaults, written once
+    cfg = build_config({})
+    assert cfg.profile == "smoke" and cfg.epochs == TrainConfig().epochs and cfg.patch_size == (48, 48, 48)
+    cfg = build_config({"example.patients": "30", "example.seed": "2"})
+    assert cfg.example.patients == 30 and cfg.example.seed == 2
+    with pytest.raises(ConfigError, match="unknown parameter 'colour'"):
+        build_config({"example.colour": "red"})
+
+
+def test_command_line_defaults_come_from_the_configs_and_the_registry():
+    from click.testing import CliRunner
+
+    from clips.cli import cli
+    from clips.curricula import REGISTRY
+    from clips.study.config import StudyConfig
+    from clips.tuning.config import TuneConfig
+
+    assert StudyConfig().curricula == list(REGISTRY) and StudyConfig(curricula=["none"]).curricula == ["none"]
+    tune = {p.name: p for p in cli.commands["tune"].params}
+    assert tune["n_trials"].default == TuneConfig().n_trials and "--n_trials" in tune["n_trials"].opts
+    assert tune["curriculum"].default == TuneConfig().curriculum
+    out = CliRunner().invoke(cli, ["params", "--curriculum", "self_paced"]).output
+    assert "example.patients" in out and "quantile0" in out and "steps_per_epoch" in out

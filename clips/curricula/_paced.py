@@ -17,6 +17,10 @@ class Predefined(Curriculum):
     paper = "Bengio et al. 2009; pacing functions of Wang et al. 2022, Platanios et al. 2019, Hacohen & Weinshall 2019"
     Options = PacingOptions
 
+    @classmethod
+    def ramp_epochs(cls, options, epochs):
+        return options.ramp_epochs(epochs)
+
     def order(self) -> np.ndarray:
         """Training patients in the order they enter the curriculum."""
         return np.argsort(self.ctx.difficulty, kind="stable")
@@ -76,3 +80,4 @@ class TransferTeacher(Predefined):
     name = "transfer_teacher"
     paper = "Hacohen & Weinshall 2019 (transfer teacher); bootstrapping arm of Yousefirizi et al. 2022"
     Options = TeacherOptions
+    needs_teacher = True

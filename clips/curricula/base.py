@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from clips.errors import ConfigError
+from clips.values import apply_values
 
 
 @dataclass
@@ -32,7 +33,8 @@ class CurriculumContext:
     difficulty: np.ndarray  # per training patient, higher = harder (clips.curricula.difficulty)
     # Per-patient loss of the current model, one forward pass of a fixed patch per patient.
     score_patients: Callable[[], np.ndarray] = field(default=lambda: np.zeros(0))
-    # Per-sample losses of the model on a batch (x, y), without gradients.
+    # Per-sample losses of the model on a batch (x, y), without gradients, computed as the training
+    # step computes them (training mode, every deep-supervision head): comparable with StepInfo.losses.
     batch_losses: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
 
@@ -52,22 +54,39 @@ class NoOptions:
     pass
 
 
+# What tuning and studies put in teacher_uri to check a variant's options before a teacher exists.
+TEACHER_STAND_IN = "runs:/stand-in/model"
+
+
 class Curriculum:
+    """Base of every variant. Class attributes describe it to training, tuning and studies."""
+
     name = "abstract"
     paper = ""
     Options: type = NoOptions
     needs_grad_norm = False  # set when after_step reads StepInfo.grad_sq_norm
-    patient_losses: np.ndarray | None = None  # per-patient losses the curriculum measured this epoch, if any
+    needs_teacher = False  # set when the variant cannot run without options.teacher_uri (a study supplies one)
 
     def __init__(self, ctx: CurriculumContext, options):
         self.ctx, self.opt = ctx, options
+
+    # ----------------------------------------------------------- what tuning and studies ask
+    @classmethod
+    def ramp_epochs(cls, options, epochs: int) -> float:
+        """Epochs until the curriculum's schedule has reached the plain training regime (0: it
+        has no ramp). Tuning does not prune a trial before the longest ramp of its space."""
+        return 0.0
+
+    @classmethod
+    def stand_in_values(cls) -> dict:
+        """Option values that stand in for resources made later (a study's own teacher), so that
+        options can be checked before any training."""
+        return {"teacher_uri": TEACHER_STAND_IN} if cls.needs_teacher else {}
 
     # ----------------------------------------------------------- configuration
     @classmethod
     def parse_options(cls, values: dict | None):
         """A typed Options instance from strings or YAML values; unknown names are an error."""
-        from clips.config import apply_values  # noqa: PLC0415 - config imports the registry
-
         opt = cls.Options()
         known = {f.name for f in dataclasses.fields(opt)}
         unknown = sorted(set(values or {}) - known)
@@ -89,6 +108,11 @@ class Curriculum:
         """Each patient's effective weight this epoch, for the long table (default: the sampling weights)."""
         return sampling
 
+    def sample_shape(self, epoch: int, patch_size: tuple, batch_size: int) -> tuple[tuple, int]:
+        """The training patch size and batch size of this epoch (validation and inference always
+        use the configured ``patch_size``)."""
+        return tuple(patch_size), batch_size
+
     def batch_indices(self, rng: np.random.Generator, n: int, weights: np.ndarray) -> np.ndarray | None:
         """The patients of the next batch; None lets the loop sample ``n`` by ``weights``."""
         return None
@@ -107,8 +131,18 @@ class Curriculum:
     def release(self) -> None:
         """Undo anything ``wrap_model`` did; called before the final evaluation and logging."""
 
+    def model_is_final(self) -> bool:
+        """Whether the network being trained is the network the run delivers (after ``release``);
+        only then can a validation make it the best checkpoint."""
+        return True
+
     def end_epoch(self, epoch: int) -> None:
         """Called after every epoch, before the state is logged and checkpointed."""
+
+    def measured_losses(self) -> np.ndarray | None:
+        """Per-patient losses the curriculum measured itself this epoch (shown in the long table
+        instead of the mean step losses); None if it measured none."""
+        return None
 
     def log_state(self) -> dict[str, float]:
         """Numbers to log as ``curriculum.<key>`` metrics every epoch."""

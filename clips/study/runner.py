@@ -7,35 +7,13 @@ reuses every finished child; ``--workers K`` splits the remaining list over K pr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from clips.config import build_config
-from clips.curricula import REGISTRY
+from clips.curricula import BASELINE, REGISTRY, get_curriculum
 from clips.errors import ConfigError
-
-ALL_CURRICULA = ("none", "random", "anti", "predefined", "self_paced", "transfer_teacher", "rl_teacher", "smoothing")
-
-
-@dataclass
-class StudyConfig:
-    curricula: list[str] = field(default_factory=lambda: list(ALL_CURRICULA))
-    seeds: int = 3
-    study_name: str = ""  # default clips-study-<profile>
-    split_seed: int = 0
-    workers: int = 1
-    from_study: dict[str, str] = field(default_factory=dict)  # curriculum -> Optuna study name (best params)
-    storage: str = ""  # Optuna storage of from_study (default: beside the MLflow store)
-    train: dict = field(default_factory=dict)  # the shared recipe: profile, data_dir, epochs, teacher_uri, ...
-
-    def name(self) -> str:
-        return self.study_name or f"clips-study-{self.train.get('profile') or 'smoke'}"
-
-    def jobs(self) -> list[tuple[str, int]]:
-        jobs = [(c, s) for c in self.curricula for s in range(self.seeds)]
-        return sorted(jobs, key=lambda j: j != ("none", 0))  # the baseline first: it may be the teacher
+from clips.study.config import StudyConfig
 
 
 def check(scfg: StudyConfig) -> None:
@@ -44,20 +22,20 @@ def check(scfg: StudyConfig) -> None:
         raise ConfigError(f"unknown curricula {unknown}; available: {', '.join(REGISTRY)}")
     if scfg.seeds < 1:
         raise ConfigError("seeds must be at least 1")
+    stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
     for c in scfg.curricula:  # every child's config must be valid before the first one trains
-        teacher = {"transfer_teacher": {"teacher_uri": "runs:/placeholder/model"}} if needs_teacher(scfg) else {}
-        build_config(child_params(scfg, c, 0, teacher))
+        build_config(child_params(scfg, c, 0, stand_ins))
 
 
 def needs_teacher(scfg: StudyConfig) -> bool:
-    """transfer_teacher without a teacher_uri: the study's own baseline (none, seed 0) is the teacher."""
-    return "transfer_teacher" in scfg.curricula and not scfg.train.get("teacher_uri")
+    """A variant that needs a teacher, and no teacher_uri: the study's own baseline (seed 0) teaches."""
+    return any(get_curriculum(c).needs_teacher for c in scfg.curricula) and not scfg.train.get("teacher_uri")
 
 
 def child_params(scfg: StudyConfig, curriculum: str, seed: int, tuned: dict) -> dict:
     params = dict(scfg.train) | {"curriculum": curriculum, "seed": str(seed), "split_seed": str(scfg.split_seed)}
-    if curriculum != "transfer_teacher":
-        params.pop("teacher_uri", None)  # only the teacher variant takes it
+    if not get_curriculum(curriculum).needs_teacher:
+        params.pop("teacher_uri", None)  # only the variants that need a teacher take it
     return params | {k: str(v) for k, v in tuned.get(curriculum, {}).items()}
 
 
@@ -91,7 +69,8 @@ def finished_children(client: MlflowClient, experiment_id: str, parent_id: str) 
     return {r.data.tags.get("clips.study_key"): r for r in runs if r.data.tags.get("clips.study_key")}
 
 
-def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, curriculum: str, seed: int, tuned: dict, log) -> str:
+def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, curriculum: str, seed: int, tuned: dict,
+              log) -> str:
     from clips.training.trainer import train
 
     key = f"{curriculum}:{seed}"
@@ -111,10 +90,13 @@ def run_jobs(scfg: StudyConfig, parent_id: str, worker_index: int = 0, worker_co
     exp = parent.info.experiment_id
     tuned = tuned_params(scfg)
     if needs_teacher(scfg):
-        base = finished_children(client, exp, parent_id).get("none:0")
+        base = finished_children(client, exp, parent_id).get(f"{BASELINE}:0")
         if base is None:
-            raise ConfigError("transfer_teacher needs teacher_uri, or the study's none:0 child finished first")
-        tuned.setdefault("transfer_teacher", {})["teacher_uri"] = f"runs:/{base.info.run_id}/model"
+            raise ConfigError(f"a variant needs a teacher: give teacher_uri, or let the study's {BASELINE}:0 child "
+                              "finish first")
+        for c in scfg.curricula:
+            if get_curriculum(c).needs_teacher:
+                tuned.setdefault(c, {})["teacher_uri"] = f"runs:/{base.info.run_id}/model"
     for i, (curriculum, seed) in enumerate(scfg.jobs()):
         if i % worker_count != worker_index:
             continue
@@ -145,9 +127,9 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.split_seed": scfg.split_seed} | {f"train.{k}": v for k, v in scfg.train.items()})
         log(f"study {scfg.name()}: {len(scfg.jobs())} children, parent run {parent_id}")
-        if needs_teacher(scfg):  # the baseline that teaches transfer_teacher comes first
-            if "none:0" not in finished_children(client, exp, parent_id):
-                run_child(scfg, parent_id, exp, "none", 0, tuned_params(scfg), log)
+        if needs_teacher(scfg):  # the baseline that teaches comes first
+            if f"{BASELINE}:0" not in finished_children(client, exp, parent_id):
+                run_child(scfg, parent_id, exp, BASELINE, 0, tuned_params(scfg), log)
         if scfg.workers > 1:
             _spawn(scfg, parent_id)
         else:

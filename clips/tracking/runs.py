@@ -42,7 +42,7 @@ def log_params_once(params: dict[str, str]) -> None:
     run = mlflow.active_run()
     existing = mlflow.get_run(run.info.run_id).data.params
     changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
-    # resume and init_weights legitimately differ between the first and the resumed start.
+    # resume legitimately differs between the first start (empty) and the resumed one (the run id).
     changed = {k: v for k, v in changed.items() if k != "cfg.resume"}
     if changed:
         desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())

@@ -1,7 +1,9 @@
 """Checkpoints: written atomically to a local folder, mirrored to the run's artifacts."""
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -9,6 +11,41 @@ import torch
 from clips.errors import ClipsError
 
 ARTIFACT_DIR = "checkpoints"
+
+
+@dataclass
+class LoopState:
+    """Where the epoch loop stands; saved in every 'last' checkpoint."""
+
+    epoch: int = -1  # the last finished epoch
+    samples_seen: int = 0
+    best_val_dice: float = -1.0
+    best_epoch: int = -1
+
+
+def save_last(path: Path, t, metrics: dict) -> None:
+    """Everything a killed run needs to continue exactly: ``t`` is the training
+    (:class:`clips.training.trainer.Training`), ``metrics`` the epoch's, logged on resume if they were not."""
+    save({
+        "model": t.model.state_dict(), "preset": t.cfg.model, "optimizer": t.optimizer.state_dict(),
+        "scheduler": t.scheduler.state_dict(), "curriculum": t.curriculum.state_dict(),
+        "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "state": dataclasses.asdict(t.state), "config": t.cfg.as_params(), "curriculum_rows": t.clog.rows,
+        "metrics": metrics,
+    }, path)
+
+
+def restore_last(saved: dict, t) -> dict | None:
+    """Put a 'last' checkpoint back into the training ``t``; returns the checkpointed epoch's metrics."""
+    t.model.load_state_dict(saved["model"])
+    t.optimizer.load_state_dict(saved["optimizer"])
+    t.scheduler.load_state_dict(saved["scheduler"])
+    t.curriculum.load_state_dict(saved["curriculum"])
+    t.rng.bit_generator.state = saved["numpy_rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    t.state = LoopState(**saved["state"])
+    t.clog.rows = saved.get("curriculum_rows", [])
+    return saved.get("metrics")
 
 
 def save(state: dict, path: Path) -> None:

@@ -4,8 +4,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clips.curricula import StepInfo
+from clips.curricula import CurriculumContext, StepInfo
 from clips.data.sampling import PatchSampler
+
+
+def make_context(patient_ids, epochs: int, steps_per_epoch: int, seed: int, difficulty, sampler: PatchSampler,
+                 loss_fn, batch_size: int, model) -> CurriculumContext:
+    """The curriculum's view of a training: ``model()`` returns the network being trained (it is
+    wrapped by the curriculum after the context exists)."""
+    return CurriculumContext(
+        list(patient_ids), epochs, steps_per_epoch, seed, np.asarray(difficulty, float),
+        score_patients=lambda: scoring_losses(model(), sampler, loss_fn, batch_size),
+        batch_losses=lambda x, y: batch_losses(model(), loss_fn, x, y, training=True),
+    )
 
 
 def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weights, batch_size: int,
@@ -18,8 +29,9 @@ def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weig
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     terms = loss_fn(model(x), y, x)
     per_sample = terms["total"].detach()
-    w = curriculum.loss_weights(idx, per_sample)
-    loss = (w * terms["total"]).sum() / w.sum().clamp_min(1e-8)
+    # The batch mean of weighted losses: a weight scales its sample's contribution (a batch of two
+    # half-weight samples counts half), it is not renormalised away.
+    loss = (curriculum.loss_weights(idx, per_sample) * terms["total"]).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_sq = grad_sq_norm(model) if curriculum.needs_grad_norm else None
@@ -35,23 +47,25 @@ def grad_sq_norm(model) -> torch.Tensor:
 
 
 @torch.no_grad()
-def batch_losses(model, loss_fn, x, y) -> torch.Tensor:
+def batch_losses(model, loss_fn, x, y, training: bool = False) -> torch.Tensor:
+    """Per-sample losses without gradients: in evaluation mode (the full-resolution head), or with
+    ``training`` exactly as the training step computes them (training mode, every head)."""
     was_training = model.training
-    model.eval()
+    model.train(training)
     try:
         return loss_fn(model(x), y, x)["total"]
     finally:
         model.train(was_training)
 
 
-def fixed_patch_losses(model, sampler: PatchSampler, loss_fn, batch_size: int) -> np.ndarray:
-    """Each training patient's loss on its fixed patch: one forward pass per patient, no gradients."""
+def scoring_losses(model, sampler: PatchSampler, loss_fn, batch_size: int) -> np.ndarray:
+    """Each training patient's mean loss over its fixed scoring patches (its lesions and some
+    background, :meth:`PatchSampler.scoring_centres`), without gradients, in evaluation mode."""
+    device = next(model.parameters()).device
     out = []
-    for start in range(0, len(sampler.cases), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(sampler.cases)))
-        x, y = sampler.batch(idx, None)
-        device = next(model.parameters()).device
-        out.append(batch_losses(model, loss_fn, x.to(device), y.to(device)).cpu().numpy())
-    return np.concatenate(out)
-
-
+    for i in range(len(sampler.cases)):
+        x, y = sampler.scoring_batch(i)
+        losses = [batch_losses(model, loss_fn, x[j:j + batch_size].to(device), y[j:j + batch_size].to(device))
+                  for j in range(0, len(x), batch_size)]
+        out.append(float(torch.cat(losses).mean()))
+    return np.asarray(out)

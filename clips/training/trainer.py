@@ -1,16 +1,16 @@
-"""The training loop: one function, with the curriculum's hooks at the points where a curriculum acts.
+"""The training loop in named phases, with the curriculum's hooks where a curriculum acts.
 
-Order of one run: resolve data -> start (or resume) the MLflow run -> log params,
-dataset, split and difficulty -> epochs of patch training with per-epoch validation
-and checkpoints -> evaluate the best model on the patients' own grids -> log tables,
-figures and the model.
+One run: load the data -> start (or attach to, or resume) the MLflow run -> :func:`build`
+the training -> :func:`restore` a checkpoint, or log the run's inputs -> per epoch
+:func:`run_epoch`, :func:`validate`, :func:`save_epoch` -> :func:`finish`: evaluate the
+best model on the patients' own grids, log tables, figures and the model.
 """
 from __future__ import annotations
 
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from clips.config import TrainConfig, clips_home, example_cohort_dir
-from clips.curricula import CurriculumContext, get_curriculum
+from clips.curricula import Curriculum, get_curriculum
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
 from clips.data.preprocess import PreprocessConfig
@@ -34,13 +34,14 @@ from clips.tracking import log_params_once, run_context
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy
-from clips.tracking.resilient import Spool
 from clips.tracking.reap import HEARTBEAT_TAG
+from clips.tracking.resilient import Spool
 from clips.training import checkpoint
+from clips.training.checkpoint import LoopState
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
-from clips.training.step import batch_losses, fixed_patch_losses, train_step
 from clips.training.inference import predict_probs, probs_to_original
+from clips.training.step import make_context, train_step
 
 
 @dataclass
@@ -53,11 +54,35 @@ class TrainResult:
     cohort_table: pd.DataFrame  # split and the cohort's own columns (e.g. the hard flags)
 
 
-def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
-    if cfg.data_dir:
-        return Path(cfg.data_dir).expanduser()
-    ex = cfg.example
-    return ensure_example_cohort(example_cohort_dir(cfg), ex.patients, ex.spacing_mm, ex.seed, log=log)
+@dataclass
+class Training:
+    """One training in progress: what the phases share."""
+
+    cfg: TrainConfig
+    cohort: Cohort
+    run_id: str
+    workdir: Path
+    privacy: Privacy
+    spool: Spool
+    device: torch.device
+    model: torch.nn.Module  # the network as the curriculum wraps it (the same module as the logged one)
+    loss_fn: TMTVLoss
+    sampler: PatchSampler
+    curriculum: Curriculum
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    rng: np.random.Generator
+    clog: CurriculumLog
+    difficulty: pd.DataFrame
+    log: object = print
+    state: LoopState = field(default_factory=LoopState)
+
+    def ids(self, split: str) -> list[str]:
+        return self.cohort.ids(split)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.workdir / "checkpoints"
 
 
 def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=None) -> TrainResult:
@@ -70,153 +95,197 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    data_dir, cohort = load_data(cfg, log)
+    with run_context(cfg.resume, run_id) as run:
+        t = build(cfg, cohort, run.info.run_id, log)
+        log_run_parameters(t, data_dir)
+        if not restore(t):
+            log_inputs(t)
+        for epoch in range(t.state.epoch + 1, cfg.epochs):
+            started = time.perf_counter()
+            metrics = run_epoch(t, epoch)
+            val_eval = validate(t, epoch, metrics, full=on_validation is not None)
+            metrics["epoch_time_s"] = time.perf_counter() - started
+            save_epoch(t, epoch, metrics)
+            if on_validation is not None and val_eval is not None:
+                on_validation(epoch, lambda v=val_eval: v, cohort.table)
+            log(_epoch_line(epoch, cfg.epochs, metrics))
+        return finish(t)
+
+
+# ----------------------------------------------------------------------------- phases
+def load_data(cfg: TrainConfig, log=print) -> tuple[Path, Cohort]:
+    """The cohort (the example cohort, generated once, when no data_dir is given), preprocessed and split."""
     data_dir = resolve_data_dir(cfg, log)
     split_seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
     cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), split_seed,
                          cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log)
-    train_ids, val_ids, test_ids = (cohort.ids(s) for s in ("train", "val", "test"))
-    log(f"cohort {data_dir}: {len(train_ids)} train, {len(val_ids)} val, {len(test_ids)} test patients")
+    log(f"cohort {data_dir}: " + ", ".join(f"{len(cohort.ids(s))} {s}" for s in ("train", "val", "test"))
+        + " patients")
+    return data_dir, cohort
+
+
+def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
+    """Network, loss, sampler, difficulty, curriculum, optimiser and schedule of a fresh training."""
     curriculum_cls = get_curriculum(cfg.curriculum)
     options = curriculum_cls.parse_options(cfg.curriculum_options)
+    workdir = clips_home() / "runs" / run_id
+    workdir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    net = SegNet(cfg.model)
+    if cfg.init_weights:
+        _init_weights(net, cfg.init_weights)
+    device = resolve_device(cfg.device)
+    net.to(device)
+    train_ids = cohort.ids("train")
+    loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
+    sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
+    difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log)
+    holder: dict = {}  # the curriculum wraps the network after its context exists
+    ctx = make_context(train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed, difficulty, sampler, loss_fn,
+                       cfg.batch_size, model=lambda: holder["model"])
+    curriculum = curriculum_cls(ctx, options)
+    model = holder["model"] = curriculum.wrap_model(net)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * cfg.steps_per_epoch)
+    spool = Spool(run_id, workdir, log)
+    return Training(cfg, cohort, run_id, workdir, Privacy(cfg.privacy), spool, device, model, loss_fn, sampler,
+                    curriculum, optimizer, scheduler, np.random.default_rng(cfg.seed),
+                    CurriculumLog(train_ids, difficulty), dtable, log)
 
-    with run_context(cfg.resume, run_id) as run:
-        run_id = run.info.run_id
-        workdir = clips_home() / "runs" / run_id
-        workdir.mkdir(parents=True, exist_ok=True)
-        privacy = Privacy(cfg.privacy)
-        spool = Spool(run_id, workdir, log)
-        spool.flush()  # a resumed run first uploads what an outage left behind
-        privacy.ids(cohort.table["patient_id"])
-        params = {f"cfg.{k}": v for k, v in cfg.as_params().items() if not k.startswith("curriculum_options.")}
-        params |= {f"curriculum.{k}": str(v) for k, v in vars(options).items()}
-        log_params_once(params | {"cfg.data_dir_resolved": str(data_dir)})
-        mlflow.set_tags({"clips.curriculum": cfg.curriculum, "clips.paper": curriculum_cls.paper,
-                         "clips.profile": cfg.profile, "clips.cohort_digest": cohort.digest})
 
-        torch.manual_seed(cfg.seed)
-        device = resolve_device(cfg.device)
-        net = SegNet(cfg.model)
-        if cfg.init_weights:
-            _init_weights(net, cfg.init_weights)
-        net.to(device)
-        loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
-        sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
-        difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log)
+def log_run_parameters(t: Training, data_dir: Path) -> None:
+    """Parameters and tags; on a resumed run, a check that none changed."""
+    t.spool.flush()  # a resumed run first uploads what an outage left behind
+    t.privacy.ids(t.cohort.table["patient_id"])
+    cfg = t.cfg
+    params = {f"cfg.{k}": v for k, v in cfg.as_params().items() if not k.startswith("curriculum_options.")}
+    params |= {f"curriculum.{k}": str(v) for k, v in vars(t.curriculum.opt).items()}
+    log_params_once(params | {"cfg.data_dir_resolved": str(data_dir)})
+    mlflow.set_tags({"clips.curriculum": cfg.curriculum, "clips.paper": t.curriculum.paper,
+                     "clips.profile": cfg.profile, "clips.cohort_digest": t.cohort.digest})
 
-        model_ref: dict = {}  # the model being trained, for the curriculum's scoring closures
-        ctx = CurriculumContext(
-            train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed, difficulty,
-            score_patients=lambda: fixed_patch_losses(model_ref["m"], sampler, loss_fn, cfg.batch_size),
-            batch_losses=lambda x, y: batch_losses(model_ref["m"], loss_fn, x, y),
-        )
-        curriculum = curriculum_cls(ctx, options)
-        model = model_ref["m"] = curriculum.wrap_model(net)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs * cfg.steps_per_epoch)
-        rng = np.random.default_rng(cfg.seed)
-        state = {"epoch": -1, "samples_seen": 0, "best_val_dice": -1.0, "best_epoch": -1}
-        clog = CurriculumLog(train_ids, difficulty)
 
-        resumed = checkpoint.find_last(workdir / "checkpoints", run_id) if cfg.resume else None
-        if cfg.resume and resumed is None:
-            raise ClipsError(f"run {run_id} has no checkpoint to resume from")
-        if resumed:
-            model.load_state_dict(resumed["model"])
-            opt.load_state_dict(resumed["optimizer"])
-            sched.load_state_dict(resumed["scheduler"])
-            curriculum.load_state_dict(resumed["curriculum"])
-            rng.bit_generator.state = resumed["numpy_rng"]
-            torch.set_rng_state(resumed["torch_rng"])
-            state = resumed["state"]
-            clog.rows = resumed.get("curriculum_rows", [])
-            _log_pending_metrics(run_id, state["epoch"], resumed.get("metrics"))
-            log(f"resuming run {run_id} after epoch {state['epoch']}")
-        else:
-            _log_data(cohort, workdir, privacy)
-            mlflow.log_table(privacy.table(dtable), "tables/difficulty.json")
+def restore(t: Training) -> bool:
+    """Continue from the run's last checkpoint when resuming; False for a fresh run."""
+    if not t.cfg.resume:
+        return False
+    saved = checkpoint.find_last(t.checkpoints, t.run_id)
+    if saved is None:
+        raise ClipsError(f"run {t.run_id} has no checkpoint to resume from")
+    metrics = checkpoint.restore_last(saved, t)
+    _log_pending_metrics(t.run_id, t.state.epoch, metrics)
+    t.log(f"resuming run {t.run_id} after epoch {t.state.epoch}")
+    return True
 
-        for epoch in range(state["epoch"] + 1, cfg.epochs):
-            t0 = time.perf_counter()
-            weights = np.asarray(curriculum.epoch_weights(epoch), float)
-            if weights.shape != (len(train_ids),) or not np.all(weights >= 0) or weights.sum() <= 0:
-                raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
-            model.train()
-            sums: dict[str, float] = {}
-            loss_sum, loss_n = np.zeros(len(train_ids)), np.zeros(len(train_ids))
-            for _ in range(cfg.steps_per_epoch):
-                idx, terms = train_step(model, curriculum, sampler, loss_fn, opt, rng, weights, cfg.batch_size, device)
-                sched.step()
-                per_sample = terms["total"].detach()
-                state["samples_seen"] += len(idx)
-                np.add.at(loss_sum, idx, per_sample.cpu().numpy())
-                np.add.at(loss_n, idx, 1)
-                for k, v in terms.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
-            curriculum.end_epoch(epoch)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                epoch_losses = loss_sum / loss_n
-            measured = curriculum.patient_losses
-            clog.record(epoch, curriculum.patient_weights(weights), measured if measured is not None else epoch_losses)
-            metrics = {f"train_loss{'' if k == 'total' else '_' + k}": v / cfg.steps_per_epoch for k, v in sums.items()}
-            metrics |= {"lr": opt.param_groups[0]["lr"], "samples_seen": state["samples_seen"],
-                        "fraction_in_play": float(np.mean(weights > 0))}
-            metrics |= {f"curriculum.{k}": float(v) for k, v in curriculum.log_state().items()}
-            is_last = epoch == cfg.epochs - 1
-            if (epoch + 1) % cfg.val_every == 0 or is_last:
-                vd, val_now = _validate(net, cohort, val_ids, cfg, full=on_validation is not None)
-                metrics["val_dice"] = vd
-                if vd > state["best_val_dice"]:
-                    state["best_val_dice"], state["best_epoch"] = vd, epoch
-                    checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd},
-                                    workdir / "checkpoints" / "best.pt")
-                    spool.log_artifact(workdir / "checkpoints" / "best.pt", checkpoint.ARTIFACT_DIR)
-            metrics["epoch_time_s"] = time.perf_counter() - t0
-            state["epoch"] = epoch
-            # Checkpoint first, with this epoch's metrics: a process killed in between logs
-            # them on resume, so the history never has a duplicate or a missing epoch.
-            checkpoint.save({
-                "model": model.state_dict(), "preset": cfg.model, "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "curriculum": curriculum.state_dict(),
-                "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "state": dict(state),
-                "config": cfg.as_params(), "curriculum_rows": clog.rows, "metrics": metrics,
-            }, workdir / "checkpoints" / "last.pt")
-            spool.log_metrics(metrics, step=epoch)
-            spool.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
-            spool.log_artifact(workdir / "checkpoints" / "last.pt", checkpoint.ARTIFACT_DIR)
-            if on_validation is not None and "val_dice" in metrics:
-                on_validation(epoch, lambda: val_now, cohort.table)
-            if (epoch + 1) % cfg.table_every == 0 and not is_last:
-                try:
-                    clog.log(privacy)
-                except Exception:  # noqa: BLE001 - server away: the table is logged again at the end
-                    pass
-            log(f"epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f}"
-                + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
-                + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s)")
 
-        curriculum.release()
-        if not spool.wait_and_flush(cfg.outage_wait_min):
-            raise ClipsError(
-                f"the tracking server {mlflow.get_tracking_uri()} has been unreachable for over "
-                f"{cfg.outage_wait_min:g} min; training is done and checkpointed, and {len(spool.pending)} logging "
-                f"operation(s) are kept in {spool.path}. When the server is back, run "
-                f"'clips train --resume {run_id}' with the same parameters to upload them and finish the run.")
-        clog.log(privacy)
-        best = workdir / "checkpoints" / "best.pt"
-        if best.exists():
-            net.load_state_dict(checkpoint.load(best)["model"])
-        val_eval = _evaluate(net, cohort, val_ids, cfg)
-        test_eval = _evaluate(net, cohort, test_ids, cfg)
-        for name, result in (("val", val_eval), ("test", test_eval)):
-            if len(result.table) or result.errors:
-                log_evaluation(result, name, privacy=privacy)
-        mlflow.log_metric("best_epoch", state["best_epoch"])
-        privacy.save_mapping(workdir)
-        mlflow.set_tag("clips.privacy", "pseudonymised ids" if privacy.active else "real ids")
-        log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
-                                     "model": cfg.model, "sw_overlap": cfg.sw_overlap})
-        return TrainResult(run_id, state["best_val_dice"], state["best_epoch"], val_eval.table, test_eval.table,
-                           cohort.table)
+def log_inputs(t: Training) -> None:
+    """The cohort as an MLflow dataset, the split, skipped patients and the difficulty table."""
+    _log_data(t.cohort, t.workdir, t.privacy)
+    mlflow.log_table(t.privacy.table(t.difficulty), "tables/difficulty.json")
+
+
+def run_epoch(t: Training, epoch: int) -> dict:
+    """The epoch's optimisation steps with the curriculum's hooks; returns the epoch's metrics."""
+    cfg, cur = t.cfg, t.curriculum
+    n = len(t.ids("train"))
+    weights = np.asarray(cur.epoch_weights(epoch), float)
+    if weights.shape != (n,) or not np.all(weights >= 0) or weights.sum() <= 0:
+        raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
+    t.sampler.patch, batch_size = cur.sample_shape(epoch, cfg.patch_size, cfg.batch_size)
+    t.model.train()
+    sums: dict[str, float] = {}
+    loss_sum, loss_n = np.zeros(n), np.zeros(n)
+    for _ in range(cfg.steps_per_epoch):
+        idx, terms = train_step(t.model, cur, t.sampler, t.loss_fn, t.optimizer, t.rng, weights, batch_size, t.device)
+        t.scheduler.step()
+        t.state.samples_seen += len(idx)
+        np.add.at(loss_sum, idx, terms["total"].detach().cpu().numpy())
+        np.add.at(loss_n, idx, 1)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+    cur.end_epoch(epoch)
+    measured = cur.measured_losses()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t.clog.record(epoch, cur.patient_weights(weights), measured if measured is not None else loss_sum / loss_n)
+    metrics = {f"train_loss{'' if k == 'total' else '_' + k}": v / cfg.steps_per_epoch for k, v in sums.items()}
+    metrics |= {"lr": t.optimizer.param_groups[0]["lr"], "samples_seen": t.state.samples_seen,
+                "fraction_in_play": float(np.mean(weights > 0))}
+    return metrics | {f"curriculum.{k}": float(v) for k, v in cur.log_state().items()}
+
+
+def validate(t: Training, epoch: int, metrics: dict, full: bool = False) -> CohortEvaluation | None:
+    """On validation epochs: Dice of the network as trained, and a new best checkpoint if it is
+    better and the network is the one the run delivers (:meth:`Curriculum.model_is_final`)."""
+    cfg = t.cfg
+    if (epoch + 1) % cfg.val_every and epoch != cfg.epochs - 1:
+        return None
+    vd, evaluation = _validate(t.model, t.cohort, t.ids("val"), cfg, full)
+    metrics["val_dice"] = vd
+    if vd > t.state.best_val_dice and t.curriculum.model_is_final():
+        t.state.best_val_dice, t.state.best_epoch = vd, epoch
+        best = t.checkpoints / "best.pt"
+        checkpoint.save({"model": t.model.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd}, best)
+        t.spool.log_artifact(best, checkpoint.ARTIFACT_DIR)
+    return evaluation
+
+
+def save_epoch(t: Training, epoch: int, metrics: dict) -> None:
+    """Checkpoint first, with this epoch's metrics, then log them: a process killed in between logs
+    them on resume, so the history never has a duplicate or a missing epoch."""
+    t.state.epoch = epoch
+    checkpoint.save_last(t.checkpoints / "last.pt", t, metrics)
+    t.spool.log_metrics(metrics, step=epoch)
+    t.spool.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
+    t.spool.log_artifact(t.checkpoints / "last.pt", checkpoint.ARTIFACT_DIR)
+    is_last = epoch == t.cfg.epochs - 1
+    if (epoch + 1) % t.cfg.table_every == 0 and not is_last:
+        try:
+            t.clog.log(t.privacy)
+        except Exception:  # noqa: BLE001 - server away: the table is logged again at the end
+            pass
+
+
+def finish(t: Training) -> TrainResult:
+    """Upload what an outage kept, evaluate the best network on the patients' own grids, log it all."""
+    cfg = t.cfg
+    t.curriculum.release()
+    if not t.spool.wait_and_flush(cfg.outage_wait_min):
+        raise ClipsError(
+            f"the tracking server {mlflow.get_tracking_uri()} has been unreachable for over "
+            f"{cfg.outage_wait_min:g} min; training is done and checkpointed, and {len(t.spool.pending)} logging "
+            f"operation(s) are kept in {t.spool.path}. When the server is back, run "
+            f"'clips train --resume {t.run_id}' with the same parameters to upload them and finish the run.")
+    t.clog.log(t.privacy)
+    net = t.model
+    best = t.checkpoints / "best.pt"
+    if best.exists():
+        net.load_state_dict(checkpoint.load(best)["model"])
+    evaluations = {split: _evaluate(net, t.cohort, t.ids(split), cfg) for split in ("val", "test")}
+    for split, result in evaluations.items():
+        if len(result.table) or result.errors:
+            log_evaluation(result, split, privacy=t.privacy)
+    mlflow.log_metric("best_epoch", t.state.best_epoch)
+    t.privacy.save_mapping(t.workdir)
+    mlflow.set_tag("clips.privacy", "pseudonymised ids" if t.privacy.active else "real ids")
+    log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
+                                 "model": cfg.model, "sw_overlap": cfg.sw_overlap})
+    return TrainResult(t.run_id, t.state.best_val_dice, t.state.best_epoch, evaluations["val"].table,
+                       evaluations["test"].table, t.cohort.table)
+
+
+# ----------------------------------------------------------------------------- helpers
+def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
+    if cfg.data_dir:
+        return Path(cfg.data_dir).expanduser()
+    ex = cfg.example
+    return ensure_example_cohort(example_cohort_dir(cfg), ex.patients, ex.spacing_mm, ex.seed, log=log)
+
+
+def _epoch_line(epoch: int, epochs: int, metrics: dict) -> str:
+    return (f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f}"
+            + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
+            + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s)")
 
 
 def _log_pending_metrics(run_id: str, epoch: int, metrics: dict | None) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +31,6 @@ class Dimension:
         if self.type == "int":
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log, step=self.step or 1)
         return trial.suggest_categorical(self.name, list(self.choices))
-
-    def extreme(self, which: str):
-        """Lowest or highest value the dimension can take (for the pruning warm-up)."""
-        if self.type == "categorical":
-            return None
-        return self.low if which == "low" else self.high
 
 
 def _dimension(name: str, spec, where: str) -> Dimension:
@@ -101,38 +96,33 @@ def load_space(curriculum: str, path: Path | None = None, with_common: bool = Fa
 
 def _check_values(space: SearchSpace, cls) -> None:
     """Every extreme value of the space must be a valid option, so no trial fails on a typo."""
+    option_names = {f.name for f in dataclasses.fields(cls.Options)}
     for d in space.dims:
-        values = d.choices if d.type == "categorical" else (d.low, d.high)
-        for v in values:
-            if d.name in {f.name for f in dataclasses.fields(cls.Options)}:
-                opts = {d.name: v}
-                if cls.name == "transfer_teacher":
-                    opts["teacher_uri"] = "placeholder"
-                try:
-                    cls.parse_options(opts)
-                except ConfigError as exc:
-                    raise ConfigError(f"search space {space.curriculum}.{d.name}={v}: {exc}") from None
+        if d.name not in option_names:
+            continue
+        for v in d.choices if d.type == "categorical" else (d.low, d.high):
+            try:
+                cls.parse_options({d.name: v} | cls.stand_in_values())
+            except ConfigError as exc:
+                raise ConfigError(f"search space {space.curriculum}.{d.name}={v}: {exc}") from None
 
 
 def ramp_epochs(space: SearchSpace, epochs: int) -> int:
-    """The longest curriculum ramp the space allows, in epochs: pruning waits at least this long."""
-    defaults = get_curriculum(space.curriculum).Options()
+    """The longest curriculum ramp the space allows, in epochs: pruning waits at least this long.
 
-    def high(name):
-        d = space.get(name)
-        return d.extreme("high") if d and d.type != "categorical" else getattr(defaults, name, None)
-
-    def low(name):
-        d = space.get(name)
-        return d.extreme("low") if d and d.type != "categorical" else getattr(defaults, name, None)
-
-    ramp = 0.0
-    if hasattr(defaults, "full_at"):
-        ramp = max(ramp, high("full_at") * epochs)
-    if hasattr(defaults, "increase"):  # exponential_step: steps to go from the smallest start to 1
-        steps = math.ceil(math.log(1 / low("start_fraction")) / math.log(low("increase")))
-        ramp = max(ramp, steps * high("step_length"))
-    if hasattr(defaults, "sigma0"):  # smoothing: epochs until sigma falls below the floor
-        decays = math.ceil(math.log(low("floor") / high("sigma0")) / math.log(high("decay")))
-        ramp = max(ramp, max(decays, 0) * high("every"))
-    return int(math.ceil(ramp))
+    The curriculum says how long its ramp is for given options (``Curriculum.ramp_epochs``);
+    the longest is sought over the corners of the space (each dimension at its low or high
+    end, every choice of a categorical one), where a ramp that grows with a value is longest.
+    """
+    cls = get_curriculum(space.curriculum)
+    option_names = {f.name for f in dataclasses.fields(cls.Options)}
+    dims = [d for d in space.dims if d.name in option_names]
+    longest = 0.0
+    for corner in itertools.product(*[d.choices if d.type == "categorical" else (d.low, d.high) for d in dims]):
+        values = {d.name: v for d, v in zip(dims, corner)} | cls.stand_in_values()
+        try:
+            options = cls.parse_options(values)
+        except ConfigError:  # a combination the variant refuses is never sampled into a run
+            continue
+        longest = max(longest, cls.ramp_epochs(options, epochs))
+    return int(math.ceil(longest - 1e-9))

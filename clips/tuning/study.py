@@ -13,7 +13,7 @@ import dataclasses
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
@@ -25,32 +25,9 @@ from mlflow.tracking import MlflowClient
 from clips.config import build_config, clips_home
 from clips.data.cohort import hard_ids
 from clips.errors import ClipsError, ConfigError
+from clips.tuning.config import PRUNERS, TuneConfig
 from clips.tuning.objective import Objective
 from clips.tuning.space import SearchSpace, load_space, ramp_epochs
-
-PRUNERS = ("median", "hyperband", "none")
-
-
-@dataclass
-class TuneConfig:
-    curriculum: str = "smoothing"
-    n_trials: int = 10
-    storage: str = ""  # empty: a SQLite file next to the MLflow store
-    study_name: str = ""  # empty: clips-<curriculum>-<profile>
-    timeout_min: float = 0.0  # 0: no limit
-    objective: str = "dice"
-    pruner: str = "median"
-    warmup_epochs: int = -1  # -1: the longest curriculum ramp of the space
-    seed: int = 0
-    workers: int = 1
-    tune_lr: bool = False
-    retry_failed: int = 1  # re-run a trial whose worker died, at most this often
-    heartbeat_s: int = 60
-    space_file: str = ""
-    train: dict = field(default_factory=dict)  # training parameters: profile, data_dir, epochs, ...
-
-    def resolved_study_name(self) -> str:
-        return self.study_name or f"clips-{self.curriculum}-{self.train.get('profile') or 'smoke'}"
 
 
 def default_storage() -> str:

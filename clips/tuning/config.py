@@ -1,0 +1,29 @@
+"""What a tuning study is: its options and their defaults, the one place they are written
+(``clips tune --help`` and the ``tune`` entry point of MLproject read them from here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass
+class TuneConfig:
+    curriculum: str = "smoothing"
+    n_trials: int = 10
+    storage: str = ""  # empty: a SQLite file next to the MLflow store
+    study_name: str = ""  # empty: clips-<curriculum>-<profile>
+    timeout_min: float = 0.0  # 0: no limit
+    objective: str = "dice"
+    pruner: str = "median"
+    warmup_epochs: int = -1  # -1: the longest curriculum ramp of the space
+    seed: int = 0
+    workers: int = 1
+    tune_lr: bool = False
+    retry_failed: int = 1  # re-run a trial whose worker died, at most this often
+    heartbeat_s: int = 60
+    space_file: str = ""
+    train: dict = field(default_factory=dict)  # training parameters: profile, data_dir, epochs, ...
+
+    def resolved_study_name(self) -> str:
+        return self.study_name or f"clips-{self.curriculum}-{self.train.get('profile') or 'smoke'}"
