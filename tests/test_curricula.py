@@ -1,4 +1,6 @@
 """Curriculum building blocks against their formulas, and each variant as a real tracked run."""
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -14,8 +16,13 @@ from clips.curricula._rl_teacher import Exp3S, rescale
 from clips.curricula._self_paced import spl_weights
 from clips.curricula._smoothing import Smoothing, gaussian_kernel1d, smooth3d
 from clips.curricula.pacing import pace
+from clips.data.preprocess import Case
+from clips.data.sampling import PatchSampler
 from clips.errors import ConfigError
+from clips.losses import TMTVLoss
 from clips.models import SegNet
+from clips.training.step import make_context, train_step
+from clips.tuning.space import load_space, ramp_epochs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,16 +32,27 @@ REPO = Path(__file__).resolve().parent.parent
     ("root", 5, math.sqrt(0.04 + 0.96 * 0.5)),
     ("root_p", 5, (0.2 ** 3 + (1 - 0.2 ** 3) * 0.5) ** (1 / 3)),
     ("geometric", 5, 2 ** (math.log2(0.2) - math.log2(0.2) * 0.5)),
-    ("exponential_step", 0, 0.2), ("exponential_step", 4, 0.2 * 1.9 ** 2), ("exponential_step", 20, 1.0),
+    # 0.2 needs 3 steps of x1.9 to reach 1, spread over full = 10 epochs: steps at t = 10/3, 20/3, 10
+    ("exponential_step", 0, 0.2), ("exponential_step", 4, 0.2 * 1.9), ("exponential_step", 7, 0.2 * 1.9 ** 2),
+    ("exponential_step", 10, 1.0),
 ])
 def test_pacing_formulas(kind, t, expected):
-    assert pace(kind, t, start=0.2, full=10, p=3, increase=1.9, step_length=2) == pytest.approx(expected)
+    assert pace(kind, t, start=0.2, full=10, p=3, increase=1.9) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("kind", ["linear", "root", "root_p", "geometric", "exponential_step"])
-def test_pacing_is_monotone_and_ends_at_one(kind):
-    g = [pace(kind, t, 0.1, 12, p=2.5, increase=2.0, step_length=3) for t in range(30)]
-    assert all(b >= a for a, b in zip(g, g[1:])) and g[-1] == 1.0 and 0 < g[0] <= 0.1 + 1e-12
+def test_pacing_is_monotone_and_ends_at_one_at_full(kind):
+    g = [pace(kind, t, 0.1, 12, p=2.5, increase=2.0) for t in range(30)]
+    assert all(b >= a for a, b in zip(g, g[1:])) and 0 < g[0] <= 0.1 + 1e-12
+    assert g[11] < 1.0 and g[12] == 1.0  # every pacing, exponential_step included, reaches 1 exactly at full
+
+
+def test_exponential_step_follows_full_at():
+    """Its step length follows from full_at: the curriculum is not over after two epochs of 24."""
+    opt = get_curriculum("predefined").parse_options({"pacing": "exponential_step", "start_fraction": "0.3",
+                                                      "full_at": "0.5"})
+    g = [opt.fraction(t, 24) for t in range(24)]
+    assert g[2] < 1.0 and g[11] < 1.0 and g[12] == 1.0
 
 
 def test_self_paced_weights_at_chosen_losses():
@@ -47,9 +65,12 @@ def test_self_paced_weights_at_chosen_losses():
     zeta = 1 - 1.0 / scale
     assert log_w[1] == pytest.approx(math.log(0.25 / scale + zeta) / math.log(zeta))
     assert log_w[0] == pytest.approx(1.0) and log_w[3] == 0 and log_w[4] == 0
-    # mixture with lambda = 1, gamma = 1: full weight up to 1/4, then 1/sqrt(l) - 1, zero from 1 on
+    # mixture (Zhao et al. 2015) with lambda = 1, gamma = 1: full weight up to 1/4, then 1/sqrt(l) - 1, zero from 1 on
     mix = spl_weights(losses, 1.0, "mixture", gamma=1.0)
     assert mix.tolist() == pytest.approx([1.0, 1.0, 1 / math.sqrt(0.5) - 1, 0.0, 0.0])
+    # mixture_jiang (Jiang et al. 2014), zeta = lambda = 1: full weight up to 1/2, then zeta (1/l - 1/lambda)
+    jiang = spl_weights(np.array([0.25, 0.5, 0.8, 1.0]), 1.0, "mixture_jiang", gamma=1.0)
+    assert jiang.tolist() == pytest.approx([1.0, 1.0, 1 / 0.8 - 1, 0.0])
 
 
 def test_exp3s_step_by_hand():
@@ -76,28 +97,32 @@ def test_smoothing_kernel_and_identity():
     for sigma in (0.4, 1.0, 2.5):
         k = gaussian_kernel1d(sigma)
         assert k.sum().item() == pytest.approx(1.0) and len(k) == 2 * math.ceil(2 * sigma) + 1
+        assert len(gaussian_kernel1d(sigma, taps=3)) == 3  # the paper's kernel
     const = torch.full((1, 2, 6, 7, 8), 3.0)
-    assert torch.allclose(smooth3d(const, 1.5), const)  # normalised: a constant stays constant
+    assert torch.allclose(smooth3d(const, 1.5, taps=3), const)  # normalised: a constant stays constant
     x = torch.rand(1, 2, 10, 10, 10)
-    assert smooth3d(x, 1.0).std() < x.std()
+    assert smooth3d(x, 1.0, taps=3).std() < x.std()
 
+
+def test_smoothing_validates_the_network_as_trained():
+    """While the filter is on, evaluation mode sees the smoothed network (as CBS evaluates it), and
+    such an epoch cannot become the best checkpoint; after the filter is gone, the plain network."""
     ctx = CurriculumContext(["a"], 10, 1, 0, np.zeros(1))
     cbs = Smoothing(ctx, Smoothing.parse_options({"sigma0": "1.0", "decay": "0.5", "floor": "0.3"}))
+    assert cbs.opt.taps == 3
     net = SegNet("tiny")
     cbs.wrap_model(net)
-    net.train()
     inp = torch.rand(1, 5, 16, 16, 16)
-    torch.manual_seed(0)
-    smoothed = net(inp)
+    net.train()
+    smoothed_train = net(inp)[:, 0]
     net.eval()
-    plain_eval = net(inp)
-    assert cbs.handles and not torch.allclose(smoothed[:, 0], plain_eval, atol=1e-4)  # on while training only
+    smoothed_eval = net(inp)
+    assert torch.allclose(smoothed_eval, smoothed_train, atol=1e-5)
+    assert not cbs.model_is_final()
     for epoch in range(2):
         cbs.end_epoch(epoch)  # sigma 0.5, then 0.25 < floor: filter removed
-    assert not cbs.handles and cbs.sigma == pytest.approx(0.25)
-    net.train()
-    torch.manual_seed(0)
-    assert torch.allclose(net(inp), SegNet.forward(net, inp))
+    assert not cbs.handles and cbs.sigma == pytest.approx(0.25) and cbs.model_is_final()
+    assert not torch.allclose(net(inp), smoothed_eval, atol=1e-4)  # the plain network now
 
 
 def test_options_are_typed_and_checked():
@@ -140,7 +165,7 @@ VARIANT_OPTIONS = {
 def test_every_variant_as_an_mlflow_run(name, tiny_cohort, tmp_path):
     params = {"curriculum": name, "data_dir": str(tiny_cohort), "model": "tiny", "epochs": "2", "steps_per_epoch": "2",
               "patch_size": "32", "spacing_mm": "10", **VARIANT_OPTIONS.get(name, {})}
-    if name == "transfer_teacher":
+    if REGISTRY[name].needs_teacher:
         teacher = tmp_path / "teacher.pt"
         torch.save({"model": SegNet("tiny").state_dict(), "preset": "tiny"}, teacher)
         params["teacher_uri"] = str(teacher)
@@ -158,15 +183,184 @@ def test_every_variant_as_an_mlflow_run(name, tiny_cohort, tmp_path):
     expected = {"predefined": "curriculum.pacing_fraction", "random": "curriculum.pacing_fraction",
                 "anti": "curriculum.pacing_fraction", "transfer_teacher": "curriculum.pacing_fraction",
                 "self_paced": "curriculum.lambda", "rl_teacher": "curriculum.p_bucket_1",
-                "smoothing": "curriculum.sigma"}.get(name)
+                "smoothing": "curriculum.sigma", "progressive_patch": "curriculum.patch_size"}.get(name)
     if expected:
         assert expected in state
+    if name == "progressive_patch":  # grows, and ends at the run's patch size
+        edges = [m.value for m in client.get_metric_history(sub.run_id, "curriculum.patch_size")]
+        assert edges == sorted(edges) and edges[0] < edges[-1] == 32
     long = client.load_table(run.info.experiment_id, "tables/curriculum_long.json", run_ids=[sub.run_id])
     assert list(long.columns) == ["patient_id", "epoch", "difficulty", "included", "weight", "loss"]
     assert len(long) == 2 * 4 and set(long["epoch"]) == {0, 1}  # 4 training patients x 2 epochs
     diff = client.load_table(run.info.experiment_id, "tables/difficulty.json", run_ids=[sub.run_id])
     assert len(diff) == 4 and "score_cohort" in diff
-    if name == "transfer_teacher":
+    if REGISTRY[name].needs_teacher:
         assert (diff["difficulty_source"] == "teacher_loss").all() and "teacher_dice" in diff
     figs = {a.path for a in client.list_artifacts(sub.run_id, "figures")}
     assert "figures/curriculum.png" in figs
+
+
+# ----------------------------------------------------------------------------- the plug-in contract
+def tiny_cases(n=5, size=16, seed=0):
+    """In-memory preprocessed cases: noise, and 1 to 3 bright cubic lesions each."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(n):
+        image = rng.random((5, size, size, size), dtype=np.float32) * 0.2
+        label = np.zeros((size, size, size), np.uint8)
+        for _ in range(1 + i % 3):
+            c = rng.integers(2, size - 4, 3)
+            label[c[0]:c[0] + 2 + i % 2, c[1]:c[1] + 2, c[2]:c[2] + 2] = 1
+        image[:, label > 0] += 0.6
+        cases.append(Case(f"P{i}", image, label, float(label.sum())))
+    return cases
+
+
+def run_hooks(cls, options, epochs=3, steps=2, seed=0):
+    """The loop's calls of every hook, on the real step function, for a few epochs."""
+    cases = tiny_cases()
+    sampler = PatchSampler(cases, (16, 16, 16), 0.7)
+    loss_fn = TMTVLoss()
+    torch.manual_seed(seed)
+    holder = {}
+    ctx = make_context([c.patient_id for c in cases], epochs, steps, seed, np.arange(len(cases), dtype=float),
+                       sampler, loss_fn, 2, model=lambda: holder["m"])
+    cur = cls(ctx, options)
+    model = holder["m"] = cur.wrap_model(SegNet("tiny"))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        w = np.asarray(cur.epoch_weights(epoch), float)
+        assert w.shape == (len(cases),) and (w >= 0).all() and w.sum() > 0, f"{cls.name}: epoch weights {w}"
+        sampler.patch, batch = cur.sample_shape(epoch, (16, 16, 16), 2)
+        assert len(sampler.patch) == 3 and all(16 <= p <= 16 and p % 8 == 0 for p in sampler.patch) and batch >= 1
+        model.train()
+        for _ in range(steps):
+            idx, terms = train_step(model, cur, sampler, loss_fn, opt, rng, w, batch)
+            assert torch.isfinite(terms["total"]).all() and all(w[np.asarray(idx)] > 0)
+        cur.end_epoch(epoch)
+        pw = np.asarray(cur.patient_weights(w), float)
+        assert pw.shape == w.shape and (pw >= 0).all()
+        measured = cur.measured_losses()
+        assert measured is None or np.asarray(measured).shape == w.shape
+        assert all(np.isfinite(float(v)) for v in cur.log_state().values())
+        assert isinstance(cur.model_is_final(), bool)
+    cur.release()
+    return cur, ctx
+
+
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_every_registered_curriculum_keeps_the_contract(name):
+    """What registering a curriculum promises: hooks that run, a state that round-trips, a config
+    file, a search space when it has options, and a ramp that tuning can read."""
+    cls = REGISTRY[name]
+    assert cls.name == name and cls.paper
+    cfg = build_config(cls.stand_in_values(), config_file=str(REPO / "experiments" / f"{name}.yaml"))
+    assert cfg.curriculum == name
+    options = cls.parse_options(cfg.curriculum_options)
+    cur, ctx = run_hooks(cls, options)
+    state = cur.state_dict()
+    again = cls(ctx, options)
+    again.load_state_dict(state)
+    assert json.dumps(again.state_dict(), sort_keys=True, default=str) == json.dumps(state, sort_keys=True, default=str)
+    if dataclasses.fields(cls.Options):
+        space = load_space(name)
+        assert space.dims and ramp_epochs(space, 20) >= 0
+    assert 0 <= cls.ramp_epochs(options, 20) <= 20
+
+
+def test_self_paced_acts_as_a_curriculum_while_the_losses_fall():
+    """The default schedule follows the current losses: even when every loss falls below the first
+    epoch's median, the hard scheme keeps out patients until full_at, then includes all."""
+    cls = get_curriculum("self_paced")
+    losses = np.linspace(1.0, 2.0, 10)
+    epoch = {"t": 0}
+    ctx = CurriculumContext([f"p{i}" for i in range(10)], 10, 1, 0, np.zeros(10),
+                            score_patients=lambda: losses * 0.3 ** epoch["t"])  # losses fall fast
+    sp = cls(ctx, cls.parse_options({}))
+    fractions = []
+    for t in range(10):
+        epoch["t"] = t
+        fractions.append(float(np.mean(sp.epoch_weights(t) > 0)))
+    assert fractions[0] == pytest.approx(0.5, abs=0.1)  # quantile0
+    assert all(f < 1 for f in fractions[:4]) and fractions[5:] == [1.0] * 5  # full_at = 0.5 of 10 epochs
+    assert fractions == sorted(fractions)
+
+
+def test_soft_weights_scale_a_sample_not_the_batch():
+    """Two half-weight samples count half as much as two full-weight ones (no renormalisation)."""
+    class Half(get_curriculum("none")):
+        def loss_weights(self, indices, losses):
+            return torch.full_like(losses, 0.5)
+
+    grads = {}
+    for cls in (get_curriculum("none"), Half):
+        torch.manual_seed(0)
+        net = SegNet("tiny")
+        sampler = PatchSampler(tiny_cases(2), (16, 16, 16), 1.0)
+        cur = cls(CurriculumContext(["P0", "P1"], 1, 1, 0, np.zeros(2)), cls.parse_options({}))
+        opt = torch.optim.SGD(net.parameters(), lr=0.0)
+        train_step(net, cur, sampler, TMTVLoss(), opt, np.random.default_rng(0), np.ones(2), 2)
+        grads[cls] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+    assert torch.allclose(grads[Half], 0.5 * grads[get_curriculum("none")], rtol=1e-4, atol=1e-8)
+
+
+def test_self_paced_weights_are_relative_to_the_epoch():
+    cls = get_curriculum("self_paced")
+    ctx = CurriculumContext(list("abcd"), 10, 1, 0, np.zeros(4), score_patients=lambda: np.array([1.0, 2, 3, 4]))
+    sp = cls(ctx, cls.parse_options({"scheme": "linear", "quantile0": "1.0"}))
+    sp.epoch_weights(0)
+    w = sp.loss_weights(np.arange(4), torch.ones(4)).numpy()
+    v = sp.v
+    assert w[v > 0].mean() == pytest.approx(1.0) and w.tolist() == pytest.approx((v / v[v > 0].mean()).tolist())
+
+
+def test_scoring_patches_cover_every_lesion_and_background():
+    """A patient with lesions far apart is scored on each of them, plus a background patch."""
+    image = np.zeros((5, 40, 20, 20), np.float32)
+    label = np.zeros((40, 20, 20), np.uint8)
+    label[2:5, 8:11, 8:11] = 1
+    label[34:37, 8:11, 8:11] = 1
+    sampler = PatchSampler([Case("p", image, label, 1.0)], (12, 12, 12), 0.5)
+    centres = sampler.scoring_centres(0)
+    assert len(centres) == 3
+    x, y = sampler.scoring_batch(0)
+    assert x.shape == (3, 5, 12, 12, 12)
+    assert y[0].sum() == 27 and y[1].sum() == 27  # each lesion patch holds a whole lesion
+    assert centres == sampler.scoring_centres(0)  # fixed across epochs
+
+
+def test_rl_teacher_loss_gain_is_zero_without_an_update():
+    """The reward compares the same loss (training mode, every head) before and after the step."""
+    cases = tiny_cases(2)
+    sampler = PatchSampler(cases, (16, 16, 16), 1.0)
+    loss_fn = TMTVLoss()
+    net = SegNet("tiny")
+    ctx = make_context(["P0", "P1"], 1, 1, 0, np.zeros(2), sampler, loss_fn, 2, model=lambda: net)
+    x, y = sampler.batch([0, 1], np.random.default_rng(0))
+    net.train()
+    before = loss_fn(net(x), y, x)["total"].detach()
+    assert torch.allclose(before, ctx.batch_losses(x, y), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["performance", "resource_efficient"])
+def test_progressive_patch_grows_to_the_full_size(mode):
+    cls = get_curriculum("progressive_patch")
+    ctx = CurriculumContext(["a"], 12, 1, 0, np.zeros(1))
+    cur = cls(ctx, cls.parse_options({"mode": mode}))
+    shapes = [cur.sample_shape(e, (48, 48, 40), 2) for e in range(12)]
+    edges = [max(p) for p, _ in shapes]
+    assert edges[0] == 16 and edges == sorted(edges) and shapes[-1] == ((48, 48, 40), 2)
+    # the paper's schedule: 5 stages (16, 24, ..., 48) of equal length (12 / 5 epochs, rounded down), the full
+    # size for the last fifth
+    assert [edges.count(e) for e in (16, 24, 32, 40, 48)] == [3, 2, 3, 2, 2]
+    assert all(p % 8 == 0 for patch, _ in shapes for p in patch)
+    batches = [b for _, b in shapes]
+    if mode == "performance":  # about a full batch's voxels per step, within the memory cap
+        assert batches[0] == 16 and batches[-1] == 2 and batches == sorted(batches, reverse=True)  # 2 x 27, capped
+    else:
+        assert set(batches) == {2}
+    early = cls(ctx, cls.parse_options({"full_at": "0.5", "start": "24"}))
+    assert [max(early.sample_shape(e, (48,) * 3, 2)[0]) for e in (0, 5, 6, 11)] == [24, 40, 48, 48]
+    short = cls(CurriculumContext(["a"], 2, 1, 0, np.zeros(1)), cls.parse_options({}))
+    assert short.sample_shape(1, (32,) * 3, 2)[0] == (32, 32, 32)  # a short run still ends at the full size

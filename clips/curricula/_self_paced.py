@@ -10,12 +10,12 @@ from clips.curricula.base import Curriculum
 from clips.curricula.pacing import PACINGS, pace
 from clips.errors import ConfigError
 
-SCHEMES = ("hard", "linear", "logarithmic", "mixture")
+SCHEMES = ("hard", "linear", "logarithmic", "mixture", "mixture_jiang")
 
 
 def spl_weights(losses: np.ndarray, lam: float, scheme: str, gamma: float = 1.0) -> np.ndarray:
     """Self-paced weights v(l; lambda) in [0, 1] (docs/curricula.md has the formulas)."""
-    l = np.asarray(losses, float)
+    l = np.asarray(losses, float)  # noqa: E741 - the papers' name for a loss
     if lam <= 0:
         return np.zeros_like(l)
     if scheme == "hard":  # Kumar et al. 2010
@@ -26,12 +26,19 @@ def spl_weights(losses: np.ndarray, lam: float, scheme: str, gamma: float = 1.0)
         scale = max(float(l.max(initial=0.0)), lam) * (1 + 1e-6)
         ls, zeta = l / scale, 1.0 - lam / scale
         return np.where(ls < 1 - zeta, np.log(ls + zeta) / math.log(zeta), 0.0)
-    if scheme == "mixture":  # Jiang et al. 2014; lambda is the loss cut-off, gamma relative to sqrt(lambda)
+    # mixture: Zhao et al. 2015 (soft SPL regulariser); lambda the loss cut-off, gamma relative to sqrt(lambda)
+    if scheme == "mixture":
         root = math.sqrt(lam)
         g = gamma * root
         full = (root * g / (root + g)) ** 2
         with np.errstate(divide="ignore"):
             mid = g * (1.0 / np.sqrt(np.maximum(l, 1e-12)) - 1.0 / root)
+        return np.where(l <= full, 1.0, np.where(l >= lam, 0.0, np.clip(mid, 0.0, 1.0)))
+    if scheme == "mixture_jiang":  # Jiang et al. 2014 (mixture weighting); zeta = gamma * lambda
+        zeta = gamma * lam
+        full = lam * zeta / (lam + zeta)
+        with np.errstate(divide="ignore"):
+            mid = zeta * (1.0 / np.maximum(l, 1e-12) - 1.0 / lam)
         return np.where(l <= full, 1.0, np.where(l >= lam, 0.0, np.clip(mid, 0.0, 1.0)))
     raise ConfigError(f"unknown self-paced scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
@@ -39,12 +46,15 @@ def spl_weights(losses: np.ndarray, lam: float, scheme: str, gamma: float = 1.0)
 @dataclass
 class SelfPacedOptions:
     scheme: str = "hard"
-    lambda_mode: str = "growth"  # growth: lambda *= mu each epoch; quantile: lambda = loss quantile paced to 1
-    quantile0: float = 0.5  # lambda at the first epoch: this quantile of the patients' losses
-    mu: float = 1.15
+    # quantile: each epoch lambda = the q-th quantile of the current losses, q paced from quantile0 to 1
+    # at full_at (as CurML does), so the curriculum acts whatever the scale of the loss and however fast
+    # it falls. growth: Kumar et al.'s lambda_0 * mu^t, lambda_0 the quantile0 of the first epoch's losses.
+    lambda_mode: str = "quantile"
+    quantile0: float = 0.5
+    mu: float = 1.15  # growth mode only
     pacing: str = "linear"  # quantile mode: how the quantile grows to 1
     full_at: float = 0.5
-    gamma: float = 1.0  # mixture scheme
+    gamma: float = 1.0  # mixture schemes
 
     def validate(self):
         if self.scheme not in SCHEMES:
@@ -58,22 +68,27 @@ class SelfPacedOptions:
 
 
 class SelfPaced(Curriculum):
-    """Each epoch, the current model's loss on each patient (one forward pass) sets its weight."""
+    """Each epoch, the current model's loss on each patient (a few forward passes) sets its weight."""
 
     name = "self_paced"
-    paper = "Kumar, Packer & Koller 2010 (self-paced learning); soft weights of Jiang et al. 2014"
+    paper = "Kumar, Packer & Koller 2010 (self-paced learning); soft weights of Jiang et al. 2014, Zhao et al. 2015"
     Options = SelfPacedOptions
+
+    @classmethod
+    def ramp_epochs(cls, options, epochs):
+        # growth mode: when lambda passes every loss depends on the losses; count the whole run
+        return options.full_at * epochs if options.lambda_mode == "quantile" else float(epochs)
 
     def __init__(self, ctx, options):
         super().__init__(ctx, options)
         self.lam = float("nan")
         self.lambda0 = None
         self.v = np.ones(len(ctx.patient_ids))
-        self.patient_losses = None
+        self.losses: np.ndarray | None = None
 
     def epoch_weights(self, epoch: int) -> np.ndarray:
         losses = np.asarray(self.ctx.score_patients(), float)
-        self.patient_losses = losses
+        self.losses = losses
         o = self.opt
         if o.lambda_mode == "growth":
             if self.lambda0 is None:
@@ -90,8 +105,16 @@ class SelfPaced(Curriculum):
     def patient_weights(self, sampling):
         return self.v
 
+    def measured_losses(self):
+        return self.losses
+
     def loss_weights(self, indices, losses):
-        return torch.as_tensor(self.v[np.asarray(indices)], dtype=losses.dtype, device=losses.device)
+        # The loop averages w * l over the batch. Dividing v by its mean over the patients in play keeps
+        # the relative weights (a sample of weight 0.5 counts half of one of weight 1, the self-paced
+        # objective sum v_i l_i) while the mean step size stays that of plain training.
+        in_play = self.v[self.v > 0]
+        w = self.v[np.asarray(indices)] / in_play.mean()
+        return torch.as_tensor(w, dtype=losses.dtype, device=losses.device)
 
     def log_state(self):
         return {"lambda": self.lam, "mean_weight": float(self.v.mean())}

@@ -1,17 +1,24 @@
 """A difficulty score per training patient (higher = harder), computed before training.
 
-From the cohort (on the preprocessed grid), each oriented so that higher is harder:
+Features of each preprocessed case (the lesion mask and the SUV channel):
 
-* ``tmtv``: -log TMTV (less disease is harder to find);
-* ``n_lesions``: number of lesions (disseminated disease);
-* ``smallest_lesion``: -log of the smallest lesion volume;
-* ``contrast``: minus the lesion-to-background SUV ratio (lesion mean over a 2-voxel shell);
-* ``organ_distance``: minus the distance (mm) from the lesions to the nearest high
-  physiological uptake (SUV > 5 outside the lesions: brain, heart, kidneys, bladder);
-* ``cohort`` (default): the mean percentile rank of the last four, the ways the network fails.
+* ``tmtv_ml``: total lesion volume; small total volume is the clearest marker of the
+  small-volume disease a network misses (score ``tmtv`` = -log TMTV);
+* ``contrast``: lesion SUVmax over the background SUV, the background measured in a
+  shell 2 to 4 point-spread widths (``BLUR_MM``) away from every lesion, outside the
+  lesions' own blurred halo; the faintest lesion counts (score ``contrast`` = -log of it);
+* ``organ_distance_mm``: distance from the lesions to the nearest physiological high
+  uptake (SUV > ``HOT_SUV``), where the hot connected component of each lesion (its
+  blurred halo, a bulky conglomerate) is excluded up to 2 blur widths from the lesion, so
+  bulky disease far from organs is not "near an organ", while an organ the lesion touches
+  still is, at about 2 blur widths (score ``organ_distance`` = -distance);
+* ``n_lesions`` and ``smallest_lesion_ml``, reported and available as scores but left out of
+  the composite: disseminated disease is usually large disease, which a network finds, and
+  the smallest lesion saturates at one voxel.
 
-From a model (``teacher_uri``): ``teacher_loss`` (the training loss of the teacher on the
-whole volume) or ``teacher_dice`` (1 - its Dice).
+``cohort`` (default) is the weighted mean of the percentile ranks of the scores in
+``COMPOSITE_WEIGHTS``. From a model (``teacher_uri``): ``teacher_loss`` (the teacher's
+training loss on the whole volume) or ``teacher_dice`` (1 - its Dice).
 """
 from __future__ import annotations
 
@@ -19,13 +26,15 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from clips.data.preprocess import SUV_CHANNEL, Case
+from clips.data.preprocess import CHANNEL_WINDOWS, SUV_CHANNEL, Case
 from clips.errors import ConfigError
 
+COMPOSITE_WEIGHTS = {"tmtv": 1.0, "contrast": 1.0, "organ_distance": 1.0}
 COHORT_SCORES = ("tmtv", "n_lesions", "smallest_lesion", "contrast", "organ_distance", "cohort")
 TEACHER_SCORES = ("teacher_loss", "teacher_dice")
-HOT_SUV = 5.0
-NO_HOT_MM = 1000.0
+HOT_SUV = 5.0  # physiological high uptake: brain, myocardium, kidneys, bladder
+BLUR_MM = 8.0  # about a clinical PET point-spread FWHM: the background starts 2 widths away
+NO_HOT_MM = 1000.0  # distance recorded when nothing hot remains
 
 
 def check_difficulty(name: str, teacher_uri: str = "") -> None:
@@ -36,24 +45,30 @@ def check_difficulty(name: str, teacher_uri: str = "") -> None:
 
 
 def case_features(case: Case, spacing) -> dict:
-    """Lesion statistics of one preprocessed case."""
+    """Lesion features of one preprocessed case (NaN where it has no lesion)."""
     label = np.asarray(case.label, bool)
-    suv = np.asarray(case.image[SUV_CHANNEL], np.float32) * 30.0
+    suv = np.asarray(case.image[SUV_CHANNEL], np.float32) * CHANNEL_WINDOWS[SUV_CHANNEL][2]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lab, n = ndimage.label(label)
     row = {"tmtv_ml": case.tmtv_ml, "n_lesions": int(n)}
     if n == 0:
         return row | {"smallest_lesion_ml": np.nan, "contrast": np.nan, "organ_distance_mm": np.nan}
     sizes = np.bincount(lab.ravel())[1:] * voxel_ml
-    shell = ndimage.binary_dilation(label, iterations=2) & ~label
-    background = float(suv[shell].mean()) if shell.any() else 1.0
-    hot = (suv > HOT_SUV) & ~ndimage.binary_dilation(label, iterations=1)
-    if hot.any():
-        dist = ndimage.distance_transform_edt(~hot, sampling=spacing)
-        organ = float(dist[label].min())
+    dist = ndimage.distance_transform_edt(~label, sampling=spacing)
+    shell = (dist > 2 * BLUR_MM) & (dist <= 4 * BLUR_MM)
+    background = float(np.median(suv[shell])) if shell.any() else 1.0
+    peaks = np.asarray(ndimage.maximum(suv, lab, np.arange(1, n + 1)), float)
+    # Hot uptake that is not a lesion's own: the hot components that touch a lesion are its halo
+    # (or the conglomerate it belongs to) up to 2 blur widths out; beyond that, a component that
+    # merely merges with the halo is an organ the lesion touches, and it counts.
+    hot, _ = ndimage.label(suv > HOT_SUV)
+    own = np.unique(hot[ndimage.binary_dilation(label)])
+    physiological = (hot > 0) & ~(np.isin(hot, own[own > 0]) & (dist <= 2 * BLUR_MM))
+    if physiological.any():
+        organ = float(ndimage.distance_transform_edt(~physiological, sampling=spacing)[label].min())
     else:
         organ = NO_HOT_MM
-    return row | {"smallest_lesion_ml": float(sizes.min()), "contrast": float(suv[label].mean()) / max(background, 1e-3),
+    return row | {"smallest_lesion_ml": float(sizes.min()), "contrast": float(peaks.min()) / max(background, 0.1),
                   "organ_distance_mm": organ}
 
 
@@ -70,10 +85,10 @@ def cohort_difficulty(patient_ids: list[str], cases: list[Case], spacing) -> pd.
     df["score_tmtv"] = -np.log(np.maximum(df["tmtv_ml"].to_numpy(float), 1e-3))
     df["score_n_lesions"] = df["n_lesions"].astype(float)
     df["score_smallest_lesion"] = -np.log(np.maximum(df["smallest_lesion_ml"].to_numpy(float), 1e-3))
-    df["score_contrast"] = -df["contrast"].astype(float)
+    df["score_contrast"] = -np.log(np.maximum(df["contrast"].to_numpy(float), 1e-3))
     df["score_organ_distance"] = -df["organ_distance_mm"].astype(float)
-    parts = ["score_n_lesions", "score_smallest_lesion", "score_contrast", "score_organ_distance"]
-    df["score_cohort"] = np.mean([_rank(df[p].to_numpy(float)) for p in parts], axis=0)
+    total = sum(COMPOSITE_WEIGHTS.values())
+    df["score_cohort"] = sum(w * _rank(df[f"score_{k}"].to_numpy(float)) for k, w in COMPOSITE_WEIGHTS.items()) / total
     return df
 
 
@@ -81,3 +96,12 @@ def select_score(table: pd.DataFrame, name: str) -> np.ndarray:
     """The chosen score as an array in patient order; NaN (no lesion) counts as the median."""
     s = table[f"score_{name}"].to_numpy(float)
     return np.where(np.isnan(s), np.nanmedian(s) if np.isfinite(s).any() else 0.0, s)
+
+
+def difficulty_of_cohort(cohort, spacing) -> pd.DataFrame:
+    """Every patient of a loaded cohort (:class:`clips.data.cohort.Cohort`, preprocessed at
+    ``spacing``): the features and every score, with the cohort's own columns (e.g. hard flags)."""
+    ids = list(cohort.table["patient_id"])
+    table = cohort_difficulty(ids, [cohort.cases[p] for p in ids], spacing)
+    own = cohort.table.drop(columns=[c for c in ("tmtv_ml", "split") if c in cohort.table])
+    return own.merge(table, on="patient_id")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from clips.data.preprocess import Case
 
@@ -11,9 +12,27 @@ class PatchSampler:
     """Crops ``patch_size`` patches; with probability ``pos_ratio`` the patch is centred on a lesion voxel."""
 
     def __init__(self, cases: list[Case], patch_size, pos_ratio: float):
-        self.cases, self.patch, self.pos_ratio = cases, tuple(patch_size), pos_ratio
+        self.cases, self.patch, self.pos_ratio = cases, tuple(int(p) for p in patch_size), pos_ratio
         # Lesion voxel coordinates, computed once (labels are small uint8 memory maps).
         self.fg = [np.argwhere(np.asarray(c.label)) if c.label is not None else np.empty((0, 3), int) for c in cases]
+        self._scoring: dict[tuple, list[np.ndarray]] = {}
+
+    def scoring_centres(self, i: int, lesion_patches: int = 3) -> list[np.ndarray]:
+        """The fixed patches a curriculum scores patient ``i`` on: up to ``lesion_patches`` that
+        together cover as many lesion voxels as possible (greedy over the lesions' centres), and
+        one background patch at a point fixed by the patient's index."""
+        key = (i, self.patch)  # the patch size may change during training (progressive_patch)
+        if key not in self._scoring:
+            shape = np.array(self.cases[i].image.shape[1:])
+            centres = _covering_centres(self.cases[i].label, self.fg[i], self.patch, lesion_patches)
+            centres.append(np.random.default_rng(i).integers(0, shape))
+            self._scoring[key] = centres
+        return self._scoring[key]
+
+    def scoring_batch(self, i: int):
+        """(x, y) of patient ``i``'s scoring patches."""
+        crops = [self.crop_at(i, c) for c in self.scoring_centres(i)]
+        return _stack(crops)
 
     def choose(self, weights: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` case indices drawn with probability proportional to ``weights``."""
@@ -21,20 +40,20 @@ class PatchSampler:
         p = p / p.sum()
         return rng.choice(len(self.cases), size=n, replace=True, p=p)
 
-    def crop(self, i: int, rng: np.random.Generator | None):
-        """A random patch (lesion-centred with probability pos_ratio); with rng=None a fixed one.
-
-        The fixed patch is centred on the median lesion voxel (the volume centre without
-        lesions): curricula score each patient on it with one forward pass.
-        """
-        case, fg = self.cases[i], self.fg[i]
-        shape = np.array(case.image.shape[1:])
-        if rng is None:
-            center = fg[len(fg) // 2] if len(fg) else shape // 2
-        elif len(fg) and rng.random() < self.pos_ratio:
+    def crop(self, i: int, rng: np.random.Generator):
+        """A random patch, centred on a lesion voxel with probability pos_ratio."""
+        fg = self.fg[i]
+        shape = np.array(self.cases[i].image.shape[1:])
+        if len(fg) and rng.random() < self.pos_ratio:
             center = fg[rng.integers(len(fg))]
         else:
             center = np.array([rng.integers(s) for s in shape])
+        return self.crop_at(i, center)
+
+    def crop_at(self, i: int, center):
+        """The patch of patient ``i`` centred on ``center`` (moved inside the volume, zero-padded if larger)."""
+        case = self.cases[i]
+        shape = np.array(case.image.shape[1:])
         half = np.array(self.patch) // 2
         lo = np.clip(center - half, 0, np.maximum(shape - self.patch, 0))
         sl = tuple(slice(a, a + p) for a, p in zip(lo, self.patch))
@@ -46,8 +65,32 @@ class PatchSampler:
             lab = np.pad(lab, pad)
         return img, lab
 
-    def batch(self, indices, rng: np.random.Generator | None):
-        crops = [self.crop(int(i), rng) for i in indices]
-        x = torch.from_numpy(np.stack([c[0] for c in crops]))
-        y = torch.from_numpy(np.stack([c[1] for c in crops]))[:, None]
-        return x, y
+    def batch(self, indices, rng: np.random.Generator):
+        return _stack([self.crop(int(i), rng) for i in indices])
+
+
+def _stack(crops):
+    """(x (N, C, ...) float32, y (N, 1, ...) int64) from (image, label) crops."""
+    return torch.from_numpy(np.stack([c[0] for c in crops])), torch.from_numpy(np.stack([c[1] for c in crops]))[:, None]
+
+
+def _covering_centres(label, fg: np.ndarray, patch, k: int) -> list[np.ndarray]:
+    """Up to ``k`` lesion-component centres whose patches greedily cover the most lesion voxels."""
+    if not len(fg):
+        return []
+    comps, n = ndimage.label(np.asarray(label))
+    candidates = []
+    for j, c in enumerate(ndimage.center_of_mass(np.ones(comps.shape, bool), comps, range(1, n + 1))):
+        members = fg[comps[tuple(fg.T)] == j + 1]
+        candidates.append(members[np.argmin(((members - np.asarray(c)) ** 2).sum(1))])  # a voxel of the lesion
+    half = np.asarray(patch) // 2
+    uncovered = np.ones(len(fg), bool)
+    chosen: list[np.ndarray] = []
+    while len(chosen) < k and uncovered.any():
+        cover = [uncovered & np.all(np.abs(fg - c) <= half, axis=1) for c in candidates]
+        best = int(np.argmax([m.sum() for m in cover]))
+        if not cover[best].any():
+            break
+        chosen.append(np.asarray(candidates[best]))
+        uncovered &= ~cover[best]
+    return chosen
