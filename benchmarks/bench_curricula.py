@@ -5,7 +5,8 @@
 Each round times `--steps` optimisation steps of every variant in turn (interleaved, so
 machine noise hits all variants alike); the figure per variant is the median over
 rounds of the mean step time. The per-epoch work of a curriculum (self_paced's scoring
-pass, one forward pass per training patient) and one-off work (the transfer teacher's
+pass: each training patient's fixed scoring patches, its lesions and some background)
+and one-off work (the transfer teacher's
 scoring of the cohort) are timed separately, as the issue asks.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from clips.curricula import REGISTRY, CurriculumContext  # noqa: E402
+from clips.curricula import REGISTRY  # noqa: E402
 from clips.curricula.difficulty import cohort_difficulty, select_score  # noqa: E402
 from clips.data.layout import discover  # noqa: E402
 from clips.data.preprocess import CaseCache, PreprocessConfig  # noqa: E402
@@ -30,7 +31,7 @@ from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.data.synth import SynthConfig, write_cohort  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
-from clips.training.step import batch_losses, fixed_patch_losses, train_step  # noqa: E402
+from clips.training.step import make_context, train_step  # noqa: E402
 
 
 def _sync(device):
@@ -73,9 +74,8 @@ def main():
         torch.manual_seed(0)
         net = SegNet(args.model).to(device)
         holder = {}
-        ctx = CurriculumContext(ids, 20, args.steps, 0, difficulty,
-                                score_patients=lambda h=holder: fixed_patch_losses(h["m"], sampler, loss_fn, args.batch),
-                                batch_losses=lambda x, y, h=holder: batch_losses(h["m"], loss_fn, x, y))
+        ctx = make_context(ids, 20, args.steps, 0, difficulty, sampler, loss_fn, args.batch,
+                           model=lambda h=holder: h["m"])
         cur = cls(ctx, cls.parse_options(options.get(name, {})))
         model = holder["m"] = cur.wrap_model(net)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -111,6 +111,8 @@ def main():
         result["variants"][name] = {"s_per_step": med, "ratio_to_none": med / base, "epoch_start_s": epoch_s,
                                     "epoch_start_in_steps": epoch_s / base}
         print(f"{name:<18}{med:>9.3f}{med / base:>10.3f}{epoch_s:>15.3f}")
+    result["progressive_patch_epoch_ratio"] = _progressive_schedule(setups["progressive_patch"], sampler, loss_fn,
+                                                                    args, device, base)
     if args.skip_teacher:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
@@ -125,6 +127,33 @@ def main():
     print(f"transfer_teacher one-off scoring of {len(cases)} patients: {result['transfer_teacher_scoring_s']:.2f} s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
+
+
+def _progressive_schedule(setup, sampler, loss_fn, args, device, base: float) -> dict:
+    """progressive_patch over its whole schedule (the context's 20 epochs): mean epoch time / none's, per mode.
+
+    Each distinct (patch, batch) of the schedule is timed once over ``--steps`` steps; an
+    epoch's time is that shape's, and the figure is the mean over the schedule's epochs."""
+    model, cur, opt, rng, weights, _ = setup
+    full, out = sampler.patch, {}
+    for mode in ("performance", "resource_efficient"):
+        c = type(cur)(cur.ctx, type(cur).parse_options({"mode": mode}))
+        shapes = [c.sample_shape(e, full, args.batch) for e in range(cur.ctx.epochs)]
+        per_step = {}
+        for patch, batch in sorted(set(shapes)):
+            sampler.patch = patch
+            train_step(model, c, sampler, loss_fn, opt, rng, weights, batch, device)  # warm-up at this shape
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                train_step(model, c, sampler, loss_fn, opt, rng, weights, batch, device)
+            _sync(device)
+            per_step[(patch, batch)] = (time.perf_counter() - t0) / args.steps
+        out[mode] = float(np.mean([per_step[s] for s in shapes]) / base)
+        stages = ", ".join(f"{max(p)}^3 x {b}: {per_step[(p, b)]:.3f} s" for p, b in sorted(set(shapes)))
+        print(f"progressive_patch {mode}: epoch time {out[mode]:.3f} of none's over {len(shapes)} epochs ({stages})")
+    sampler.patch = full
+    return out
 
 
 if __name__ == "__main__":

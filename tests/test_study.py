@@ -16,8 +16,8 @@ def _tests(n_patients=8, seeds=2, shift=0.0, seed=0):
     rows = []
     for s in range(seeds):
         for p in range(n_patients):
-            rows.append({"patient_id": f"p{p}", "seed": s, "dice": 0.5 + 0.05 * p / n_patients + shift + rng.normal(0, 0.01),
-                         "gt_lesions": 2, "a1_tp_lesions": 1})
+            dice = 0.5 + 0.05 * p / n_patients + shift + rng.normal(0, 0.01)
+            rows.append({"patient_id": f"p{p}", "seed": s, "dice": dice, "gt_lesions": 2, "a1_tp_lesions": 1})
     return pd.DataFrame(rows)
 
 
@@ -68,7 +68,10 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     assert (tmp_path / "report" / "comparison.csv").exists() and (tmp_path / "report" / "paired_vs_none.csv").exists()
     md = (tmp_path / "report" / "comparison.md").read_text().split("## Against the baseline")
     table = [line for line in md[0].splitlines() if line.startswith("| ")]
-    assert table[0].startswith("| variant | subset | patients | seeds | dice |") and len(table) == 2 + len(summary)
+    assert table[0].startswith("| variant | subset | patients | seeds | wall time vs baseline | dice |")
+    assert len(table) == 2 + len(summary)
+    ratio = summary.set_index(["variant", "subset"])["wall_time_vs_baseline"]
+    assert ratio["none", "all"] == pytest.approx(1.0) and 0.2 < ratio["predefined", "all"] < 5
     assert sum(line.startswith("| none | all |") for line in table) == 1
     assert {line.count("|") for line in table} == {table[0].count("|")}
     assert "| predefined | all | dice |" in md[1]

@@ -22,6 +22,12 @@ PRESETS = {
     "tiny": (8, 12, 16, 24),
 }
 DEEP_SUPERVISION_HEADS = 2
+# Every preset has four levels, three downsamplings: the U-Net's total stride, the multiple
+# every patch side must be (and the smallest patch it can take).
+PATCH_MULTIPLE = 8
+assert all(2 ** (len(f) - 1) == PATCH_MULTIPLE for f in PRESETS.values())
+# Instance normalisation at the bottleneck needs more than one voxel: the smallest training patch side.
+MIN_PATCH = 2 * PATCH_MULTIPLE
 
 
 class SegNet(nn.Module):
@@ -32,7 +38,7 @@ class SegNet(nn.Module):
         filters = PRESETS[preset]
         self.preset = preset
         strides = [1] + [2] * (len(filters) - 1)
-        self.multiple = 2 ** (len(filters) - 1)
+        self.multiple = PATCH_MULTIPLE
         self.unet = DynUNet(
             spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
             kernel_size=[3] * len(filters), strides=strides, upsample_kernel_size=strides[1:],

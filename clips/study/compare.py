@@ -24,15 +24,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from clips.curricula import REGISTRY  # noqa: E402
+from clips.curricula import BASELINE, REGISTRY  # noqa: E402
 from clips.data.cohort import hard_ids  # noqa: E402
 from clips.errors import ClipsError  # noqa: E402
 from clips.metrics.figures import draw_bland_altman  # noqa: E402
 from clips.study.stats import DETECTION, MEASURES, bootstrap_ci, paired_against_baseline  # noqa: E402
 from clips.tracking.tables import run_table  # noqa: E402
 
-BASELINE = "none"
-NO_PAIRS = "no paired comparison: it needs the baseline (none) and at least one other variant"
+NO_PAIRS = f"no paired comparison: it needs the baseline ({BASELINE}) and at least one other variant"
 
 
 def _display_order(run):
@@ -49,7 +48,8 @@ def collect(experiment_id: str, parent_id: str | None = None):
         filt += f" and tags.`mlflow.parentRunId` = '{parent_id}'"
     runs = client.search_runs([experiment_id], filter_string=filt, max_results=5000)
     if not runs:
-        raise ClipsError(f"no finished study runs in experiment {experiment_id}" + (f" under {parent_id}" if parent_id else ""))
+        raise ClipsError(f"no finished study runs in experiment {experiment_id}"
+                         + (f" under {parent_id}" if parent_id else ""))
     runs = sorted(runs, key=_display_order)
     tests, curves, hard = [], [], None
     for run in runs:
@@ -57,7 +57,8 @@ def collect(experiment_id: str, parent_id: str | None = None):
         table = run_table(client, run.info.run_id, "tables/test_per_patient.json")
         if table is None:
             continue
-        tests.append(table.assign(variant=variant, seed=seed, run_id=run.info.run_id))
+        wall_s = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else np.nan
+        tests.append(table.assign(variant=variant, seed=seed, run_id=run.info.run_id, wall_s=wall_s))
         val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_dice")}
         seen = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "samples_seen")}
         curves += [{"variant": variant, "seed": seed, "epoch": s, "samples_seen": seen.get(s), "val_dice": v}
@@ -85,6 +86,16 @@ def hard_patients(tests: pd.DataFrame, flagged: set[str] | None) -> tuple[set[st
     return set(by_patient.index[:k]), "worst quartile of Dice under the baseline"
 
 
+def wall_time_ratio(tests: pd.DataFrame, variant: str) -> float:
+    """Mean wall time of the variant's runs (training and evaluation) over the baseline's, NaN without either."""
+    if "wall_s" not in tests:
+        return float("nan")
+    per_run = tests.drop_duplicates("run_id").groupby("variant")["wall_s"].mean()
+    if BASELINE not in per_run or variant not in per_run:
+        return float("nan")
+    return float(per_run[variant] / per_run[BASELINE])
+
+
 def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     rows = []
     for variant, vt in tests.groupby("variant", sort=False):
@@ -92,7 +103,7 @@ def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed:
             if st.empty:
                 continue
             row = {"variant": variant, "subset": subset, "patients": st["patient_id"].nunique(),
-                   "seeds": st["seed"].nunique()}
+                   "seeds": st["seed"].nunique(), "wall_time_vs_baseline": wall_time_ratio(tests, variant)}
             for name in list(MEASURES) + list(DETECTION):
                 est, lo, hi = bootstrap_ci(st, name, n_boot, seed)
                 row |= {name: est, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
@@ -188,6 +199,7 @@ def _png(fig) -> str:
 
 def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary[["variant", "subset", "patients", "seeds"]].copy()
+    out["wall time vs baseline"] = [f"{r:.2f}" if np.isfinite(r) else "n/a" for r in summary["wall_time_vs_baseline"]]
     for name in list(MEASURES) + list(DETECTION):
         out[name] = [f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(e) else "n/a"
                      for e, lo, hi in zip(summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"])]
@@ -230,7 +242,8 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str) -> dict:
              "<h2>Against the baseline (none): per-patient paired differences</h2>",
              "<p>Mean over seeds per patient, variant minus baseline; two-sided Wilcoxon signed-rank test; "
              "for tmtv_abs_rel_error a negative difference is an improvement.</p>",
-             paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired) else f"<p>{NO_PAIRS}</p>"]
+             paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired)
+             else f"<p>{NO_PAIRS}</p>"]
     for name, b64 in images.items():
         parts.append(f"<h2>{name.replace('_', ' ')}</h2><img src='data:image/png;base64,{b64}'/>")
     parts.append("</body></html>")
@@ -243,7 +256,8 @@ def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log
     hard, rule = hard_patients(tests, flagged)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
-        result = write_report(tests, curves, hard, rule, out, f"CLIPS curriculum comparison ({parent_id or experiment_id})")
+        title = f"CLIPS curriculum comparison ({parent_id or experiment_id})"
+        result = write_report(tests, curves, hard, rule, out, title)
         if mlflow.active_run() is not None:
             mlflow.log_artifacts(str(out), "comparison")
             for _, r in result["summary"][result["summary"]["subset"] == "all"].iterrows():
