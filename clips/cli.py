@@ -35,6 +35,10 @@ def _opt(*decls, **kw):
     return click.option(*decls, *underscored, long[0][2:].replace("-", "_"), show_default=True, **kw)
 
 
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
 def _defaults(cls) -> dict:
     """The dataclass's field defaults: the one place a command's defaults are written."""
     import dataclasses
@@ -211,12 +215,18 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
 
 
 def _study_command(f):
-    from clips.study.config import StudyConfig
+    from clips.study.config import PRIMARY_CONTRASTS, StudyConfig
 
     d = _defaults(StudyConfig)
     for decorator in reversed([
         _opt("--curricula", default="", help="Comma-separated; default: every registered curriculum."),
         _opt("--seeds", default=d["seeds"], type=click.IntRange(1)),
+        _opt("--folds", default=d["folds"], type=click.IntRange(0),
+             help="Cross-validation folds (>= 2): every patient is tested once per curriculum and seed; 0: one split."),
+        _opt("--selection", default=d["selection"], type=click.Choice(["inner_val", "last"]),
+             help="Checkpoint: the best on an inner validation split of the training folds, or the last epoch."),
+        _opt("--contrasts", default="",
+             help="Primary contrasts VARIANT:REFERENCE,...; default: " + ",".join(PRIMARY_CONTRASTS) + "."),
         _opt("--study-name", default=d["study_name"],
              help="Default clips-study-<profile>; the same name continues a study."),
         _opt("--split-seed", default=d["split_seed"], type=int, help="One split for every child."),
@@ -237,9 +247,8 @@ def _study_command(f):
 @click.option("--worker-count", default=1, type=int, hidden=True)
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
 @click.pass_context
-def study(ctx, curricula, seeds, study_name, split_seed, workers, from_study, storage, out, worker_of, worker_index,
-          worker_count, params):
-    """Every curriculum x seed as a child run with one training recipe, then the comparison report."""
+def study(ctx, curricula, contrasts, from_study, out, worker_of, worker_index, worker_count, params, **options):
+    """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report."""
     from clips.study.config import StudyConfig
     from clips.study.runner import run_jobs, run_study
 
@@ -252,9 +261,8 @@ def study(ctx, curricula, seeds, study_name, split_seed, workers, from_study, st
                     raise click.BadParameter(f"{part!r} is not CURRICULUM:STUDY", param_hint="--from-study")
                 k, v = part.split(":", 1)
                 tuned[k.strip()] = v.strip()
-    scfg = StudyConfig(curricula=[c.strip() for c in curricula.split(",") if c.strip()], seeds=seeds,
-                       study_name=study_name, split_seed=split_seed, workers=workers, from_study=tuned,
-                       storage=storage, train=train_params)
+    scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, **options,
+                       **({"contrasts": _names(contrasts)} if contrasts else {}))
     _reachable()
     if worker_of:
         run_jobs(scfg, worker_of, worker_index, worker_count, log=click.echo)

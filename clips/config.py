@@ -51,8 +51,10 @@ class TrainConfig:
     spacing_mm: tuple[float, float, float] = (8.0, 8.0, 8.0)  # resampling grid, mm (one value or x,y,z)
     patch_size: tuple[int, int, int] = (48, 48, 48)  # training patch and sliding window, voxels (multiples of 8)
     pos_ratio: float = 0.67  # fraction of patches centred on a lesion voxel
-    val_fraction: float = 0.2  # share of patients for validation (model selection)
-    test_fraction: float = 0.2  # share of patients held out for the final evaluation
+    val_fraction: float = 0.2  # share of (training) patients for validation (checkpoint selection); 0: last epoch
+    test_fraction: float = 0.2  # share of patients held out for the final evaluation (without folds)
+    folds: int = 0  # cross-validation: > 1 splits the cohort into this many folds (stratified by hard flag, TMTV)
+    fold: int = 0  # with folds: the fold that is the test set
     skip_invalid: bool = False  # leave invalid patients out (logged as data/skipped.json) instead of stopping
     # Model and optimisation
     model: str = "small"  # network preset: tiny, small, tmtv_net (clips/models/unet.py)
@@ -119,6 +121,9 @@ def _validate(cfg: TrainConfig):
                           f"(the U-Net downsamples 3 times) and at least {MIN_PATCH}")
     if any(s <= 0 for s in cfg.spacing_mm):
         raise ConfigError(f"spacing_mm {cfg.spacing_mm} must be positive")
+    if cfg.folds == 1 or cfg.folds < 0 or (cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds):
+        raise ConfigError(f"folds={cfg.folds}, fold={cfg.fold}: folds is 0 (one split) or at least 2, "
+                          "and 0 <= fold < folds")
     if cfg.val_fraction + cfg.test_fraction >= 0.9:
         raise ConfigError("val_fraction + test_fraction leaves too few training patients")
 

@@ -59,14 +59,16 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     assert {(c.data.params["cfg.curriculum"], c.data.params["cfg.seed"]) for c in children} == {
         ("none", "0"), ("none", "1"), ("predefined", "0"), ("predefined", "1")}
     html = (tmp_path / "report" / "report.html").read_text()
-    for part in ("Figures of merit", "Against the baseline", "dice per variant", "dice heatmap", "tmtv bland altman",
+    for part in ("Figures of merit", "Contrasts, paired per patient", "Power, noise floor", "dice per variant",
+                 "dice heatmap", "tmtv bland altman",
                  "learning curves", "data:image/png;base64,", "predefined"):
         assert part in html, part
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing to fetch
     summary = result["summary"]
     assert list(summary["variant"].unique()) == ["none", "predefined"] and "dice_ci_low" in summary  # baseline first
-    assert (tmp_path / "report" / "comparison.csv").exists() and (tmp_path / "report" / "paired_vs_none.csv").exists()
-    md = (tmp_path / "report" / "comparison.md").read_text().split("## Against the baseline")
+    for name in ("comparison.csv", "per_patient.csv", "paired.csv"):
+        assert (tmp_path / "report" / name).exists(), name
+    md = (tmp_path / "report" / "comparison.md").read_text().split("## Contrasts, paired per patient")
     table = [line for line in md[0].splitlines() if line.startswith("| ")]
     assert table[0].startswith("| variant | subset | patients | seeds | wall time vs baseline | dice |")
     assert len(table) == 2 + len(summary)
@@ -74,7 +76,8 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     assert ratio["none", "all"] == pytest.approx(1.0) and 0.2 < ratio["predefined", "all"] < 5
     assert sum(line.startswith("| none | all |") for line in table) == 1
     assert {line.count("|") for line in table} == {table[0].count("|")}
-    assert "| predefined | all | dice |" in md[1]
+    assert "| predefined vs none | secondary | all | dice |" in md[1]
+    assert "noise floor: none seed 1 vs none seed 0" in md[1] and "difficulty against outcome: Spearman" in md[1]
     parent = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                 filter_string="tags.`clips.role` = 'study_parent'")[0]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "comparison")}
@@ -86,3 +89,111 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     again = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                filter_string="tags.`clips.role` = 'study_child'")
     assert len(again) == 4 and sum("reused" in line for line in logs) == 4
+
+
+# ----------------------------------------------------------------------------- cross-validated design
+def test_folds_test_every_patient_once_and_are_stratified():
+    from clips.data.splits import assign_folds, make_fold_split
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"patient_id": [f"p{i:02d}" for i in range(40)],
+                          "subject": [f"s{i // 2:02d}" for i in range(40)], "tmtv_ml": rng.lognormal(3, 1, 40),
+                          "hard": [int(i % 4 < 2) for i in range(40)]})
+    folds = assign_folds(table, 5, seed=0)
+    assert folds.equals(assign_folds(table, 5, seed=0)) and set(folds) == set(range(5))
+    assert (table.assign(f=folds).groupby("subject")["f"].nunique() == 1).all()  # a subject stays in one fold
+    hard_per_fold = table.assign(f=folds).groupby("f")["hard"].sum()
+    assert hard_per_fold.max() - hard_per_fold.min() <= 2  # 10 hard subjects spread over 5 folds
+    tested = []
+    for k in range(5):
+        split = make_fold_split(table, 5, k, seed=0, val_fraction=0.2)
+        test = set(split.loc[split["split"] == "test", "patient_id"])
+        assert set(split.loc[split["fold"] == k, "patient_id"]) == test
+        assert 0 < (split["split"] == "val").sum() and not test & set(split.loc[split["split"] != "test", "patient_id"])
+        tested += sorted(test)
+    assert sorted(tested) == sorted(table["patient_id"])  # every patient tested exactly once
+    no_val = make_fold_split(table, 5, 0, seed=0, val_fraction=0.0)
+    assert (no_val["split"] == "val").sum() == 0
+
+
+def test_every_patient_once_per_curriculum_and_seed_and_a_teacher_per_fold():
+    from clips.study.config import Job, StudyConfig
+    from clips.study.runner import child_params, teacher_job
+
+    scfg = StudyConfig(curricula=["none", "transfer_teacher", "smoothing"], seeds=2, folds=3)
+    jobs = scfg.jobs()
+    assert len(jobs) == 3 * 3 * 2 and len(set(jobs)) == len(jobs)
+    assert {j for j in jobs[:3]} == {Job("none", f, 0) for f in range(3)}  # the teachers first
+    assert teacher_job(Job("transfer_teacher", 2, 1)) == Job("none", 2, 0)
+    assert Job("smoothing", 1, 0).key == "smoothing:1:0"
+    params = child_params(scfg, Job("smoothing", 1, 0), {})
+    assert params["folds"] == "3" and params["fold"] == "1"
+    assert child_params(StudyConfig(selection="last"), Job("none", -1, 0), {})["val_fraction"] == "0"
+
+
+def test_holm_against_hand_computed_values():
+    from clips.study.stats import holm
+
+    # p sorted 0.01, 0.02, 0.04, 0.3 of m = 4: 4 x 0.01, max(., 3 x 0.02), max(., 2 x 0.04), max(., 1 x 0.3)
+    assert holm([0.04, 0.01, 0.3, 0.02]).tolist() == pytest.approx([0.08, 0.04, 0.3, 0.06])
+    assert holm([0.5, 0.4]).tolist() == pytest.approx([0.8, 0.8])  # monotone: the larger never drops below
+    out = holm([0.01, float("nan"), 0.02])
+    assert np.isnan(out[1]) and out[[0, 2]].tolist() == pytest.approx([0.02, 0.02])
+
+
+def test_power_against_a_known_case():
+    from scipy import stats
+
+    from clips.study.stats import min_detectable_difference
+
+    # (z_0.975 + z_0.8) * sd / sqrt(n * 3/pi): 2.8016 * 0.1 / sqrt(30 * 0.9549) = 0.05234
+    assert min_detectable_difference(0.1, 30) == pytest.approx(0.05234, abs=1e-4)
+    # four contrasts: alpha / 4 per test
+    z = stats.norm.ppf(1 - 0.05 / 8) + stats.norm.ppf(0.8)
+    assert min_detectable_difference(0.1, 30, tests=4) == pytest.approx(z * 0.1 / np.sqrt(30 * 3 / np.pi))
+    assert min_detectable_difference(0.1, 120) == pytest.approx(min_detectable_difference(0.1, 30) / 2)
+
+
+def test_contrasts_are_declared_and_the_noise_floor_is_the_baseline_against_itself():
+    from clips.study.contrasts import declared_contrasts, paired_table
+
+    got = declared_contrasts(["none", "random", "predefined", "smoothing"], ["smoothing:none", "predefined:random",
+                                                                             "self_paced:none"])
+    assert got == [("smoothing", "none", "primary"), ("predefined", "random", "primary"),
+                   ("random", "none", "secondary"), ("predefined", "none", "secondary")]
+    rows = []
+    for curriculum, shift in (("none", 0.0), ("smoothing", 0.05), ("predefined", 0.0), ("random", 0.0)):
+        t = _tests(n_patients=12, seeds=2, shift=shift, seed=len(rows)).assign(curriculum=curriculum)
+        rows.append(t.assign(nsd=t["dice"], hd95_mm=1.0, tmtv_abs_rel_error=0.1))
+    per_patient = pd.concat(rows, ignore_index=True)
+    paired = paired_table(per_patient, {"p0", "p1", "p2"}, ["smoothing:none", "predefined:random"])
+    dice = paired[(paired["measure"] == "dice") & (paired["subset"] == "all")].set_index("contrast")
+    assert dice.loc["smoothing vs none", "improved"] == 12 and dice.loc["smoothing vs none", "p_holm"] < 0.01
+    assert dice.loc["smoothing vs none", "ci_low"] > 0.03
+    assert set(dice["family"]) == {"primary", "secondary", "noise floor"}
+    floor = dice.loc["none seed 1 vs none seed 0"]
+    assert abs(floor["mean_difference"]) < 0.02 and np.isnan(floor["p_holm"])
+    primary = dice[dice["family"] == "primary"]
+    assert (primary["p_holm"] >= primary["p_wilcoxon"]).all()
+
+
+@pytest.mark.slow
+def test_tiny_cross_validated_study(tiny_cohort, tmp_path):
+    scfg = StudyConfig(curricula=["none", "random"], seeds=1, folds=3, study_name="cv", contrasts=["random:none"],
+                       train={"data_dir": str(tiny_cohort), **TINY})
+    result = run_study(scfg, log=lambda *_: None, compare_out=tmp_path / "report")
+    per_patient = pd.read_csv(tmp_path / "report" / "per_patient.csv")
+    assert list(per_patient.columns[:9]) == ["patient_id", "curriculum", "seed", "fold", "hard", "dice", "nsd",
+                                             "hd95_mm", "tmtv_abs_rel_error"]
+    counts = per_patient.groupby(["curriculum", "patient_id"]).size()
+    assert len(counts) == 2 * 6 and (counts == 1).all()  # every patient tested once per curriculum (1 seed)
+    assert set(per_patient["fold"]) == {0, 1, 2}
+    paired = pd.read_csv(tmp_path / "report" / "paired.csv")
+    assert list(paired.columns) == ["contrast", "family", "subset", "measure", "patients", "mean_difference",
+                                    "ci_low", "ci_high", "improved", "worsened", "p_wilcoxon", "p_holm"]
+    assert (paired.loc[paired["subset"] == "all", "patients"] == 6).all()
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string="tags.`clips.role` = 'study_child'")
+    assert sorted(c.data.tags["clips.study_key"] for c in children) == sorted(
+        f"{c}:{f}:0" for c in ("none", "random") for f in range(3))
+    assert result["statements"][0].startswith("all patients (n = 6)")

@@ -10,7 +10,7 @@ import pandas as pd
 
 from clips.data.layout import PatientFiles, discover
 from clips.data.preprocess import Case, CaseCache, PreprocessConfig
-from clips.data.splits import make_splits
+from clips.data.splits import make_fold_split, make_splits
 from clips.data.synth import SynthConfig, write_cohort
 from clips.errors import ClipsError, DataError
 
@@ -20,7 +20,7 @@ class Cohort:
     root: Path
     files: dict[str, PatientFiles]
     cases: dict[str, Case]
-    table: pd.DataFrame  # patient_id, subject, tmtv_ml, split (+ cohort.csv columns when present)
+    table: pd.DataFrame  # patient_id, subject, tmtv_ml, split (, fold) (+ cohort.csv columns when present)
     digest: str
     skipped: list[DataError]
 
@@ -54,7 +54,10 @@ def cohort_digest(files: list[PatientFiles], tmtv: dict[str, float]) -> str:
 
 
 def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed: int,
-                val_fraction: float, test_fraction: float, skip_invalid: bool = False, log=print) -> Cohort:
+                val_fraction: float, test_fraction: float, skip_invalid: bool = False, log=print,
+                folds: int = 0, fold: int = 0) -> Cohort:
+    """Valid cases, preprocessed once, and their split: train/val/test by ``seed``, or with ``folds`` > 1
+    fold ``fold`` as the test set and an inner validation set from the other folds."""
     root = Path(root)
     cache = CaseCache(cache_root, pre)
     files, cases, problems = {}, {}, []
@@ -78,12 +81,15 @@ def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed:
     table = pd.DataFrame([
         {"patient_id": pid, "subject": files[pid].subject, "tmtv_ml": round(c.tmtv_ml, 3)} for pid, c in cases.items()
     ])
-    table = make_splits(table, seed, val_fraction, test_fraction)
     meta = root / "cohort.csv"
     if meta.exists():  # the generator's (or a user's) description of each patient, e.g. the hard flags
         extra = pd.read_csv(meta, dtype={"patient_id": str}, keep_default_na=False)
-        extra = extra.drop(columns=[c for c in ("tmtv_ml", "subject", "split") if c in extra])
+        extra = extra.drop(columns=[c for c in ("tmtv_ml", "subject", "split", "fold") if c in extra])
         table = table.merge(extra, on="patient_id", how="left")
+    if folds > 1:
+        table = make_fold_split(table, folds, fold, seed, val_fraction)
+    else:
+        table = make_splits(table, seed, val_fraction, test_fraction)
     digest = cohort_digest(list(files.values()), {p: c.tmtv_ml for p, c in cases.items()})
     return Cohort(root, files, cases, table, digest, problems)
 

@@ -36,3 +36,37 @@ def make_splits(table: pd.DataFrame, seed: int, val_fraction: float = 0.2, test_
     out = table.copy()
     out["split"] = out["subject"].map(by_subject)
     return out.sort_values("patient_id").reset_index(drop=True)
+
+
+def assign_folds(table: pd.DataFrame, folds: int, seed: int) -> pd.Series:
+    """Fold (0..folds-1) of each patient, stratified by the hard flag and TMTV and grouped by subject.
+
+    Subjects are sorted by (hard, TMTV) and cut into blocks of ``folds``; each block hands one
+    subject to each fold in a seeded order, so every fold gets its share of hard patients and of
+    every TMTV range. ``table`` has patient_id, subject, tmtv_ml and optionally hard."""
+    rng = np.random.default_rng(seed)
+    per_subject = table.assign(hard=_hard_flags(table)).groupby("subject")[["hard", "tmtv_ml"]].mean()
+    names = list(per_subject.sort_values(["hard", "tmtv_ml"], kind="stable").index)
+    fold_of = {}
+    for start in range(0, len(names), folds):
+        block = names[start:start + folds]
+        for name, fold in zip(block, rng.permutation(folds)[:len(block)]):
+            fold_of[name] = int(fold)
+    return table["subject"].map(fold_of)
+
+
+def make_fold_split(table: pd.DataFrame, folds: int, fold: int, seed: int, val_fraction: float) -> pd.DataFrame:
+    """Cross-validation: fold ``fold`` is the test set; an inner validation set of ``val_fraction`` of
+    the other folds' subjects selects the checkpoint (none with val_fraction 0); the rest trains."""
+    out = table.copy()
+    out["fold"] = assign_folds(table, folds, seed)
+    rest = make_splits(out[out["fold"] != fold], seed, val_fraction, 0.0)
+    split = dict(zip(rest["patient_id"], rest["split"]))
+    out["split"] = [split.get(p, "test") for p in out["patient_id"]]
+    return out.sort_values("patient_id").reset_index(drop=True)
+
+
+def _hard_flags(table: pd.DataFrame) -> np.ndarray:
+    if "hard" not in table:
+        return np.zeros(len(table))
+    return table["hard"].astype(str).isin(["1", "1.0", "True", "true"]).to_numpy(float)

@@ -1,10 +1,12 @@
 """``clips compare``: which curriculum helps which patients, and how sure we can be. One HTML report.
 
-Reads the test-set per-patient tables of a study's children, then: per variant, the
-mean and a 95% patient-level bootstrap interval of every figure of merit, for all test
-patients and for the hard ones; per variant against ``none``, paired per-patient
-differences with a Wilcoxon test; four figures; a self-contained HTML report (images
-inlined, no network needed) and the tables as CSV.
+Reads the test-set per-patient tables of a study's children (in a cross-validated study,
+every patient of the cohort, once per curriculum and seed), then: per variant, the mean and
+a 95% patient-level bootstrap interval of every figure of merit, for all test patients and
+for the hard ones; the declared contrasts (clips/study/contrasts.py) paired per patient with
+Wilcoxon and Holm-adjusted p-values, the noise floor, the power and the correlation of the
+difficulty score with the baseline's error; figures; a self-contained HTML report (images
+inlined, no network needed) and the tables as CSV (per_patient.csv, paired.csv, comparison.csv).
 """
 from __future__ import annotations
 
@@ -25,13 +27,25 @@ import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from clips.curricula import BASELINE, REGISTRY  # noqa: E402
+from clips.curricula.difficulty import COHORT_DIFFICULTY  # noqa: E402
 from clips.data.cohort import hard_ids  # noqa: E402
 from clips.errors import ClipsError  # noqa: E402
 from clips.metrics.figures import draw_bland_altman  # noqa: E402
-from clips.study.stats import DETECTION, MEASURES, bootstrap_ci, paired_against_baseline  # noqa: E402
+from clips.study.config import PRIMARY_CONTRASTS  # noqa: E402
+from clips.study.contrasts import (  # noqa: E402
+    PAIRED_MEASURES,
+    difficulty_statement,
+    noise_floor_statement,
+    paired_table,
+    power_statement,
+)
+from clips.study.stats import DETECTION, MEASURES, bootstrap_ci  # noqa: E402
 from clips.tracking.tables import run_table  # noqa: E402
 
-NO_PAIRS = f"no paired comparison: it needs the baseline ({BASELINE}) and at least one other variant"
+NO_PAIRS = "no paired comparison: no contrast has both of its arms in this study"
+CONTRAST_NOTE = ("Per patient the mean over seeds, variant minus reference; 95% bootstrap interval (patients, then "
+                 "seeds); two-sided Wilcoxon signed-rank test; Holm's adjustment within each family, subset and "
+                 "measure. For hd95_mm and tmtv_abs_rel_error a negative difference is an improvement.")
 
 
 def _display_order(run):
@@ -51,14 +65,17 @@ def collect(experiment_id: str, parent_id: str | None = None):
         raise ClipsError(f"no finished study runs in experiment {experiment_id}"
                          + (f" under {parent_id}" if parent_id else ""))
     runs = sorted(runs, key=_display_order)
-    tests, curves, hard = [], [], None
+    tests, curves, hard, difficulty = [], [], None, None
     for run in runs:
         variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
         table = run_table(client, run.info.run_id, "tables/test_per_patient.json")
         if table is None:
             continue
+        fold = int(run.data.params.get("cfg.fold", 0)) if int(run.data.params.get("cfg.folds", 0)) > 1 else -1
         wall_s = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else np.nan
-        tests.append(table.assign(variant=variant, seed=seed, run_id=run.info.run_id, wall_s=wall_s))
+        tests.append(table.assign(variant=variant, seed=seed, fold=fold, run_id=run.info.run_id, wall_s=wall_s))
+        if difficulty is None and variant == BASELINE:
+            difficulty = run_table(client, run.info.run_id, COHORT_DIFFICULTY)
         val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_dice")}
         seen = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "samples_seen")}
         curves += [{"variant": variant, "seed": seed, "epoch": s, "samples_seen": seen.get(s), "val_dice": v}
@@ -71,7 +88,7 @@ def collect(experiment_id: str, parent_id: str | None = None):
                     pass
     if not tests:
         raise ClipsError("the study's runs have no test tables")
-    return pd.concat(tests, ignore_index=True), pd.DataFrame(curves), hard
+    return pd.concat(tests, ignore_index=True), pd.DataFrame(curves), hard, difficulty
 
 
 def hard_patients(tests: pd.DataFrame, flagged: set[str] | None) -> tuple[set[str], str]:
@@ -111,20 +128,12 @@ def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed:
     return pd.DataFrame(rows)
 
 
-def paired_table(tests: pd.DataFrame, hard: set[str]) -> pd.DataFrame:
-    base = tests[tests["variant"] == BASELINE]
-    rows = []
-    if base.empty:
-        return pd.DataFrame()
-    for variant, vt in tests.groupby("variant", sort=False):
-        if variant == BASELINE:
-            continue
-        for subset, ids in (("all", None), ("hard", hard)):
-            v = vt if ids is None else vt[vt["patient_id"].isin(ids)]
-            b = base if ids is None else base[base["patient_id"].isin(ids)]
-            for col in ("dice", "tmtv_abs_rel_error"):
-                rows.append({"variant": variant, "subset": subset, "measure": col} | paired_against_baseline(v, b, col))
-    return pd.DataFrame(rows)
+def per_patient_table(tests: pd.DataFrame, hard: set[str]) -> pd.DataFrame:
+    """One row per patient x curriculum x seed: the contract of per_patient.csv."""
+    t = tests.rename(columns={"variant": "curriculum"})
+    t["hard"] = t["patient_id"].isin(hard).astype(int)
+    first = ["patient_id", "curriculum", "seed", "fold", "hard", *PAIRED_MEASURES]
+    return t[[c for c in first if c in t] + [c for c in t.columns if c not in first]]
 
 
 # ----------------------------------------------------------------------------- figures
@@ -214,17 +223,25 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
-def write_report(tests, curves, hard, hard_rule, out: Path, title: str) -> dict:
+def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrasts=PRIMARY_CONTRASTS,
+                 difficulty: pd.DataFrame | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = summary_table(tests, hard)
-    paired = paired_table(tests, hard)
+    per_patient = per_patient_table(tests, hard)
+    paired = paired_table(per_patient, hard, list(contrasts))
+    statements = power_statement(per_patient, paired, hard, list(contrasts)) + [noise_floor_statement(paired)]
+    corr_text, corr = difficulty_statement(per_patient, difficulty)
+    statements.append(corr_text)
     summary.to_csv(out / "comparison.csv", index=False)
-    paired.to_csv(out / "paired_vs_none.csv", index=False)
-    # The same tables for pasting into documentation (docs/results.md is made from it).
+    per_patient.to_csv(out / "per_patient.csv", index=False)
+    paired.to_csv(out / "paired.csv", index=False)
+    design = (f"{tests['patient_id'].nunique()} test patients, {tests['seed'].nunique()} seed(s)"
+              + (f", {tests['fold'].nunique()}-fold cross-validation" if (tests["fold"] >= 0).any() else ", one split"))
     (out / "comparison.md").write_text(
-        f"# {title}\n\nHard patients ({len(hard)}): {hard_rule}. Mean [95% bootstrap interval] over patients and "
-        f"seeds.\n\n{_markdown(_fmt_summary(summary))}\n\n## Against the baseline (none), per patient\n\n"
-        + (_markdown(paired) if len(paired) else NO_PAIRS) + "\n")
+        f"# {title}\n\n{design}. Hard patients ({len(hard)}): {hard_rule}. Mean [95% bootstrap interval] over "
+        f"patients and seeds.\n\n{_markdown(_fmt_summary(summary))}\n\n## Contrasts, paired per patient\n\n"
+        f"{CONTRAST_NOTE}\n\n" + (_markdown(paired) if len(paired) else NO_PAIRS)
+        + "\n\n## Power, noise floor, difficulty\n\n" + "\n".join(f"- {line}" for line in statements) + "\n")
     figs = {name: f(tests) for name, f in FIGURES.items()} | {"learning_curves": fig_learning(curves)}
     images = {}
     for name, fig in figs.items():
@@ -239,25 +256,27 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str) -> dict:
              f"{tests['patient_id'].nunique()} test patients; hard patients ({len(hard)}): {html.escape(hard_rule)}. "
              f"Means over patients and seeds with 95% patient-level bootstrap intervals. Generated {when}.</p>",
              "<h2>Figures of merit</h2>", _fmt_summary(summary).to_html(index=False, border=0),
-             "<h2>Against the baseline (none): per-patient paired differences</h2>",
-             "<p>Mean over seeds per patient, variant minus baseline; two-sided Wilcoxon signed-rank test; "
-             "for tmtv_abs_rel_error a negative difference is an improvement.</p>",
+             "<h2>Contrasts, paired per patient</h2>", f"<p>{html.escape(CONTRAST_NOTE)}</p>",
              paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired)
-             else f"<p>{NO_PAIRS}</p>"]
+             else f"<p>{NO_PAIRS}</p>",
+             "<h2>Power, noise floor, difficulty</h2><ul>"
+             + "".join(f"<li>{html.escape(line)}</li>" for line in statements) + "</ul>"]
     for name, b64 in images.items():
         parts.append(f"<h2>{name.replace('_', ' ')}</h2><img src='data:image/png;base64,{b64}'/>")
     parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts))
-    return {"summary": summary, "paired": paired, "out": out}
+    return {"summary": summary, "paired": paired, "per_patient": per_patient, "statements": statements,
+            "difficulty_correlation": corr, "out": out}
 
 
-def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print) -> dict:
-    tests, curves, flagged = collect(experiment_id, parent_id)
+def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print,
+                    contrasts=PRIMARY_CONTRASTS) -> dict:
+    tests, curves, flagged, difficulty = collect(experiment_id, parent_id)
     hard, rule = hard_patients(tests, flagged)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
         title = f"CLIPS curriculum comparison ({parent_id or experiment_id})"
-        result = write_report(tests, curves, hard, rule, out, title)
+        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty)
         if mlflow.active_run() is not None:
             mlflow.log_artifacts(str(out), "comparison")
             for _, r in result["summary"][result["summary"]["subset"] == "all"].iterrows():

@@ -3,31 +3,53 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# Contrasts named before the results are seen (variant:reference). The primary family answers the
+# study's questions: does smoothing help, does ordering by difficulty help (predefined against random,
+# the same pacing in a random order), does self-paced learning help, does growing the patch help.
+PRIMARY_CONTRASTS = ("smoothing:none", "predefined:random", "self_paced:none", "progressive_patch:none")
+
+
+class Job(NamedTuple):
+    """One child of a study: a curriculum trained with a seed, tested on a fold (-1: the single split)."""
+
+    curriculum: str
+    fold: int
+    seed: int
+
+    @property
+    def key(self) -> str:  # tag clips.study_key
+        return f"{self.curriculum}:{self.fold}:{self.seed}" if self.fold >= 0 else f"{self.curriculum}:{self.seed}"
 
 
 @dataclass
 class StudyConfig:
     curricula: list[str] = field(default_factory=list)  # empty: every registered curriculum
     seeds: int = 3
+    folds: int = 0  # > 1: cross-validation, every patient tested once per curriculum and seed; 0: one split
+    selection: str = "inner_val"  # checkpoint: best on an inner validation split of the training folds, or "last"
     study_name: str = ""  # default clips-study-<profile>
     split_seed: int = 0
     workers: int = 1
     from_study: dict[str, str] = field(default_factory=dict)  # curriculum -> Optuna study name (best params)
     storage: str = ""  # Optuna storage of from_study (default: beside the MLflow store)
     train: dict = field(default_factory=dict)  # the shared recipe: profile, data_dir, epochs, teacher_uri, ...
+    contrasts: list[str] = field(default_factory=lambda: list(PRIMARY_CONTRASTS))  # primary, variant:reference
 
     def __post_init__(self):
-        from clips.curricula import (
-            REGISTRY,  # here: the command line reads the defaults without torch
-        )
+        # imported here: the command line reads the defaults without importing torch
+        from clips.curricula import REGISTRY
 
         self.curricula = list(self.curricula) or list(REGISTRY)
 
     def name(self) -> str:
         return self.study_name or f"clips-study-{self.train.get('profile') or 'smoke'}"
 
-    def jobs(self) -> list[tuple[str, int]]:
+    def jobs(self) -> list[Job]:
+        """Every child; the baseline's seed-0 children first (they may teach)."""
         from clips.curricula import BASELINE
 
-        jobs = [(c, s) for c in self.curricula for s in range(self.seeds)]
-        return sorted(jobs, key=lambda j: j != (BASELINE, 0))  # the baseline first: it may be the teacher
+        folds = range(self.folds) if self.folds > 1 else [-1]
+        jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds)]
+        return sorted(jobs, key=lambda j: not (j.curriculum == BASELINE and j.seed == 0))

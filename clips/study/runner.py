@@ -1,9 +1,10 @@
-"""A study: every curriculum x seed as a child run of one parent, with the identical training recipe.
+"""A study: every curriculum x fold x seed as a child run of one parent, with the identical training recipe.
 
-Children differ only in ``curriculum`` (and its options) and ``seed``; the split is
-fixed by ``split_seed`` so every child is tested on the same patients. A study is found
-again by its name (tag ``clips.study_name`` on the parent), so stopping and starting it
-reuses every finished child; ``--workers K`` splits the remaining list over K processes.
+Children differ only in ``curriculum`` (and its options), ``seed`` and, in a cross-validated
+study (``folds`` > 1), the fold that is their test set; the split is fixed by ``split_seed``
+so every curriculum is tested on the same patients. A study is found again by its name
+(tag ``clips.study_name`` on the parent), so stopping and starting it reuses every finished
+child; ``--workers K`` splits the remaining list over K processes.
 """
 from __future__ import annotations
 
@@ -13,18 +14,27 @@ from mlflow.tracking import MlflowClient
 from clips.config import build_config
 from clips.curricula import BASELINE, REGISTRY, get_curriculum
 from clips.errors import ConfigError
-from clips.study.config import StudyConfig
+from clips.study.config import Job, StudyConfig
+
+SELECTIONS = ("inner_val", "last")
 
 
 def check(scfg: StudyConfig) -> None:
     unknown = [c for c in scfg.curricula if c not in REGISTRY]
     if unknown:
         raise ConfigError(f"unknown curricula {unknown}; available: {', '.join(REGISTRY)}")
-    if scfg.seeds < 1:
-        raise ConfigError("seeds must be at least 1")
+    if scfg.seeds < 1 or scfg.folds == 1 or scfg.folds < 0:
+        raise ConfigError("seeds must be at least 1, and folds 0 (one split) or at least 2")
+    if scfg.selection not in SELECTIONS:
+        raise ConfigError(f"selection {scfg.selection!r}: one of {', '.join(SELECTIONS)}")
+    for contrast in scfg.contrasts:
+        if contrast.count(":") != 1 or not all(arm in REGISTRY for arm in contrast.split(":")):
+            raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula")
+    if needs_teacher(scfg) and BASELINE not in scfg.curricula:
+        raise ConfigError(f"a variant needs a teacher: give teacher_uri, or include the baseline {BASELINE}")
     stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
-    for c in scfg.curricula:  # every child's config must be valid before the first one trains
-        build_config(child_params(scfg, c, 0, stand_ins))
+    for job in scfg.jobs()[:1] + [Job(c, max(scfg.folds - 1, -1), 0) for c in scfg.curricula]:
+        build_config(child_params(scfg, job, stand_ins))  # every child's config is valid before the first trains
 
 
 def needs_teacher(scfg: StudyConfig) -> bool:
@@ -32,11 +42,21 @@ def needs_teacher(scfg: StudyConfig) -> bool:
     return any(get_curriculum(c).needs_teacher for c in scfg.curricula) and not scfg.train.get("teacher_uri")
 
 
-def child_params(scfg: StudyConfig, curriculum: str, seed: int, tuned: dict) -> dict:
-    params = dict(scfg.train) | {"curriculum": curriculum, "seed": str(seed), "split_seed": str(scfg.split_seed)}
-    if not get_curriculum(curriculum).needs_teacher:
+def child_params(scfg: StudyConfig, job: Job, tuned: dict) -> dict:
+    params = dict(scfg.train) | {"curriculum": job.curriculum, "seed": str(job.seed),
+                                 "split_seed": str(scfg.split_seed)}
+    if job.fold >= 0:
+        params |= {"folds": str(scfg.folds), "fold": str(job.fold)}
+    if scfg.selection == "last":
+        params["val_fraction"] = "0"
+    if not get_curriculum(job.curriculum).needs_teacher:
         params.pop("teacher_uri", None)  # only the variants that need a teacher take it
-    return params | {k: str(v) for k, v in tuned.get(curriculum, {}).items()}
+    return params | {k: str(v) for k, v in tuned.get(job.curriculum, {}).items()}
+
+
+def teacher_job(job: Job) -> Job:
+    """The child that teaches ``job``: the baseline, seed 0, trained on the same training patients (same fold)."""
+    return Job(BASELINE, job.fold, 0)
 
 
 def tuned_params(scfg: StudyConfig) -> dict[str, dict]:
@@ -69,44 +89,46 @@ def finished_children(client: MlflowClient, experiment_id: str, parent_id: str) 
     return {r.data.tags.get("clips.study_key"): r for r in runs if r.data.tags.get("clips.study_key")}
 
 
-def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, curriculum: str, seed: int, tuned: dict,
-              log) -> str:
+def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log) -> str:
     from clips.training.trainer import train
 
-    key = f"{curriculum}:{seed}"
     client = MlflowClient()
-    run = client.create_run(experiment_id, run_name=f"{scfg.name()} {curriculum} seed {seed}", tags={
-        "mlflow.parentRunId": parent_id, "clips.study_name": scfg.name(), "clips.study_key": key,
-        "clips.role": "study_child"})
-    log(f"[{scfg.name()}] training {key} (run {run.info.run_id})")
-    train(build_config(child_params(scfg, curriculum, seed, tuned)), log=lambda *_: None, run_id=run.info.run_id)
+    fold = f" · fold {job.fold}" if job.fold >= 0 else ""
+    run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
+        "mlflow.parentRunId": parent_id, "clips.study_name": scfg.name(), "clips.study_key": job.key,
+        "clips.fold": str(job.fold), "clips.role": "study_child"})
+    log(f"[{scfg.name()}] training {job.key} (run {run.info.run_id})")
+    train(build_config(child_params(scfg, job, tuned)), log=lambda *_: None, run_id=run.info.run_id)
     return run.info.run_id
+
+
+def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, finished: dict) -> dict:
+    """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
+    if not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
+        return tuned
+    base = finished.get(teacher_job(job).key)
+    if base is None:
+        raise ConfigError(f"{job.key} needs its teacher {teacher_job(job).key} finished first")
+    own = dict(tuned.get(job.curriculum, {})) | {"teacher_uri": f"runs:/{base.info.run_id}/model"}
+    return tuned | {job.curriculum: own}
 
 
 def run_jobs(scfg: StudyConfig, parent_id: str, worker_index: int = 0, worker_count: int = 1, log=print) -> None:
     """Train this worker's share of the children that are not finished yet."""
     client = MlflowClient()
-    parent = client.get_run(parent_id)
-    exp = parent.info.experiment_id
+    exp = client.get_run(parent_id).info.experiment_id
     tuned = tuned_params(scfg)
-    if needs_teacher(scfg):
-        base = finished_children(client, exp, parent_id).get(f"{BASELINE}:0")
-        if base is None:
-            raise ConfigError(f"a variant needs a teacher: give teacher_uri, or let the study's {BASELINE}:0 child "
-                              "finish first")
-        for c in scfg.curricula:
-            if get_curriculum(c).needs_teacher:
-                tuned.setdefault(c, {})["teacher_uri"] = f"runs:/{base.info.run_id}/model"
-    for i, (curriculum, seed) in enumerate(scfg.jobs()):
+    for i, job in enumerate(scfg.jobs()):
         if i % worker_count != worker_index:
             continue
-        if f"{curriculum}:{seed}" in finished_children(client, exp, parent_id):
-            log(f"[{scfg.name()}] {curriculum}:{seed} already finished: reused")
+        finished = finished_children(client, exp, parent_id)
+        if job.key in finished:
+            log(f"[{scfg.name()}] {job.key} already finished: reused")
             continue
         try:
-            run_child(scfg, parent_id, exp, curriculum, seed, tuned, log)
+            run_child(scfg, parent_id, exp, job, _with_teacher(scfg, job, tuned, finished), log)
         except Exception as exc:  # noqa: BLE001 - one failed child must not stop the study
-            log(f"[{scfg.name()}] {curriculum}:{seed} failed: {str(exc).splitlines()[0]}")
+            log(f"[{scfg.name()}] {job.key} failed: {str(exc).splitlines()[0]}")
 
 
 def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
@@ -125,23 +147,28 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             parent_id = active.info.run_id
             mlflow.set_tags({"clips.role": "study_parent", "clips.study_name": scfg.name()})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
-                               "study.split_seed": scfg.split_seed} | {f"train.{k}": v for k, v in scfg.train.items()})
+                               "study.folds": scfg.folds, "study.selection": scfg.selection,
+                               "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed}
+                              | {f"train.{k}": v for k, v in scfg.train.items()})
         log(f"study {scfg.name()}: {len(scfg.jobs())} children, parent run {parent_id}")
-        if needs_teacher(scfg):  # the baseline that teaches comes first
-            if f"{BASELINE}:0" not in finished_children(client, exp, parent_id):
-                run_child(scfg, parent_id, exp, BASELINE, 0, tuned_params(scfg), log)
+        if needs_teacher(scfg):  # the baselines that teach come first, one per fold
+            for job in sorted({teacher_job(j) for j in scfg.jobs()}):
+                if job.key not in finished_children(client, exp, parent_id):
+                    run_child(scfg, parent_id, exp, job, tuned_params(scfg), log)
         if scfg.workers > 1:
             _spawn(scfg, parent_id)
         else:
             run_jobs(scfg, parent_id, log=log)
     with mlflow.start_run(run_id=parent_id):
-        return compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, compare_out, log)
+        return compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, compare_out, log,
+                               contrasts=scfg.contrasts)
 
 
 def _spawn(scfg: StudyConfig, parent_id: str) -> None:
     from clips.tracking.workers import spawn_clips_workers
 
     common = ["--worker-count", str(scfg.workers), "--curricula", ",".join(scfg.curricula), "--seeds", str(scfg.seeds),
+              "--folds", str(scfg.folds), "--selection", scfg.selection, "--contrasts", ",".join(scfg.contrasts),
               "--study-name", scfg.name(), "--split-seed", str(scfg.split_seed)]
     common += [x for k, v in scfg.from_study.items() for x in ("--from-study", f"{k}:{v}")]
     common += [x for k, v in scfg.train.items() for x in ("-P", f"{k}={v}")]

@@ -58,14 +58,95 @@ def paired_against_baseline(variant: pd.DataFrame, baseline: pd.DataFrame, colum
 
     ``improved`` / ``worsened`` count patients by the measure's direction (see LOWER_IS_BETTER);
     ``mean_difference`` keeps its sign."""
-    a = variant.groupby("patient_id")[column].mean()
-    b = baseline.groupby("patient_id")[column].mean()
-    both = pd.concat([a, b], axis=1, keys=["v", "b"]).dropna()
-    # Rounded so that equal differences are ties, as they are, not float noise apart.
-    d = np.round((both["v"] - both["b"]).to_numpy(float), 12)
+    d = paired_differences(variant, baseline, column)["difference"].to_numpy(float)
     better = d < 0 if column in LOWER_IS_BETTER else d > 0
     out = {"patients": len(d), "mean_difference": float(d.mean()) if len(d) else float("nan"),
            "improved": int(np.sum(better)), "worsened": int(np.sum(~better & (d != 0))), "p_wilcoxon": float("nan")}
     if len(d) and np.any(d != 0):
         out["p_wilcoxon"] = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
     return out
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(p_values, float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    running = 0.0
+    for rank, i in enumerate(ok[np.argsort(p[ok], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def paired_differences(variant: pd.DataFrame, reference: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per patient: the mean over seeds of each arm, and their difference (variant minus reference);
+    the rows of both arms per patient and seed kept for the bootstrap."""
+    a = variant.groupby("patient_id")[column].mean()
+    b = reference.groupby("patient_id")[column].mean()
+    both = pd.concat([a, b], axis=1, keys=["variant", "reference"]).dropna()
+    # Rounded so that equal differences are ties, as they are, not float noise apart.
+    return both.assign(difference=np.round(both["variant"] - both["reference"], 12))
+
+
+def _seed_matrix(table: pd.DataFrame, column: str, patients) -> tuple[np.ndarray, np.ndarray]:
+    """(values (patients, max seeds) NaN-padded, number of values per patient)."""
+    groups = table.dropna(subset=[column]).groupby("patient_id")[column].apply(np.asarray)
+    counts = np.array([len(groups[p]) for p in patients])
+    values = np.full((len(patients), counts.max()), np.nan)
+    for i, p in enumerate(patients):
+        values[i, :counts[i]] = groups[p]
+    return values, counts
+
+
+def _resampled_means(values: np.ndarray, counts: np.ndarray, draw: np.ndarray, rng) -> np.ndarray:
+    """Mean over seeds of each drawn patient, its seeds drawn with replacement: (n_boot, patients)."""
+    c = counts[draw][..., None]
+    seeds = np.floor(rng.random((*draw.shape, values.shape[1])) * c).astype(int)
+    take = values[draw[..., None], seeds]
+    used = np.arange(values.shape[1]) < c
+    return np.where(used, take, 0.0).sum(-1) / c[..., 0]
+
+
+def paired_bootstrap_ci(variant: pd.DataFrame, reference: pd.DataFrame, column: str, n_boot: int = 2000,
+                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean paired difference: resample patients, then seeds within each drawn patient."""
+    have = [set(t.dropna(subset=[column])["patient_id"]) for t in (variant, reference)]
+    patients = sorted(have[0] & have[1])
+    if len(patients) < 2:
+        return float("nan"), float("nan")
+    (va, ca), (re, cr) = (_seed_matrix(t, column, patients) for t in (variant, reference))
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(patients), (n_boot, len(patients)))
+    values = (_resampled_means(va, ca, draw, rng) - _resampled_means(re, cr, draw, rng)).mean(1)
+    a = (1 - level) / 2
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+
+
+def min_detectable_difference(sd: float, n: int, tests: int = 1, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest mean paired difference a two-sided Wilcoxon signed-rank test detects with ``power``.
+
+    Normal approximation with the Wilcoxon test's asymptotic efficiency against the t-test
+    under normal differences, 3/pi (so n_eff = 3n/pi), at level alpha/tests: Holm's first, most
+    stringent, step (Bonferroni), so the figure holds after correction for every contrast."""
+    if n < 2 or not np.isfinite(sd):
+        return float("nan")
+    z = stats.norm.ppf(1 - alpha / tests / 2) + stats.norm.ppf(power)
+    return float(z * sd / np.sqrt(n * 3 / np.pi))
+
+
+def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float, int]:
+    """(rho, low, high, n): Spearman's correlation with a bootstrap interval over pairs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    if len(x) < 3:
+        return float("nan"), float("nan"), float("nan"), len(x)
+    rho = float(stats.spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(x), len(x)) for _ in range(n_boot)]
+    values = np.array([stats.spearmanr(x[d], y[d]).statistic for d in draws], float)
+    values = values[~np.isnan(values)]
+    a = (1 - level) / 2
+    return rho, float(np.quantile(values, a)), float(np.quantile(values, 1 - a)), len(x)

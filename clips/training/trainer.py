@@ -20,6 +20,7 @@ import torch
 
 from clips.config import TrainConfig, clips_home, example_cohort_dir
 from clips.curricula import Curriculum, get_curriculum
+from clips.curricula.difficulty import COHORT_DIFFICULTY, difficulty_of_cohort
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
 from clips.data.preprocess import PreprocessConfig
@@ -119,7 +120,7 @@ def load_data(cfg: TrainConfig, log=print) -> tuple[Path, Cohort]:
     data_dir = resolve_data_dir(cfg, log)
     split_seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
     cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), split_seed,
-                         cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log)
+                         cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log, folds=cfg.folds, fold=cfg.fold)
     log(f"cohort {data_dir}: " + ", ".join(f"{len(cohort.ids(s))} {s}" for s in ("train", "val", "test"))
         + " patients")
     return data_dir, cohort
@@ -180,9 +181,12 @@ def restore(t: Training) -> bool:
 
 
 def log_inputs(t: Training) -> None:
-    """The cohort as an MLflow dataset, the split, skipped patients and the difficulty table."""
+    """The cohort as an MLflow dataset, the split, skipped patients, the difficulty table of the training
+    patients, and the cohort scores of every patient (a study correlates them with the test error)."""
     _log_data(t.cohort, t.workdir, t.privacy)
     mlflow.log_table(t.privacy.table(t.difficulty), "tables/difficulty.json")
+    every = difficulty_of_cohort(t.cohort, t.cfg.spacing_mm)[["patient_id", "score_cohort"]]
+    mlflow.log_table(t.privacy.table(every), COHORT_DIFFICULTY)
 
 
 def run_epoch(t: Training, epoch: int) -> dict:
