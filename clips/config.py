@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from clips.curricula import get_curriculum
+from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.errors import ConfigError
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS
 from clips.values import apply_values
@@ -56,6 +57,8 @@ class TrainConfig:
     folds: int = 0  # cross-validation: > 1 splits the cohort into this many folds (stratified by hard flag, TMTV)
     fold: int = 0  # with folds: the fold that is the test set
     skip_invalid: bool = False  # leave invalid patients out (logged as data/skipped.json) instead of stopping
+    augmentation: str = "none"  # none | default | strong: on-the-fly MONAI augmentation (clips/data/augment.py)
+    workers: int = -1  # loader processes preparing patches during the step; -1: GPU the cores but one, CPU 0
     # Model and optimisation
     model: str = "small"  # network preset: tiny, small, tmtv_net (clips/models/unet.py)
     epochs: int = 5
@@ -76,6 +79,8 @@ class TrainConfig:
     resume: str = ""  # "", "true" (the run MLflow hands us), or a run id
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     device: str = "auto"  # auto (the GPU if there is one), cpu, cuda, cuda:1, ...
+    amp: bool = True  # bfloat16 autocast of the forward pass on a GPU (the CPU always trains in float32)
+    compile: bool = False  # torch.compile the training forward pass (a GPU option; slow to start)
     table_every: int = 5  # log the curriculum's long table every N epochs (and at the end)
     outage_wait_min: float = 30.0  # at the end, wait this long for a lost tracking server (clips/tracking/resilient.py)
     privacy: str = "auto"  # auto | pseudonymize | real: patient ids sent to a shared server (clips/tracking/privacy.py)
@@ -104,12 +109,15 @@ _RANGES = {
     "weight_decay": (0, None), "pos_ratio": (0, 1), "val_fraction": (0, 0.5), "test_fraction": (0, 0.5),
     "loss_alpha": (0, None), "loss_beta": (0, None), "loss_lambda": (0, None), "ms_eta": (0, None),
     "val_every": (1, None), "sw_overlap": (0, 0.95), "sw_batch_size": (1, None), "threads": (0, None),
+    "workers": (-1, 64),
     "table_every": (1, None),
 }
 
 
 def _validate(cfg: TrainConfig):
     get_curriculum(cfg.curriculum).parse_options(cfg.curriculum_options)
+    if cfg.augmentation not in AUGMENTATIONS:
+        raise ConfigError(f"unknown augmentation {cfg.augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}")
     for name, (lo, hi) in _RANGES.items():

@@ -30,7 +30,8 @@ def _metric_steps(client, run_id, key):
 def test_mlflow_run_logs_everything(tiny_cohort):
     submitted = mlflow.projects.run(
         str(REPO), entry_point="main", env_manager="local", experiment_name="e2e",
-        parameters={"curriculum": "none", "profile": "smoke", "data_dir": str(tiny_cohort), **TINY_RUN},
+        parameters={"curriculum": "none", "profile": "smoke", "data_dir": str(tiny_cohort), **TINY_RUN,
+                    "augmentation": "default", "workers": "1"},  # augmented patches from a loader process
     )
     assert submitted.wait()
     client = mlflow.MlflowClient()
@@ -39,6 +40,7 @@ def test_mlflow_run_logs_everything(tiny_cohort):
     p = run.data.params
     assert p["curriculum"] == "none" and p["cfg.curriculum"] == "none" and p["cfg.epochs"] == "2"
     assert p["cfg.model"] == "tiny" and p["cfg.loss_alpha"] == "1e-05" and p["cfg.loss_lambda"] == "2.0"
+    assert p["cfg.augmentation"] == "default" and p["cfg.workers"] == "1"
     assert run.data.tags["clips.curriculum"] == "none"
     for key in ("train_loss", "val_dice", "lr", "samples_seen", "fraction_in_play"):
         assert _metric_steps(client, run.info.run_id, key) == [0, 1], key

@@ -13,7 +13,7 @@ from clips.data.io import save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
 from clips.tracking.model import model_preprocessing
-from clips.training.inference import predict_files
+from clips.training.inference import predict_files, resolve_device
 
 
 def _patients(path: Path) -> tuple[list[PatientFiles], bool]:
@@ -51,7 +51,8 @@ def predict_path(model_uri: str, path: Path, out: Path):
     """Yield one line per patient; masks and reports are written as they are done."""
     try:
         prep = model_preprocessing(model_uri)
-        model = mlflow.pytorch.load_model(model_uri, map_location="cpu")
+        device = resolve_device("auto")  # the GPU when there is one
+        model = mlflow.pytorch.load_model(model_uri, map_location="cpu").to(device)
     except ClipsError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
@@ -64,7 +65,7 @@ def predict_path(model_uri: str, path: Path, out: Path):
         target = out if single else out / f"{files.patient_id}.nii.gz"
         try:
             mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"],
-                                       prep.get("sw_overlap", 0.25))
+                                       prep.get("sw_overlap", 0.25), device=device)
         except DataError as exc:
             yield f"error: {exc}"
             continue

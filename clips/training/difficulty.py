@@ -7,13 +7,13 @@ import torch
 from clips.curricula.difficulty import TEACHER_SCORES, cohort_difficulty, select_score
 from clips.metrics import dice
 from clips.training import checkpoint
-from clips.training.inference import predict_probs
+from clips.training.inference import predict_probs, resolve_device
 
 
 def teacher_scores(teacher, cases, cfg, loss_fn) -> tuple[np.ndarray, np.ndarray]:
     """(loss, 1 - Dice) of the teacher on each whole preprocessed volume."""
     losses, dices = [], []
-    device = "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu"
+    device = resolve_device(cfg.device)
     teacher = teacher.to(device)
     for case in cases:
         p = predict_probs(teacher, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size, device)

@@ -7,6 +7,16 @@ from monai.inferers import sliding_window_inference
 
 from clips.data.io import PatientVolumes
 from clips.data.preprocess import from_ras, ras_shape, resize
+from clips.errors import ClipsError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one. A named device that is missing is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ClipsError(f"device {name!r} asked for, but torch sees no GPU on this machine")
+    return torch.device(name)
 
 
 @torch.no_grad()
@@ -25,12 +35,13 @@ def probs_to_original(probs: np.ndarray, vols: PatientVolumes) -> np.ndarray:
     return from_ras((up >= 0.5).astype(np.uint8), vols.affine)
 
 
-def predict_files(model, files, spacing_mm, patch_size, overlap: float = 0.25, sw_batch_size: int = 2):
+def predict_files(model, files, spacing_mm, patch_size, overlap: float = 0.25, sw_batch_size: int = 2,
+                  device: str | torch.device = "cpu"):
     """Segment one case from its NIfTI files: (mask on the PET grid, the loaded volumes)."""
     from clips.data.io import load_patient
     from clips.data.preprocess import PreprocessConfig, preprocess_volumes
 
     vols = load_patient(files)
     case = preprocess_volumes(vols, PreprocessConfig(tuple(spacing_mm)))
-    probs = predict_probs(model, case.image, tuple(patch_size), overlap, sw_batch_size)
+    probs = predict_probs(model, case.image, tuple(patch_size), overlap, sw_batch_size, device)
     return probs_to_original(probs, vols), vols

@@ -21,13 +21,29 @@ def make_context(patient_ids, epochs: int, steps_per_epoch: int, seed: int, diff
 
 def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weights, batch_size: int,
                device: str | torch.device = "cpu"):
-    """One optimisation step with the curriculum's batch, loss-weight and after-step hooks."""
-    idx = curriculum.batch_indices(rng, batch_size, weights)
-    if idx is None:
-        idx = sampler.choose(weights, batch_size, rng)
-    x, y = sampler.batch(idx, rng)
+    """One step planned, loaded and taken in this process, without augmentation (benchmarks and tests)."""
+    from clips.data.augment import Augmentation
+    from clips.data.loader import PatchDataset, plan_batch
+
+    items = plan_batch(curriculum, sampler, rng, weights, batch_size)
+    dataset = PatchDataset(sampler, Augmentation("none"))
+    idx, x, y = zip(*(dataset[item] for item in items))
+    return np.asarray(idx), optimise(model, curriculum, np.asarray(idx), torch.stack(x), torch.stack(y), loss_fn, opt,
+                                     device)
+
+
+def optimise(model, curriculum, idx: np.ndarray, x: torch.Tensor, y: torch.Tensor, loss_fn, opt,
+             device: str | torch.device = "cpu", amp: bool = False) -> dict[str, torch.Tensor]:
+    """One optimisation step on a loaded batch, with the curriculum's loss-weight and after-step hooks.
+
+    ``amp``: bfloat16 autocast of the forward pass (on CUDA); the loss is computed in float32."""
+    device = torch.device(device)
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    terms = loss_fn(model(x), y, x)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+        out = model(x)
+    terms = loss_fn(out.float(), y, x)
     per_sample = terms["total"].detach()
     # The batch mean of weighted losses: a weight scales its sample's contribution (a batch of two
     # half-weight samples counts half), it is not renormalised away.
@@ -37,7 +53,7 @@ def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weig
     grad_sq = grad_sq_norm(model) if curriculum.needs_grad_norm else None
     opt.step()
     curriculum.after_step(StepInfo(np.asarray(idx), per_sample, grad_sq, x, y))
-    return idx, terms
+    return terms
 
 
 def grad_sq_norm(model) -> torch.Tensor:

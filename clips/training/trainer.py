@@ -21,8 +21,10 @@ import torch
 from clips.config import TrainConfig, clips_home, example_cohort_dir
 from clips.curricula import Curriculum, get_curriculum
 from clips.curricula.difficulty import COHORT_DIFFICULTY, difficulty_of_cohort
+from clips.data.augment import Augmentation
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
+from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan_batch
 from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.errors import ClipsError
@@ -41,8 +43,8 @@ from clips.training import checkpoint
 from clips.training.checkpoint import LoopState
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
-from clips.training.inference import predict_probs, probs_to_original
-from clips.training.step import make_context, train_step
+from clips.training.inference import predict_probs, probs_to_original, resolve_device
+from clips.training.step import make_context, optimise
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Training:
     model: torch.nn.Module  # the network as the curriculum wraps it (the same module as the logged one)
     loss_fn: TMTVLoss
     sampler: PatchSampler
+    patches: PatchDataset  # crops and augments the planned patches (in loader workers)
     curriculum: Curriculum
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -77,6 +80,7 @@ class Training:
     difficulty: pd.DataFrame
     log: object = print
     state: LoopState = field(default_factory=LoopState)
+    compiled: torch.nn.Module | None = None  # the torch.compile'd forward pass, with compile=true
 
     def ids(self, split: str) -> list[str]:
         return self.cohort.ids(split)
@@ -138,6 +142,9 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
         _init_weights(net, cfg.init_weights)
     device = resolve_device(cfg.device)
     net.to(device)
+    if device.type == "cuda":  # the layout and algorithm choice cuDNN is fastest with for 3D convolutions
+        net.to(memory_format=torch.channels_last_3d)
+        torch.backends.cudnn.benchmark = True
     train_ids = cohort.ids("train")
     loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
     sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
@@ -150,8 +157,9 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * cfg.steps_per_epoch)
     spool = Spool(run_id, workdir, log)
+    patches = PatchDataset(sampler, Augmentation(cfg.augmentation))
     return Training(cfg, cohort, run_id, workdir, Privacy(cfg.privacy), spool, device, model, loss_fn, sampler,
-                    curriculum, optimizer, scheduler, np.random.default_rng(cfg.seed),
+                    patches, curriculum, optimizer, scheduler, np.random.default_rng(cfg.seed),
                     CurriculumLog(train_ids, difficulty), dtable, log)
 
 
@@ -200,8 +208,11 @@ def run_epoch(t: Training, epoch: int) -> dict:
     t.model.train()
     sums: dict[str, float] = {}
     loss_sum, loss_n = np.zeros(n), np.zeros(n)
-    for _ in range(cfg.steps_per_epoch):
-        idx, terms = train_step(t.model, cur, t.sampler, t.loss_fn, t.optimizer, t.rng, weights, batch_size, t.device)
+    plan = (plan_batch(cur, t.sampler, t.rng, weights, batch_size) for _ in range(cfg.steps_per_epoch))
+    forward = _compiled(t) if cfg.compile else t.model
+    workers = default_workers(t.device) if cfg.workers < 0 else cfg.workers
+    for idx, x, y in epoch_batches(t.patches, plan, workers, t.device.type == "cuda"):
+        terms = optimise(forward, cur, idx, x, y, t.loss_fn, t.optimizer, t.device, cfg.amp)
         t.scheduler.step()
         t.state.samples_seen += len(idx)
         np.add.at(loss_sum, idx, terms["total"].detach().cpu().numpy())
@@ -301,13 +312,11 @@ def _log_pending_metrics(run_id: str, epoch: int, metrics: dict | None) -> None:
         mlflow.log_metrics(metrics, step=epoch)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto``: the GPU when there is one. A named device that is missing is a clear error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ClipsError(f"device {name!r} asked for, but torch sees no GPU on this machine")
-    return torch.device(name)
+def _compiled(t: Training):
+    """The training forward pass through torch.compile, compiled once per run (the module's state stays its own)."""
+    if t.compiled is None:
+        t.compiled = torch.compile(t.model)
+    return t.compiled
 
 
 def _device_of(net) -> torch.device:
