@@ -22,21 +22,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import generated_cases, sync  # noqa: E402
 
 from clips.curricula import REGISTRY  # noqa: E402
 from clips.curricula.difficulty import cohort_difficulty, select_score  # noqa: E402
-from clips.data.layout import discover  # noqa: E402
-from clips.data.preprocess import CaseCache, PreprocessConfig  # noqa: E402
 from clips.data.sampling import PatchSampler  # noqa: E402
-from clips.data.synth import SynthConfig, write_cohort  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
+from clips.training.inference import resolve_device  # noqa: E402
 from clips.training.step import make_context, train_step  # noqa: E402
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main():
@@ -52,16 +46,11 @@ def main():
     ap.add_argument("--skip-teacher", action="store_true", help="skip the one-off transfer-teacher scoring")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
 
     tmp = Path(tempfile.mkdtemp(prefix="clips-bench-"))
-    write_cohort(tmp / "cohort", args.patients, 0, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)
     spacing = (args.spacing,) * 3
-    cache = CaseCache(tmp / "cache", PreprocessConfig(spacing))
-    files = discover(tmp / "cohort")
-    cases = [cache.get(f) for f in files]
-    ids = [f.patient_id for f in files]
+    ids, cases = generated_cases(tmp, args.patients, args.spacing)
     difficulty = select_score(cohort_difficulty(ids, cases, spacing), "cohort")
     sampler = PatchSampler(cases, (args.patch,) * 3, 0.67)
     loss_fn = TMTVLoss()
@@ -89,11 +78,11 @@ def main():
     per_step = {name: [] for name in setups}
     for _ in range(args.rounds):
         for name, (model, cur, opt, rng, weights, _) in setups.items():
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 train_step(model, cur, sampler, loss_fn, opt, rng, weights, args.batch, device)
-            _sync(device)
+            sync(device)
             per_step[name].append((time.perf_counter() - t0) / args.steps)
 
     for name, (model, cur, opt, rng, weights, _) in setups.items():  # per-epoch work, warmed up
@@ -143,11 +132,11 @@ def _progressive_schedule(setup, sampler, loss_fn, args, device, base: float) ->
         for patch, batch in sorted(set(shapes)):
             sampler.patch = patch
             train_step(model, c, sampler, loss_fn, opt, rng, weights, batch, device)  # warm-up at this shape
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 train_step(model, c, sampler, loss_fn, opt, rng, weights, batch, device)
-            _sync(device)
+            sync(device)
             per_step[(patch, batch)] = (time.perf_counter() - t0) / args.steps
         out[mode] = float(np.mean([per_step[s] for s in shapes]) / base)
         stages = ", ".join(f"{max(p)}^3 x {b}: {per_step[(p, b)]:.3f} s" for p, b in sorted(set(shapes)))

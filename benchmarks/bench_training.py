@@ -23,23 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import generated_cases, sync  # noqa: E402
 
 from clips.curricula import get_curriculum  # noqa: E402
 from clips.data.augment import Augmentation  # noqa: E402
-from clips.data.layout import discover  # noqa: E402
 from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan_batch  # noqa: E402
-from clips.data.preprocess import CaseCache, PreprocessConfig  # noqa: E402
 from clips.data.sampling import PatchSampler  # noqa: E402
-from clips.data.synth import SynthConfig, write_cohort  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
 from clips.training.inference import predict_probs, resolve_device  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main():
@@ -66,9 +59,7 @@ def main():
     amp = device.type == "cuda"
 
     tmp = Path(tempfile.mkdtemp(prefix="clips-bench-training-"))
-    write_cohort(tmp / "cohort", 6, 0, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)
-    cache = CaseCache(tmp / "cache", PreprocessConfig((spacing,) * 3))
-    cases = [cache.get(f) for f in discover(tmp / "cohort")]
+    _, cases = generated_cases(tmp, 6, spacing)
     sampler = PatchSampler(cases, (patch,) * 3, 0.67)
     dataset = PatchDataset(sampler, Augmentation(a.augmentation))
     none = get_curriculum("none")
@@ -86,11 +77,11 @@ def main():
     def real_epoch(seed):
         rng = np.random.default_rng(seed)
         plan = (plan_batch(cur, sampler, rng, weights, batch) for _ in range(steps))
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for idx, x, y in epoch_batches(dataset, plan, workers, device.type == "cuda"):
             optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t0
 
     rng = np.random.default_rng(99)
@@ -99,11 +90,11 @@ def main():
     in_memory = [(i, x.to(device), y.to(device)) for i, x, y in in_memory]
 
     def no_loading_epoch():
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for idx, x, y in in_memory:
             optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t0
 
     real_epoch(0), no_loading_epoch()  # warm-up (cuDNN's algorithm search, worker start)
@@ -117,10 +108,10 @@ def main():
     image = np.random.default_rng(0).random((5, *volume), dtype=np.float32)
     net.eval()
     predict_probs(net, image[:, :patch, :patch, :patch], (patch,) * 3, 0.25, batch, device)  # warm-up
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     predict_probs(net, image, (patch,) * 3, 0.25, batch, device)
-    _sync(device)
+    sync(device)
     infer_s = time.perf_counter() - t0
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"

@@ -1,0 +1,27 @@
+"""What the benchmarks share: a generated cohort, preprocessed, and a GPU-aware clock stop."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+
+from clips.data.layout import discover  # noqa: E402
+from clips.data.preprocess import CaseCache, PreprocessConfig  # noqa: E402
+from clips.data.synth import SynthConfig, write_cohort  # noqa: E402
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the GPU before reading the clock (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def generated_cases(folder: Path, patients: int, spacing_mm: float, seed: int = 0):
+    """(patient ids, preprocessed cases) of a freshly generated example cohort (4 mm files)."""
+    write_cohort(folder / "cohort", patients, seed, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)
+    cache = CaseCache(folder / "cache", PreprocessConfig((spacing_mm,) * 3))
+    files = discover(folder / "cohort")
+    return [f.patient_id for f in files], [cache.get(f) for f in files]
