@@ -79,10 +79,21 @@ def _rank(x: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(s), 0.5, s)
 
 
-def cohort_difficulty(patient_ids: list[str], cases: list[Case], spacing) -> pd.DataFrame:
-    """One row per patient: the features, every cohort score, higher = harder."""
+def feature_table(patient_ids: list[str], cases: list[Case], spacing) -> pd.DataFrame:
+    """One row per patient: the features (the costly part: labelling and distance transforms)."""
     df = pd.DataFrame([case_features(c, spacing) for c in cases])
     df.insert(0, "patient_id", patient_ids)
+    return df
+
+
+def cohort_difficulty(patient_ids: list[str], cases: list[Case], spacing) -> pd.DataFrame:
+    """One row per patient: the features, every cohort score, higher = harder."""
+    return with_scores(feature_table(patient_ids, cases, spacing))
+
+
+def with_scores(features: pd.DataFrame) -> pd.DataFrame:
+    """The features with every cohort score; the composite ranks patients within this table."""
+    df = features.reset_index(drop=True).copy()
     df["score_tmtv"] = -np.log(np.maximum(df["tmtv_ml"].to_numpy(float), 1e-3))
     df["score_n_lesions"] = df["n_lesions"].astype(float)
     df["score_smallest_lesion"] = -np.log(np.maximum(df["smallest_lesion_ml"].to_numpy(float), 1e-3))

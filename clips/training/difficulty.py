@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from clips.curricula.difficulty import TEACHER_SCORES, cohort_difficulty, select_score
+from clips.curricula.difficulty import TEACHER_SCORES, feature_table, select_score, with_scores
 from clips.metrics import dice
 from clips.training import checkpoint
 from clips.training.inference import predict_probs, resolve_device
@@ -28,10 +28,15 @@ def teacher_scores(teacher, cases, cfg, loss_fn) -> tuple[np.ndarray, np.ndarray
     return np.asarray(losses), np.asarray(dices)
 
 
-def difficulty_table(cohort, train_ids: list[str], cfg, options, loss_fn, log=print):
-    """(score per training patient, higher = harder; the table logged as tables/difficulty.json)."""
+def difficulty_table(cohort, train_ids: list[str], cfg, options, loss_fn, log=print, features=None):
+    """(score per training patient, higher = harder; the table logged as tables/difficulty.json).
+
+    ``features``: the cohort's feature table (:func:`feature_table`) when already computed; the
+    scores are ranked among the training patients either way."""
     cases = [cohort.cases[p] for p in train_ids]
-    table = cohort_difficulty(train_ids, cases, cfg.spacing_mm)
+    if features is None:
+        features = feature_table(train_ids, cases, cfg.spacing_mm)
+    table = with_scores(features.set_index("patient_id").loc[train_ids].reset_index())
     name = getattr(options, "difficulty", "cohort")
     if name in TEACHER_SCORES:
         log(f"scoring {len(cases)} training patients with the teacher {options.teacher_uri}")

@@ -20,7 +20,7 @@ import torch
 
 from clips.config import TrainConfig, clips_home, example_cohort_dir
 from clips.curricula import Curriculum, get_curriculum
-from clips.curricula.difficulty import COHORT_DIFFICULTY, difficulty_of_cohort
+from clips.curricula.difficulty import COHORT_DIFFICULTY, feature_table, with_scores
 from clips.data.augment import Augmentation
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
@@ -77,7 +77,8 @@ class Training:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     rng: np.random.Generator
     clog: CurriculumLog
-    difficulty: pd.DataFrame
+    difficulty: pd.DataFrame  # the training patients' features and scores (tables/difficulty.json)
+    cohort_scores: pd.DataFrame  # every patient's cohort score (tables/cohort_difficulty.json)
     log: object = print
     state: LoopState = field(default_factory=LoopState)
     compiled: torch.nn.Module | None = None  # the torch.compile'd forward pass, with compile=true
@@ -148,7 +149,9 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     train_ids = cohort.ids("train")
     loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
     sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
-    difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log)
+    every = list(cohort.table["patient_id"])
+    features = feature_table(every, [cohort.cases[p] for p in every], cfg.spacing_mm)  # once, for both tables
+    difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log, features)
     holder: dict = {}  # the curriculum wraps the network after its context exists
     ctx = make_context(train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed, difficulty, sampler, loss_fn,
                        cfg.batch_size, model=lambda: holder["model"])
@@ -160,7 +163,8 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     patches = PatchDataset(sampler, Augmentation(cfg.augmentation))
     return Training(cfg, cohort, run_id, workdir, Privacy(cfg.privacy), spool, device, model, loss_fn, sampler,
                     patches, curriculum, optimizer, scheduler, np.random.default_rng(cfg.seed),
-                    CurriculumLog(train_ids, difficulty), dtable, log)
+                    CurriculumLog(train_ids, difficulty), dtable, with_scores(features)[["patient_id", "score_cohort"]],
+                    log)
 
 
 def log_run_parameters(t: Training, data_dir: Path) -> None:
@@ -193,8 +197,7 @@ def log_inputs(t: Training) -> None:
     patients, and the cohort scores of every patient (a study correlates them with the test error)."""
     _log_data(t.cohort, t.workdir, t.privacy)
     mlflow.log_table(t.privacy.table(t.difficulty), "tables/difficulty.json")
-    every = difficulty_of_cohort(t.cohort, t.cfg.spacing_mm)[["patient_id", "score_cohort"]]
-    mlflow.log_table(t.privacy.table(every), COHORT_DIFFICULTY)
+    mlflow.log_table(t.privacy.table(t.cohort_scores), COHORT_DIFFICULTY)
 
 
 def run_epoch(t: Training, epoch: int) -> dict:
