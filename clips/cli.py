@@ -69,9 +69,11 @@ def cli():
 @click.option("--spacing", default=4.0, show_default=True, type=click.FloatRange(min=1.0, max=12.0),
               help="Isotropic voxel size in mm.")
 @click.option("--fov", default="560,300,1000", show_default=True, help="Field of view x,y,z in mm.")
-def synth(out, patients, seed, spacing, fov):
+@click.option("--preview", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG of coronal PET MIPs with the lesion outlines.")
+def synth(out, patients, seed, spacing, fov, preview):
     """Generate an example whole-body PET/CT lymphoma cohort (autoPET layout + cohort.csv)."""
-    from clips.data.synth import SynthConfig, write_cohort
+    from clips.data.synth import SynthConfig, render_preview, write_cohort
 
     try:
         fov_mm = tuple(float(v) for v in fov.split(","))
@@ -83,6 +85,8 @@ def synth(out, patients, seed, spacing, fov):
     ensure_writable(Path(out), "example cohort")
     path = write_cohort(Path(out), patients, seed, SynthConfig(spacing_mm=(spacing,) * 3, fov_mm=fov_mm))
     click.echo(f"wrote {patients} patients and {path}")
+    if preview:
+        click.echo(f"wrote {render_preview(out, preview, patients=patients)}")
 
 
 @cli.group()
@@ -105,6 +109,23 @@ def data_check(data_dir, affine_tol):
     n_bad = len(report.invalid_ids())
     click.echo(f"{len(report.valid)} valid, {n_bad} invalid patient(s), {len(report.problems)} problem(s)")
     sys.exit(1 if report.problems else 0)
+
+
+@data.command("preview")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
+@click.option("--patients", default=24, show_default=True, type=click.IntRange(1, 200),
+              help="How many patients (sorted by id).")
+@click.option("--suv-max", default=10.0, show_default=True, type=click.FloatRange(min=0.1),
+              help="Upper end of the grey scale (SUV).")
+def data_preview(data_dir, out, patients, suv_max):
+    """Picture of a cohort: coronal PET maximum-intensity projections with the lesion outlines."""
+    from clips.data.synth import render_preview
+
+    try:
+        click.echo(f"wrote {render_preview(data_dir, out, patients=patients, suv_max=suv_max)}")
+    except FileNotFoundError as exc:
+        raise ClipsError(str(exc)) from None
 
 
 @data.command("fix-labels")

@@ -15,6 +15,7 @@ import yaml
 
 from clips.curricula import get_curriculum
 from clips.data.augment import PRESETS as AUGMENTATIONS
+from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ConfigError
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS
 from clips.values import apply_values
@@ -169,7 +170,8 @@ def build_config(overrides: dict | None = None, config_file: str | None = None) 
 
 def example_cohort_dir(cfg: TrainConfig) -> Path:
     ex = cfg.example
-    return clips_home() / f"example_cohort_n{ex.patients}_{ex.spacing_mm:g}mm_seed{ex.seed}"
+    # the generator's version is in the name: a cohort from an older generator is never reused
+    return clips_home() / f"example_cohort_{GENERATOR_VERSION}_n{ex.patients}_{ex.spacing_mm:g}mm_seed{ex.seed}"
 
 
 

@@ -89,3 +89,44 @@ def paint(volume: np.ndarray, box, mask, value) -> None:
 def gaussian_sigma_vox(fwhm_mm: float, spacing) -> tuple[float, ...]:
     """Per-axis Gaussian sigma in voxels for a point-spread function of the given FWHM."""
     return tuple(fwhm_mm / 2.3548 / s for s in spacing)
+
+
+def blob(grid: Grid, center, radii, bumps=()):
+    """(box, mask, rho): an ellipsoid whose radius varies with direction, for lobulated and irregular lesions.
+
+    ``bumps`` are (unit direction d, amplitude a, frequency k, phase p): the surface radius in direction u is
+    scaled by 1 + sum a * cos(k * angle(u, d) + p). Everything is in mm, so the shape is the same on any grid.
+    ``rho`` is the normalised radius (1 on the surface), for uptake profiles and necrotic cores.
+    """
+    c, r = np.asarray(center, float), np.asarray(radii, float)
+    reach = r * (1.0 + sum(abs(b[1]) for b in bumps))
+    box = grid.box(c - reach, c + reach)
+    if box is None:
+        return None, None, None
+    x, y, z = grid.coords(box)
+    dx, dy, dz = np.broadcast_arrays(x - c[0], y - c[1], z - c[2])
+    rho = np.sqrt((dx / r[0]) ** 2 + (dy / r[1]) ** 2 + (dz / r[2]) ** 2)
+    if bumps:
+        norm = np.sqrt(dx**2 + dy**2 + dz**2) + 1e-6
+        scale = np.ones_like(rho)
+        for d, a, k, p in bumps:
+            cos = (dx * d[0] + dy * d[1] + dz * d[2]) / norm
+            scale += a * np.cos(k * np.arccos(np.clip(cos, -1, 1)) + p)
+        rho = rho / np.maximum(scale, 0.3)
+    return box, rho <= 1.0, rho
+
+
+def tube(grid: Grid, points, radius: float):
+    """(box, mask): a tube of ``radius`` mm along a polyline of points (mm): ureters, bowel, muscles."""
+    pts = np.asarray(points, float)
+    box = grid.box(pts.min(0) - radius, pts.max(0) + radius)
+    if box is None:
+        return None, None
+    x, y, z = grid.coords(box)
+    p = np.stack(np.broadcast_arrays(x, y, z), axis=-1)
+    dist2 = np.full(p.shape[:3], np.inf)
+    for a, b in zip(pts[:-1], pts[1:]):
+        ab = b - a
+        t = np.clip(((p - a) @ ab) / max(float(ab @ ab), 1e-9), 0.0, 1.0)
+        dist2 = np.minimum(dist2, (((a + t[..., None] * ab) - p) ** 2).sum(-1))
+    return box, dist2 <= radius**2
