@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +30,23 @@ class Cohort:
 
 
 def ensure_example_cohort(out: Path, patients: int, spacing_mm: float, seed: int, log=print) -> Path:
-    """Generate the example cohort once; a half-written one (killed process) is never used."""
+    """Generate the example cohort once; a half-written one (killed process) is never used.
+
+    Each process writes into its own temporary folder and renames it into place: processes that start
+    together (a study's workers) never read each other's half-written files, and the first rename wins.
+    """
     if (out / "cohort.csv").exists():
         return out
-    tmp = out.with_name(out.name + ".partial")
+    tmp = out.with_name(f"{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"generating the example cohort ({patients} patients, {spacing_mm:g} mm) in {out}")
     write_cohort(tmp, patients, seed, SynthConfig(spacing_mm=(spacing_mm,) * 3), log=log)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process put it in place first: theirs is identical (same seed)
+        if not (out / "cohort.csv").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
