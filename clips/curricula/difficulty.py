@@ -13,8 +13,8 @@ Features of each preprocessed case (the lesion mask and the SUV channel):
   bulky disease far from organs is not "near an organ", while an organ the lesion touches
   still is, at about 2 blur widths (score ``organ_distance`` = -distance);
 * ``n_lesions`` and ``smallest_lesion_ml``, reported and available as scores but left out of
-  the composite: disseminated disease is usually large disease, which a network finds, and
-  the smallest lesion saturates at one voxel.
+  the composite: a lesion count says little about how hard the disease is to delineate (many
+  large nodes are easy), and the smallest lesion saturates at one voxel.
 
 ``cohort`` (default) is the weighted mean of the percentile ranks of the scores in
 ``COMPOSITE_WEIGHTS``. From a model (``teacher_uri``): ``teacher_loss`` (the teacher's

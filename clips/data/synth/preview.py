@@ -54,6 +54,6 @@ def render_preview(data_dir: str | Path, out: str | Path, patients: int = 24, co
     fig.suptitle("Coronal PET MIP (SUV 0-%g), lesions outlined in red" % suv_max, fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
