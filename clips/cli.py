@@ -235,6 +235,23 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
 
 
+def _scaling_options(d: dict, what: str) -> list:
+    """The options by which studies and tuning scale out, written once for both."""
+    return [
+        _opt("--storage", default=d["storage"],
+             help=f"Optuna storage of {what} (postgresql://... to share between machines); default: SQLite "
+                  "beside the MLflow store."),
+        _opt("--workers", default=d["workers"], type=click.IntRange(0, 64),
+             help="Local worker processes; 0: one per GPU, or one on a CPU-only machine. Each gets its GPU and "
+                  "its share of the CPU cores."),
+        _opt("--gpus", default=d["gpus"],
+             help="GPUs for the local workers: auto (every visible one), none, or 0,1,..."),
+        _opt("--heartbeat-grace-s", default=d["heartbeat_grace_s"], type=click.IntRange(3),
+             help="A worker silent this long is dead; its job goes back to the queue."),
+        _opt("--join", default="", help="Join the study of this name in --storage as a worker, from any machine."),
+    ]
+
+
 def _study_command(f):
     from clips.study.config import PRIMARY_CONTRASTS, StudyConfig
 
@@ -251,10 +268,8 @@ def _study_command(f):
         _opt("--study-name", default=d["study_name"],
              help="Default clips-study-<profile>; the same name continues a study."),
         _opt("--split-seed", default=d["split_seed"], type=int, help="One split for every child."),
-        _opt("--workers", default=d["workers"], type=click.IntRange(1, 64)),
         _opt("--from-study", multiple=True, help="CURRICULUM:OPTUNA_STUDY: use that study's best parameters."),
-        _opt("--storage", default=d["storage"],
-             help="Optuna storage of --from-study (default: beside the MLflow store)."),
+        *_scaling_options(d, "the job queue and of --from-study"),
     ]):
         f = decorator(f)
     return f
@@ -263,17 +278,23 @@ def _study_command(f):
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @_study_command
 @click.option("--out", default="", help="Also write the comparison report to this folder.")
-@click.option("--worker-of", default="", hidden=True)
-@click.option("--worker-index", default=0, type=int, hidden=True)
-@click.option("--worker-count", default=1, type=int, hidden=True)
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
 @click.pass_context
-def study(ctx, curricula, contrasts, from_study, out, worker_of, worker_index, worker_count, params, **options):
-    """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report."""
+def study(ctx, curricula, contrasts, from_study, out, join, params, **options):
+    """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report.
+
+    The children are jobs in a queue (the Optuna storage): `clips study --join NAME --storage URL` adds workers,
+    on this machine or others; the command that started the study waits for every job, then writes the report.
+    """
     from clips.study.config import StudyConfig
-    from clips.study.runner import run_jobs, run_study
+    from clips.study.runner import join_study, run_study
 
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
+    if join:
+        _reachable()
+        join_study(join, options["storage"], options["workers"], options["gpus"], machine=train_params,
+                   log=click.echo)
+        return
     tuned = {}
     for item in from_study:
         for part in item.split(","):
@@ -285,9 +306,6 @@ def study(ctx, curricula, contrasts, from_study, out, worker_of, worker_index, w
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, **options,
                        **({"contrasts": _names(contrasts)} if contrasts else {}))
     _reachable()
-    if worker_of:
-        run_jobs(scfg, worker_of, worker_index, worker_count, log=click.echo)
-        return
     result = run_study(scfg, log=click.echo, compare_out=out or None)
     click.echo(result["summary"][["variant", "subset", "patients", "dice", "dice_ci_low", "dice_ci_high"]]
                .to_string(index=False))
@@ -319,8 +337,6 @@ def _tune_command(f):
     for decorator in reversed([
         _opt("--curriculum", default=d["curriculum"], help="The curriculum whose schedule to tune."),
         _opt("--n-trials", default=d["n_trials"], type=click.IntRange(1)),
-        _opt("--storage", default=d["storage"],
-             help="Optuna storage URL (postgresql://... to share); default: SQLite beside the MLflow store."),
         _opt("--study-name", default=d["study_name"], help="Default: clips-<curriculum>-<profile>."),
         _opt("--timeout-min", default=d["timeout_min"], type=click.FloatRange(0),
              help="Stop starting trials after this many minutes (0: never)."),
@@ -329,11 +345,10 @@ def _tune_command(f):
         _opt("--warmup-epochs", default=d["warmup_epochs"], type=int,
              help="Epochs before pruning (-1: the longest ramp of the space)."),
         _opt("--seed", default=d["seed"], type=int, help="Seed of the TPE sampler."),
-        _opt("--workers", default=d["workers"], type=click.IntRange(1, 64), help="Local worker processes."),
         _opt("--tune-lr", default=d["tune_lr"], type=bool, help="Add the common space (learning rate)."),
         _opt("--retry-failed", default=d["retry_failed"], type=click.IntRange(0),
              help="Re-run a dead worker's trial at most N times."),
-        _opt("--heartbeat-s", default=d["heartbeat_s"], type=click.IntRange(1)),
+        *_scaling_options(d, "the tuning study"),
         _opt("--space-file", default=d["space_file"],
              help="Search spaces YAML (default experiments/search_spaces.yaml)."),
     ]):
@@ -348,12 +363,19 @@ def _tune_command(f):
 @click.option("-P", "--param", "params", multiple=True,
               help="Training parameter KEY=VALUE (profile, data_dir, epochs, ...).")
 @click.pass_context
-def tune(ctx, worker_of, worker_index, params, **options):
-    """Tune a curriculum's schedule with Optuna; every trial is a child MLflow run."""
+def tune(ctx, worker_of, worker_index, join, params, **options):
+    """Tune a curriculum's schedule with Optuna; every trial is a child MLflow run.
+
+    `clips tune --join NAME --storage URL` adds workers to a running tuning study, from any machine.
+    """
     from clips.tuning.config import TuneConfig
-    from clips.tuning.study import prepare, run_tuning, run_worker
+    from clips.tuning.study import join_tuning, prepare, run_tuning, run_worker
 
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
+    if join:
+        _reachable()
+        join_tuning(join, options["storage"], options["workers"], options["gpus"], machine=train_params)
+        return
     tcfg = TuneConfig(**options, train=train_params)
     _reachable()
     if worker_of:  # a worker process started by --workers: trials only, the parent finalises

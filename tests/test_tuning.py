@@ -137,14 +137,15 @@ def test_clearly_worse_trial_is_pruned_and_keeps_its_log(tmp_path):
 @pytest.mark.slow
 def test_two_workers_on_postgresql_and_one_killed(tiny_cohort, pg_url, tmp_path):
     args = [sys.executable, "-m", "clips", "tune", "--curriculum", "predefined", "--n-trials", "4", "--storage", pg_url,
-            "--study-name", "shared", "--heartbeat-s", "2", "--pruner", "none", "-P", f"data_dir={tiny_cohort}"]
+            "--study-name", "shared", "--heartbeat-grace-s", "6", "--workers", "1", "--pruner", "none",
+            "-P", f"data_dir={tiny_cohort}"]
     args += [x for k, v in TINY.items() for x in ("-P", f"{k}={v}")]
     mlflow.search_experiments()  # create the local store's tables before two processes race to
     logs = [open(tmp_path / f"w{i}.log", "w") for i in range(2)]
     workers = [subprocess.Popen(args + ["--seed", str(i)], cwd=REPO, stdout=logs[i], stderr=subprocess.STDOUT)
                for i in range(2)]
     victim = workers[0]
-    prep = prepare(TuneConfig(curriculum="predefined", storage=pg_url, study_name="shared", heartbeat_s=2,
+    prep = prepare(TuneConfig(curriculum="predefined", storage=pg_url, study_name="shared", heartbeat_grace_s=6,
                               train=dict(TINY)))
     deadline = time.time() + 300
     # One storage (one connection pool) for the whole poll: a storage per call leaks a pool each

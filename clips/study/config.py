@@ -2,7 +2,7 @@
 (``clips study --help`` and the ``study`` entry point of MLproject read them from here)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 # Contrasts named before the results are seen (variant:reference). The primary family answers the
@@ -31,9 +31,11 @@ class StudyConfig:
     selection: str = "inner_val"  # checkpoint: best on an inner validation split of the training folds, or "last"
     study_name: str = ""  # default clips-study-<profile>
     split_seed: int = 0
-    workers: int = 1
+    workers: int = 0  # local worker processes; 0: one per GPU (--gpus), one on a CPU-only machine
+    gpus: str = "auto"  # auto: every visible GPU; none: CPU; or "0,1"
+    heartbeat_grace_s: int = 180  # a worker silent this long is dead: its job goes back to the queue
     from_study: dict[str, str] = field(default_factory=dict)  # curriculum -> Optuna study name (best params)
-    storage: str = ""  # Optuna storage of from_study (default: beside the MLflow store)
+    storage: str = ""  # Optuna storage of the job queue and of from_study (default: SQLite beside the MLflow store)
     train: dict = field(default_factory=dict)  # the shared recipe: profile, data_dir, epochs, teacher_uri, ...
     contrasts: list[str] = field(default_factory=lambda: list(PRIMARY_CONTRASTS))  # primary, variant:reference
 
@@ -42,6 +44,15 @@ class StudyConfig:
         from clips.curricula import REGISTRY
 
         self.curricula = list(self.curricula) or list(REGISTRY)
+
+    def to_dict(self) -> dict:
+        """What a joining worker needs to rebuild the study (JSON-able; stored with the queue)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("storage", "workers", "gpus")}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "StudyConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def name(self) -> str:
         return self.study_name or f"clips-study-{self.train.get('profile') or 'smoke'}"

@@ -2,18 +2,27 @@
 
 Children differ only in ``curriculum`` (and its options), ``seed`` and, in a cross-validated
 study (``folds`` > 1), the fold that is their test set; the split is fixed by ``split_seed``
-so every curriculum is tested on the same patients. A study is found again by its name
-(tag ``clips.study_name`` on the parent), so stopping and starting it reuses every finished
-child; ``--workers K`` splits the remaining list over K processes.
+so every curriculum is tested on the same patients. The children are jobs of a queue in the
+Optuna storage (``clips.scaling.queue``): the command that starts the study fills it and works
+through it, ``clips study --join NAME --storage URL`` adds workers from any machine, and a
+study started again continues where it stopped (a finished child is never trained again).
 """
 from __future__ import annotations
+
+import os
+import socket
+import time
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from clips.config import build_config
 from clips.curricula import BASELINE, REGISTRY, get_curriculum
-from clips.errors import ConfigError
+from clips.errors import ClipsError, ConfigError
+from clips.scaling.devices import assign, parse_gpus, visible_gpus
+from clips.scaling.queue import JobQueue
+from clips.scaling.storage import default_storage, redact
+from clips.scaling.workers import spawn_clips_workers
 from clips.study.config import Job, StudyConfig
 
 SELECTIONS = ("inner_val", "last")
@@ -65,8 +74,6 @@ def tuned_params(scfg: StudyConfig) -> dict[str, dict]:
         return {}
     import optuna
 
-    from clips.tuning.study import default_storage
-
     out = {}
     for curriculum, study_name in scfg.from_study.items():
         try:
@@ -89,17 +96,30 @@ def finished_children(client: MlflowClient, experiment_id: str, parent_id: str) 
     return {r.data.tags.get("clips.study_key"): r for r in runs if r.data.tags.get("clips.study_key")}
 
 
-def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log) -> str:
+def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log,
+              on_created=lambda run_id: None) -> str:
     from clips.training.trainer import train
 
     client = MlflowClient()
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
     run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
         "mlflow.parentRunId": parent_id, "clips.study_name": scfg.name(), "clips.study_key": job.key,
-        "clips.fold": str(job.fold), "clips.role": "study_child"})
-    log(f"[{scfg.name()}] training {job.key} (run {run.info.run_id})")
-    train(build_config(child_params(scfg, job, tuned)), log=lambda *_: None, run_id=run.info.run_id)
-    return run.info.run_id
+        "clips.fold": str(job.fold), "clips.role": "study_child", "clips.worker": worker_name()})
+    run_id = run.info.run_id
+    on_created(run_id)
+    log(f"[{scfg.name()}] training {job.key} (run {run_id})")
+    try:
+        train(build_config(child_params(scfg, job, tuned)), log=lambda *_: None, run_id=run_id)
+    except BaseException as exc:
+        if client.get_run(run_id).info.status == "RUNNING":  # never leave a child RUNNING
+            client.set_tag(run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])
+            client.set_terminated(run_id, "FAILED")
+        raise
+    return run_id
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, finished: dict) -> dict:
@@ -108,27 +128,81 @@ def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, finished: dict) -> d
         return tuned
     base = finished.get(teacher_job(job).key)
     if base is None:
-        raise ConfigError(f"{job.key} needs its teacher {teacher_job(job).key} finished first")
+        raise ConfigError(f"{job.key} needs its teacher {teacher_job(job).key}, which did not finish")
     own = dict(tuned.get(job.curriculum, {})) | {"teacher_uri": f"runs:/{base.info.run_id}/model"}
     return tuned | {job.curriculum: own}
 
 
-def run_jobs(scfg: StudyConfig, parent_id: str, worker_index: int = 0, worker_count: int = 1, log=print) -> None:
-    """Train this worker's share of the children that are not finished yet."""
+# ----------------------------------------------------------------------------- the queue
+def open_queue(scfg: StudyConfig, create: bool = False) -> JobQueue:
+    client = MlflowClient()
+
+    def close_run(attrs: dict) -> None:  # a dead worker's child: FAILED, not RUNNING for ever
+        run_id = attrs.get("run_id")
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "clips.failure", f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
+            client.set_terminated(run_id, "FAILED")
+
+    return JobQueue(scfg.name(), scfg.storage, scfg.heartbeat_grace_s, on_dead_worker=close_run, create=create)
+
+
+def cohort_digest_of(scfg: StudyConfig) -> tuple[str, str]:
+    """(data folder, digest) of the cohort the children train on (preprocessed here once, cached for them)."""
+    from clips.training.trainer import load_data
+
+    root, cohort = load_data(build_config(child_params(scfg, scfg.jobs()[0], {})), log=lambda *_: None)
+    return str(root), cohort.digest
+
+
+def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_all_done: bool = False,
+         poll_s: float = 2.0) -> None:
+    """Take jobs from the queue and train them. A joining worker stops when nothing is left to take; the
+    study's own command (``until_all_done``) also waits for jobs running elsewhere, and takes those that a
+    dead worker gave back."""
     client = MlflowClient()
     exp = client.get_run(parent_id).info.experiment_id
     tuned = tuned_params(scfg)
-    for i, job in enumerate(scfg.jobs()):
-        if i % worker_count != worker_index:
+    jobs = {j.key: j for j in scfg.jobs()}
+    waiting_logged = False
+    while True:
+        queue.reap()
+        status = queue.status()
+
+        def ready(key: str, status=status) -> bool:  # a variant that needs a teacher waits until it is settled
+            job = jobs.get(key)
+            if job is None or not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
+                return job is not None
+            return status.get(teacher_job(job).key) in ("done", "failed")
+
+        claim = queue.claim(ready, worker=worker_name())
+        if claim is not None:
+            _run_claim(scfg, queue, claim, jobs[claim.job], parent_id, exp, tuned, log)
+            waiting_logged = False
             continue
-        finished = finished_children(client, exp, parent_id)
-        if job.key in finished:
-            log(f"[{scfg.name()}] {job.key} already finished: reused")
-            continue
+        waiting, running = queue.pending()
+        if not waiting and (not running or not until_all_done):
+            return
+        if not waiting_logged:
+            log(f"[{scfg.name()}] waiting: {waiting} queued (blocked on a teacher), {running} running elsewhere")
+            waiting_logged = True
+        time.sleep(poll_s)
+
+
+def _run_claim(scfg, queue: JobQueue, claim, job: Job, parent_id: str, exp: str, tuned: dict, log) -> None:
+    client = MlflowClient()
+    with queue.beating(claim):
         try:
-            run_child(scfg, parent_id, exp, job, _with_teacher(scfg, job, tuned, finished), log)
+            teacher = _with_teacher(scfg, job, tuned, finished_children(client, exp, parent_id))
+            run_id = run_child(scfg, parent_id, exp, job, teacher, log,
+                               on_created=lambda rid: queue.set_attr(claim, "run_id", rid))
         except Exception as exc:  # noqa: BLE001 - one failed child must not stop the study
-            log(f"[{scfg.name()}] {job.key} failed: {str(exc).splitlines()[0]}")
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            final = queue.fail(claim, reason)
+            log(f"[{scfg.name()}] {job.key} failed (attempt {claim.attempt}): {reason}"
+                + ("; failed for good" if final else "; queued again"))
+            return
+    queue.complete(claim)
+    log(f"[{scfg.name()}] {job.key} finished (run {run_id})")
 
 
 def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
@@ -150,27 +224,79 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed}
                               | {f"train.{k}": v for k, v in scfg.train.items()})
-        log(f"study {scfg.name()}: {len(scfg.jobs())} children, parent run {parent_id}")
-        if needs_teacher(scfg):  # the baselines that teach come first, one per fold
-            for job in sorted({teacher_job(j) for j in scfg.jobs()}):
-                if job.key not in finished_children(client, exp, parent_id):
-                    run_child(scfg, parent_id, exp, job, tuned_params(scfg), log)
-        if scfg.workers > 1:
-            _spawn(scfg, parent_id)
-        else:
-            run_jobs(scfg, parent_id, log=log)
+        queue = open_queue(scfg, create=True)
+        root, digest = cohort_digest_of(scfg)
+        known = queue.meta.get("digest")
+        if known and known != digest:
+            raise ClipsError(f"study {scfg.name()!r} was started on a cohort with digest {known}; {root} has "
+                             f"digest {digest}: continue it with the same data, or give another study_name")
+        queue.set_meta(config=scfg.to_dict(), parent_run_id=parent_id, experiment_id=exp, digest=digest,
+                       tracking_uri=redact(mlflow.get_tracking_uri()))
+        done = set(finished_children(client, exp, parent_id))  # finished before the queue existed
+        added = queue.fill([j.key for j in scfg.jobs()], done_elsewhere=done)
+        log(f"study {scfg.name()}: {len(scfg.jobs())} children ({added} queued now), parent run {parent_id}, "
+            f"queue in {redact(scfg.storage or default_storage())}; more workers: "
+            f"clips study --join {scfg.name()} --storage <that storage>")
+        slots = local_slots(scfg)
+        if len(slots) > 1:
+            spawn_clips_workers([join_args(scfg) for _ in slots], slots)
+        work(scfg, queue, parent_id, log, until_all_done=True)
+        failed = {k: queue.errors(k)[-1] for k, v in queue.status().items() if v == "failed"}
+        if failed:
+            mlflow.set_tag("clips.failed_children", ",".join(sorted(failed)))
+            for key, reason in sorted(failed.items()):
+                log(f"[{scfg.name()}] {key} failed for good: {reason}")
     with mlflow.start_run(run_id=parent_id):
         return compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, compare_out, log,
                                contrasts=scfg.contrasts)
 
 
-def _spawn(scfg: StudyConfig, parent_id: str) -> None:
-    from clips.tracking.workers import spawn_clips_workers
+# Training parameters a joining worker may set for its own machine; the recipe itself is the study's.
+MACHINE_KEYS = ("data_dir", "device", "threads", "workers")
 
-    common = ["--worker-count", str(scfg.workers), "--curricula", ",".join(scfg.curricula), "--seeds", str(scfg.seeds),
-              "--folds", str(scfg.folds), "--selection", scfg.selection, "--contrasts", ",".join(scfg.contrasts),
-              "--study-name", scfg.name(), "--split-seed", str(scfg.split_seed)]
-    common += [x for k, v in scfg.from_study.items() for x in ("--from-study", f"{k}:{v}")]
-    common += [x for k, v in scfg.train.items() for x in ("-P", f"{k}={v}")]
-    spawn_clips_workers([["study", "--worker-of", parent_id, "--worker-index", str(i), *common]
-                         for i in range(scfg.workers)])
+
+def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None,
+               log=print) -> None:
+    """Work on study ``name`` from this machine until no job is left to take."""
+    machine = machine or {}
+    wrong = sorted(set(machine) - set(MACHINE_KEYS))
+    if wrong:
+        raise ConfigError(f"a joining worker takes the study's recipe; only {', '.join(MACHINE_KEYS)} may be set "
+                          f"for this machine, not {', '.join(wrong)}")
+    probe = JobQueue(name, storage)
+    meta = probe.meta
+    scfg = StudyConfig.from_dict(meta["config"])
+    scfg.storage, scfg.workers, scfg.gpus = storage, workers, gpus
+    scfg.train = dict(scfg.train) | machine
+    parent_id = meta["parent_run_id"]
+    try:
+        MlflowClient().get_run(parent_id)
+    except Exception:  # noqa: BLE001 - not found, or the server refuses
+        raise ClipsError(f"study {name!r}: its parent run {parent_id} is not in the tracking store "
+                         f"{redact(mlflow.get_tracking_uri())}; set MLFLOW_TRACKING_URI to the study's "
+                         f"({meta.get('tracking_uri')})") from None
+    root, digest = cohort_digest_of(scfg)
+    if digest != meta.get("digest"):
+        raise ClipsError(f"study {name!r} trains on a cohort with digest {meta.get('digest')}; this machine's "
+                         f"{root} has digest {digest}: every worker must have the same data")
+    slots = local_slots(scfg)
+    if len(slots) > 1:
+        spawn_clips_workers([join_args(scfg) for _ in slots], slots)
+        return
+    work(scfg, open_queue(scfg), parent_id, log)
+
+
+def local_slots(scfg: StudyConfig):
+    return assign(scfg.workers, _gpus(scfg.gpus), os.cpu_count() or 1)
+
+
+def _gpus(text: str) -> list[str]:
+    named = parse_gpus(text)
+    return visible_gpus() if named is None else named
+
+
+def join_args(scfg: StudyConfig) -> list[str]:
+    """Command line of a local worker process of this study."""
+    args = ["study", "--join", scfg.name(), "--storage", scfg.storage or default_storage(), "--workers", "1"]
+    own = [k for k in MACHINE_KEYS if k in scfg.train and k != "threads"]  # threads: the slot's share
+    return args + [x for k in own for x in ("-P", f"{k}={scfg.train[k]}")]

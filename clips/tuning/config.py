@@ -18,10 +18,11 @@ class TuneConfig:
     pruner: str = "median"
     warmup_epochs: int = -1  # -1: the longest curriculum ramp of the space
     seed: int = 0
-    workers: int = 1
+    workers: int = 0  # local worker processes; 0: one per GPU (gpus), one on a CPU-only machine
+    gpus: str = "auto"  # auto: every visible GPU; none: CPU; or "0,1"
     tune_lr: bool = False
     retry_failed: int = 1  # re-run a trial whose worker died, at most this often
-    heartbeat_s: int = 60
+    heartbeat_grace_s: int = 180  # a worker silent this long is dead
     space_file: str = ""
     train: dict = field(default_factory=dict)  # training parameters: profile, data_dir, epochs, ...
 

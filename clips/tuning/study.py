@@ -16,30 +16,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 import mlflow
 import optuna
 from mlflow.tracking import MlflowClient
 
-from clips.config import build_config, clips_home
+from clips.config import build_config
 from clips.data.cohort import hard_ids
 from clips.errors import ClipsError, ConfigError
+from clips.scaling.devices import assign, parse_gpus, visible_gpus
+from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
 from clips.tuning.config import PRUNERS, TuneConfig
 from clips.tuning.objective import Objective
 from clips.tuning.space import SearchSpace, load_space, ramp_epochs
 
 
-def default_storage() -> str:
-    """A SQLite study file beside the MLflow store (or under $CLIPS_HOME for a remote store)."""
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(uri[len('sqlite:///'):]).parent / 'optuna.db'}"
-    return f"sqlite:///{clips_home() / 'optuna.db'}"
-
-
 def _storage(tcfg: TuneConfig, client: MlflowClient) -> optuna.storages.RDBStorage:
-    url = tcfg.storage or default_storage()
     retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=tcfg.retry_failed) if tcfg.retry_failed else None
 
     def stale(study, trial):  # a dead worker's trial: close its run, then maybe queue it again
@@ -53,17 +45,7 @@ def _storage(tcfg: TuneConfig, client: MlflowClient) -> optuna.storages.RDBStora
         if retry:
             retry(study, trial)
 
-    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=tcfg.heartbeat_s,
-                                          grace_period=2 * tcfg.heartbeat_s, heartbeat_stale_trial_callback=stale)
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many types for an unreachable database
-        raise ClipsError(f"cannot open the Optuna storage {_redact(url)}: {str(exc).splitlines()[0]}") from None
-
-
-def _redact(url: str) -> str:
-    p = urlparse(url)
-    return url.replace(f":{p.password}@", ":***@") if p.password else url
+    return open_storage(tcfg.storage, tcfg.heartbeat_grace_s, on_stale=stale)
 
 
 def _pruner(tcfg: TuneConfig, warmup: int, epochs: int):
@@ -88,8 +70,8 @@ class Prepared:
 def prepare(tcfg: TuneConfig) -> Prepared:
     if tcfg.pruner not in PRUNERS:
         raise ConfigError(f"unknown pruner {tcfg.pruner!r}; known: {', '.join(PRUNERS)}")
-    if tcfg.n_trials < 1 or tcfg.workers < 1:
-        raise ConfigError("n_trials and workers must be at least 1")
+    if tcfg.n_trials < 1 or tcfg.workers < 0:
+        raise ConfigError("n_trials must be at least 1, and workers at least 0 (0: one per GPU)")
     space = load_space(tcfg.curriculum, Path(tcfg.space_file) if tcfg.space_file else None, tcfg.tune_lr)
     objective = Objective.parse(tcfg.objective)
     base = build_config(dict(tcfg.train) | {"curriculum": tcfg.curriculum})  # fails now, not in trial 1
@@ -184,16 +166,17 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
                    catch=(Exception,), gc_after_trial=True)
     # A worker that died mid-trial leaves it RUNNING; once its heartbeat is stale, fail it
     # (which closes its MLflow run and, if asked, queues it again) and run the retries.
-    retries = _reap_dead_trials(study, prep.tcfg.heartbeat_s)
+    retries = _reap_dead_trials(study, prep.tcfg.heartbeat_grace_s)
     if retries:
         study.optimize(objective, n_trials=retries, catch=(Exception,), gc_after_trial=True)
 
 
-def _reap_dead_trials(study: optuna.Study, heartbeat_s: int) -> int:
+def _reap_dead_trials(study: optuna.Study, grace_s: int) -> int:
     """Wait one grace period for RUNNING trials of dead workers; returns how many retries are waiting."""
     from optuna.storages import fail_stale_trials
 
-    deadline = time.monotonic() + 3 * heartbeat_s + 1  # grace period (2 beats) and one beat of slack
+    heartbeat_s = heartbeat_interval(grace_s)
+    deadline = time.monotonic() + grace_s + heartbeat_s + 1  # the grace period and one beat of slack
     while time.monotonic() < deadline:
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         if not running:
@@ -292,33 +275,68 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
         existing = MlflowClient().get_run(parent.info.run_id).data.params
         params = {f"tune.{k}": str(v) for k, v in dataclasses.asdict(tcfg).items() if k != "train"}
         params |= {f"train.{k}": str(v) for k, v in tcfg.train.items()}
-        params["tune.storage"] = _redact(tcfg.storage or default_storage())
+        params["tune.storage"] = redact(tcfg.storage or default_storage())
         params["tune.warmup_epochs_resolved"] = str(prep.warmup)
         mlflow.log_params({k: v for k, v in params.items() if k not in existing})
-        load_study(prep)  # create it (and fail early on a bad storage) before any worker starts
+        study = load_study(prep)  # create it (and fail early on a bad storage) before any worker starts
+        # what `clips tune --join NAME --storage URL` on another machine needs
+        study.set_user_attr("config", dataclasses.asdict(tcfg) | {"storage": "", "workers": 1})
+        study.set_user_attr("parent_run_id", parent.info.run_id)
         log(f"study {tcfg.resolved_study_name()}: {tcfg.n_trials} trials of {tcfg.curriculum}, "
             f"objective {prep.objective}, pruner {tcfg.pruner} (warm-up {prep.warmup} epochs), "
-            f"storage {_redact(tcfg.storage or default_storage())}")
-        if tcfg.workers == 1:
+            f"storage {redact(tcfg.storage or default_storage())}; more workers: "
+            f"clips tune --join {tcfg.resolved_study_name()} --storage <that storage>")
+        slots = _slots(tcfg)
+        if len(slots) == 1:
             run_worker(prep, parent.info.run_id, 0, trial_fn)
         else:
-            _spawn_workers(tcfg, parent.info.run_id)
+            _spawn_workers(tcfg, parent.info.run_id, slots)
         summary = finalize(prep, parent.info.run_id)
     return summary
 
 
-def _spawn_workers(tcfg: TuneConfig, parent_run_id: str) -> None:
-    from clips.tracking.workers import spawn_clips_workers
+def _slots(tcfg: TuneConfig):
+    named = parse_gpus(tcfg.gpus)
+    return assign(tcfg.workers, visible_gpus() if named is None else named, os.cpu_count() or 1)
+
+
+def _spawn_workers(tcfg: TuneConfig, parent_run_id: str, slots) -> None:
+    from clips.scaling.workers import spawn_clips_workers
 
     spawn_clips_workers([["tune", "--worker-of", parent_run_id, "--worker-index", str(i), *to_args(tcfg)]
-                         for i in range(tcfg.workers)])
+                         for i in range(len(slots))], slots)
+
+
+def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None) -> None:
+    """Work on the tuning study ``name`` from this machine (its recipe is the study's) until it is done."""
+    from clips.study.runner import MACHINE_KEYS
+
+    machine = machine or {}
+    wrong = sorted(set(machine) - set(MACHINE_KEYS))
+    if wrong:
+        raise ConfigError(f"a joining worker takes the study's recipe; only {', '.join(MACHINE_KEYS)} may be set "
+                          f"for this machine, not {', '.join(wrong)}")
+    try:
+        attrs = optuna.load_study(study_name=name, storage=open_storage(storage, 180)).user_attrs
+    except KeyError:
+        raise ClipsError(f"no tuning study {name!r} in this storage: start it with 'clips tune' first") from None
+    if "config" not in attrs:
+        raise ClipsError(f"study {name!r} was not started by 'clips tune' (no recipe stored with it)")
+    values = dict(attrs["config"]) | {"storage": storage, "workers": workers, "gpus": gpus}
+    tcfg = TuneConfig(**values)
+    tcfg.train = dict(tcfg.train) | machine
+    slots = _slots(tcfg)
+    if len(slots) > 1:
+        _spawn_workers(tcfg, attrs["parent_run_id"], slots)
+    else:
+        run_worker(prepare(tcfg), attrs["parent_run_id"], os.getpid() % 1000)
 
 
 def to_args(tcfg: TuneConfig) -> list[str]:
     """Command-line form of a TuneConfig, for worker processes."""
     args = []
     for f in dataclasses.fields(tcfg):
-        if f.name in ("train", "workers"):
+        if f.name in ("train", "workers", "gpus"):
             continue
         args += [f"--{f.name.replace('_', '-')}", str(getattr(tcfg, f.name))]
     for k, v in tcfg.train.items():

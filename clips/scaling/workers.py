@@ -1,0 +1,32 @@
+"""Local worker processes (tuning and studies): same tracking store, no inherited run, each on its slot."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import mlflow
+
+from clips.scaling.devices import Slot
+
+
+def spawn_clips_workers(commands: list[list[str]], slots: list[Slot] | None = None) -> list[int]:
+    """Run ``python -m clips <args>`` once per argument list, in parallel; returns the exit codes.
+
+    The workers log to the parent's tracking store and never attach to the parent's run (MLFLOW_RUN_ID is
+    removed): each creates its own child runs. With ``slots``, worker i sees only its GPU and gets its
+    threads (``-P threads=N``).
+    """
+    base = {k: v for k, v in os.environ.items() if k != "MLFLOW_RUN_ID"}
+    base["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    procs = []
+    for i, args in enumerate(commands):
+        env, extra = dict(base), []
+        if slots:
+            env |= slots[i].env
+            extra = ["-P", f"threads={slots[i].threads}"]
+        procs.append(subprocess.Popen([sys.executable, "-m", "clips", *args, *extra], env=env))
+    codes = [p.wait() for p in procs]
+    if any(codes) and mlflow.active_run() is not None:
+        mlflow.set_tag("clips.worker_exit_codes", ",".join(map(str, codes)))
+    return codes

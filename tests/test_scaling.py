@@ -1,0 +1,171 @@
+"""Studies on a real job queue: the Optuna storage (SQLite and PostgreSQL), real worker processes, a real kill."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import optuna
+import pytest
+
+from clips.errors import ClipsError, ConfigError
+from clips.scaling.devices import assign, parse_gpus
+from clips.scaling.queue import MAX_OWN_FAILURES, JobQueue
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {"model": "tiny", "epochs": "2", "steps_per_epoch": "2", "patch_size": "32", "spacing_mm": "10", "threads": "1"}
+
+
+def test_gpu_and_thread_assignment():
+    slots = assign(4, ["0", "1"], cpu_count=16)
+    assert [s.gpu for s in slots] == ["0", "1", "0", "1"] and {s.threads for s in slots} == {4}
+    assert slots[1].env == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert [s.gpu for s in assign(0, ["2", "3"], 16)] == ["2", "3"]  # default: one worker per GPU
+    cpu = assign(0, [], cpu_count=2)
+    assert len(cpu) == 1 and cpu[0].threads == 2 and cpu[0].env == {}  # CPU-only: one worker, every core
+    assert [s.threads for s in assign(2, [], cpu_count=2)] == [1, 1]  # K workers share the cores
+    assert [s.threads for s in assign(3, [], cpu_count=2)] == [1, 1, 1]
+    assert parse_gpus("auto") is None and parse_gpus("none") == [] and parse_gpus("0, 2") == ["0", "2"]
+    with pytest.raises(ConfigError, match="--gpus"):
+        parse_gpus("first")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'queue.db'}"
+    return request.getfixturevalue("pg_url")
+
+
+def test_claims_are_atomic_and_a_done_job_never_runs_again(storage):
+    queue = JobQueue("s", storage, grace_s=30, create=True)
+    jobs = [f"none:{f}:0" for f in range(12)]
+    assert queue.fill(jobs) == 12
+    taken, lock = [], threading.Lock()
+
+    def worker():
+        q = JobQueue("s", storage, grace_s=30)  # its own connection, as another process has
+        while (claim := q.claim(worker="w")) is not None:
+            with lock:
+                taken.append(claim.job)
+            q.complete(claim)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(taken) == sorted(jobs)  # each job once, none twice
+    assert set(queue.status().values()) == {"done"}
+    assert queue.fill(jobs) == 0 and queue.claim() is None  # restarting the study queues nothing again
+
+
+def test_a_job_failing_for_its_own_reason_is_retried_then_failed_for_good(tmp_path):
+    queue = JobQueue("s", f"sqlite:///{tmp_path / 'q.db'}", grace_s=30, create=True)
+    queue.fill(["bad:0", "good:0"])
+    for attempt in range(1, MAX_OWN_FAILURES + 1):
+        claim = queue.claim(lambda job: job == "bad:0")
+        assert claim.job == "bad:0" and claim.attempt == attempt
+        assert queue.fail(claim, "ValueError: bad data") == (attempt == MAX_OWN_FAILURES)
+    assert queue.claim(lambda job: job == "bad:0") is None
+    assert queue.status() == {"bad:0": "failed", "good:0": "waiting"}
+    assert queue.errors("bad:0") == ["ValueError: bad data"] * MAX_OWN_FAILURES
+
+
+def test_a_dead_workers_job_goes_back_to_the_queue(tmp_path):
+    closed = []
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    queue = JobQueue("s", url, grace_s=3, on_dead_worker=closed.append, create=True)
+    queue.fill(["none:0"])
+    dead = JobQueue("s", url, grace_s=3).claim(worker="host:1")  # claims, beats once, then says nothing
+    queue.set_attr(dead, "run_id", "abc")
+    queue.reap()
+    assert queue.status() == {"none:0": "running"}  # within its grace period it is alive
+    time.sleep(4.5)  # SQLite's clock has whole seconds: more than the grace period for sure
+    queue.reap()
+    assert [a["run_id"] for a in closed] == ["abc"]
+    again = queue.claim(worker="host:2")
+    assert again.job == "none:0" and again.attempt == 2
+    with queue.beating(again):  # a live worker's job is not reaped, however long it takes
+        time.sleep(5)
+        queue.reap()
+    queue.complete(again)
+    assert queue.status() == {"none:0": "done"}
+
+
+def test_joining_an_unknown_study_says_so(tmp_path):
+    with pytest.raises(ClipsError, match="no study 'nope'"):
+        JobQueue("nope", f"sqlite:///{tmp_path / 'q.db'}")
+
+
+def _clips(args, home, log):
+    env = dict(os.environ, CLIPS_HOME=str(home))
+    return subprocess.Popen([sys.executable, "-m", "clips", *args], cwd=REPO, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+@pytest.mark.slow
+def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_path):
+    """Two workers with their own CLIPS_HOME (two machines) on one PostgreSQL queue; the joining one is killed
+    in its first child: the study still completes, each job has exactly one FINISHED child, the killed child is
+    FAILED, and the comparison is written once. A worker with other data refuses."""
+    mlflow.search_experiments()  # create the local store's tables before two processes race to
+    params = [x for k, v in (TINY | {"data_dir": str(tiny_cohort)}).items() for x in ("-P", f"{k}={v}")]
+    start = ["study", "--curricula", "none,random,anti", "--seeds", "1", "--study-name", "q", "--storage", pg_url,
+             "--heartbeat-grace-s", "6", "--workers", "1", "--out", str(tmp_path / "report"), *params]
+    logs = {n: open(tmp_path / f"{n}.log", "w") for n in ("a", "b", "c")}
+    a = _clips(start, tmp_path / "home_a", logs["a"])
+    poll = optuna.storages.RDBStorage(pg_url)  # one pool for the whole poll
+
+    def running_of(pid):
+        try:
+            study = optuna.load_study(study_name="queue:q", storage=poll)
+        except KeyError:
+            return []
+        return [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                if t.user_attrs.get("worker", "").endswith(f":{pid}") and "run_id" in t.user_attrs]
+
+    deadline = time.time() + 300
+    while not running_of(a.pid):
+        assert a.poll() is None and time.time() < deadline, (tmp_path / "a.log").read_text()[-3000:]
+        time.sleep(0.3)
+    b = _clips(["study", "--join", "q", "--storage", pg_url, "--workers", "1", "-P", "threads=1"],
+               tmp_path / "home_b", logs["b"])
+    while not running_of(b.pid):
+        assert b.poll() is None and time.time() < deadline, (tmp_path / "b.log").read_text()[-3000:]
+        time.sleep(0.3)
+    killed = running_of(b.pid)[0]
+    os.kill(b.pid, signal.SIGKILL)
+    b.wait()
+    assert a.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-3000:]
+
+    client = mlflow.MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name("Default").experiment_id], max_results=200)
+    children = [r for r in runs if r.data.tags.get("clips.role") == "study_child"]
+    finished = [r.data.tags["clips.study_key"] for r in children if r.info.status == "FINISHED"]
+    assert sorted(finished) == ["anti:0", "none:0", "random:0"]  # every job exactly once
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    dead = client.get_run(killed.user_attrs["run_id"])
+    assert dead.info.status == "FAILED" and "heartbeat" in dead.data.tags["clips.failure"]
+    assert (tmp_path / "report" / "comparison.csv").exists()
+    assert len([r for r in runs if r.data.tags.get("clips.role") == "study_parent"]) == 1
+
+    other = tmp_path / "other"  # the same layout, one patient's lesion changed: another digest
+    shutil.copytree(tiny_cohort, other)
+    seg_path = next(other.glob("*/SEG.nii.gz"))
+    seg = nib.load(seg_path)
+    nib.save(nib.Nifti1Image(np.zeros(seg.shape, np.uint8) + (np.asarray(seg.dataobj) > 0), seg.affine), seg_path)
+    data = np.asarray(nib.load(seg_path).dataobj)
+    data[tuple(s // 2 for s in data.shape)] = 1
+    nib.save(nib.Nifti1Image(data, seg.affine), seg_path)
+    c = _clips(["study", "--join", "q", "--storage", pg_url, "-P", f"data_dir={other}"], tmp_path / "home_c",
+               logs["c"])
+    assert c.wait(timeout=300) != 0
+    out = (tmp_path / "c.log").read_text()
+    assert "digest" in out and "every worker must have the same data" in out and "Traceback" not in out
