@@ -234,6 +234,9 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                        tracking_uri=redact(mlflow.get_tracking_uri()))
         done = set(finished_children(client, exp, parent_id))  # finished before the queue existed
         added = queue.fill([j.key for j in scfg.jobs()], done_elsewhere=done)
+        status = queue.status()
+        for key in [j.key for j in scfg.jobs() if j.key in done or status.get(j.key) == "done"]:
+            log(f"[{scfg.name()}] {key} already finished: reused")
         log(f"study {scfg.name()}: {len(scfg.jobs())} children ({added} queued now), parent run {parent_id}, "
             f"queue in {redact(scfg.storage or default_storage())}; more workers: "
             f"clips study --join {scfg.name()} --storage <that storage>")
