@@ -199,3 +199,25 @@ def test_tune_entry_point(tiny_cohort):
     children = mlflow.search_runs(experiment_names=["tune"], output_format="list",
                                   filter_string=f"tags.`mlflow.parentRunId` = '{sub.run_id}'")
     assert len(children) == 2 and {c.data.params["cfg.epochs"] for c in children} == {"2"}
+
+
+@pytest.mark.slow
+def test_join_a_tuning_study_from_another_machine(tiny_cohort, tmp_path):
+    """`clips tune --join NAME --storage URL`: the recipe comes from the study, the trial joins its parent."""
+    from clips.errors import ClipsError
+    from clips.tuning.study import join_tuning
+
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    tcfg = TuneConfig(curriculum="smoothing", n_trials=1, storage=storage, study_name="joined", pruner="none",
+                      train={"data_dir": str(tiny_cohort), **TINY})
+    run_tuning(tcfg, trial_fn=lambda trial, params, run_id, prep: 0.25, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="only data_dir"):
+        join_tuning("joined", storage, machine={"epochs": "50"})  # the recipe is the study's
+    with pytest.raises(ClipsError, match="no tuning study 'other'"):
+        join_tuning("other", storage)
+    join_tuning("joined", storage, workers=1, gpus="none", machine={"threads": "1"})
+    study = optuna.load_study(study_name="joined", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    joined = mlflow.MlflowClient().get_run(study.trials[1].user_attrs["mlflow_run_id"])
+    assert joined.data.tags["mlflow.parentRunId"] == study.user_attrs["parent_run_id"]
+    assert joined.data.params["cfg.curriculum"] == "smoothing" and joined.info.status == "FINISHED"
