@@ -111,6 +111,22 @@ def data_check(data_dir, affine_tol):
     sys.exit(1 if report.problems else 0)
 
 
+@data.command("import-dicom")
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Cohort folder to write (autoPET layout).")
+def data_import_dicom(src, out):
+    """DICOM PET/CT (a PACS export, any order and nesting) to SUV.nii.gz, CTres.nii.gz (and SEG.nii.gz from a
+    DICOM SEG) per study; OUT/import_report.csv lists every series used or skipped. Exit status 1 if any patient
+    could not be converted (the others are)."""
+    from clips.data.dicom import import_dicom
+    from clips.storage import ensure_writable
+
+    ensure_writable(Path(out), "DICOM import")
+    result = import_dicom(Path(src), Path(out), log=click.echo)
+    click.echo(f"{len(result.converted)} case(s) converted, {len(result.failed)} refused; report: {result.report}")
+    sys.exit(1 if result.failed or not result.converted else 0)
+
+
 @data.command("preview")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG file to write.")
@@ -633,7 +649,9 @@ def promote(experiment, model_name, metric, alpha, run_id):
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, file_okay=False),
               help="A patient folder (CTres.nii.gz, SUV.nii.gz) or a cohort folder.")
 @click.option("--out", required=True, type=click.Path(), help="MASK.nii.gz for one patient, a folder for a cohort.")
-def predict(model_uri, input_path, out):
+@click.option("--dicom-seg", is_flag=True,
+              help="Also write each mask as a DICOM SEG over the PET series it was imported from (import-dicom).")
+def predict(model_uri, input_path, out, dicom_seg):
     """Segment one patient (or a folder of patients) with a registered model; mask and a TMTV report."""
     from clips.registry.predict import predict_path
     from clips.storage import ensure_writable
@@ -641,7 +659,7 @@ def predict(model_uri, input_path, out):
     ensure_writable(Path(out).parent if str(out).endswith(".nii.gz") else Path(out), "prediction output", 50)
     _reachable()
     errors = 0
-    for line in predict_path(model_uri, Path(input_path), Path(out)):
+    for line in predict_path(model_uri, Path(input_path), Path(out), dicom_seg=dicom_seg):
         click.echo(line)
         errors += line.startswith("error:")
     sys.exit(1 if errors else 0)

@@ -47,7 +47,7 @@ def report(pid: str, mask: np.ndarray, vols, model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def predict_path(model_uri: str, path: Path, out: Path):
+def predict_path(model_uri: str, path: Path, out: Path, dicom_seg: bool = False):
     """Yield one line per patient; masks and reports are written as they are done."""
     try:
         prep = model_preprocessing(model_uri)
@@ -73,4 +73,15 @@ def predict_path(model_uri: str, path: Path, out: Path):
         save_mask(mask, vols.affine, target)
         text = report(files.patient_id, mask, vols, described)
         target.with_name(target.name.replace(".nii.gz", "") + "_report.txt").write_text(text)
-        yield f"{files.patient_id}: {target} ({mask.sum() * vols.voxel_ml:.1f} ml)"
+        line = f"{files.patient_id}: {target} ({mask.sum() * vols.voxel_ml:.1f} ml)"
+        if dicom_seg:
+            from clips.data.dicom import write_dicom_seg
+
+            seg_path = target.with_name(target.name.replace(".nii.gz", "") + "_seg.dcm")
+            try:
+                write_dicom_seg(mask, files.pet.parent, seg_path, float(mask.sum() * vols.voxel_ml), described)
+                line += f", DICOM SEG {seg_path}"
+            except (FileNotFoundError, ValueError) as exc:
+                yield f"error: {files.patient_id}: DICOM SEG not written: {exc}"
+                continue
+        yield line
