@@ -147,3 +147,38 @@ def write_seg_of(case_dir: Path, out_dir: Path):
     obj = hd.seg.Segmentation(pet, seg.transpose(2, 1, 0).copy(), "BINARY", [desc], hd.UID(), 50, hd.UID(), 1,
                               "reader", "hand", "1", "0")
     obj.save_as(out_dir / "seg" / "labels.dcm") if (out_dir / "seg").mkdir(exist_ok=True) is None else None
+
+
+def write_rtstruct_box(case_dir: Path, out_dir: Path, box, hole=None):
+    """An RTSTRUCT with one ROI: on each slice k0..k1 a rectangle around voxels i0..i1, j0..j1 of the PET grid
+    (corners half a voxel outside the voxel centres), and optionally an inner rectangle (a hole)."""
+    pet = [pydicom.dcmread(p, stop_before_pixels=True) for p in out_dir.rglob("*") if p.is_file()]
+    ref = next(d for d in pet if d.Modality == "PT")
+    affine = nib.load(case_dir / "SUV.nii.gz").affine
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+
+    def ring(i0, i1, j0, j1, k):
+        corners = [(i0 - 0.5, j0 - 0.5), (i1 + 0.5, j0 - 0.5), (i1 + 0.5, j1 + 0.5), (i0 - 0.5, j1 + 0.5)]
+        pts = [lps @ np.array([i, j, k, 1.0]) for i, j in corners]
+        item = Dataset()
+        item.ContourGeometricType, item.NumberOfContourPoints = "CLOSED_PLANAR", 4
+        item.ContourData = [round(float(v), 4) for p in pts for v in p[:3]]
+        return item
+
+    i0, i1, j0, j1, k0, k1 = box
+    contours = [ring(i0, i1, j0, j1, k) for k in range(k0, k1 + 1)]
+    if hole:
+        contours += [ring(*hole[:4], k) for k in range(hole[4], hole[5] + 1)]
+    ds = _base({"id": ref.PatientID, "name": str(ref.PatientName)}, {"uid": ref.StudyInstanceUID,
+               "date": ref.StudyDate, "frame": ref.FrameOfReferenceUID}, generate_uid(), "RTSTRUCT",
+               "1.2.840.10008.5.1.4.1.1.481.3", 60)
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    frame = Dataset()
+    frame.FrameOfReferenceUID = ref.FrameOfReferenceUID
+    ds.ReferencedFrameOfReferenceSequence = [frame]
+    roi = Dataset()
+    roi.ReferencedROINumber, roi.ContourSequence = 1, contours
+    ds.ROIContourSequence = [roi]
+    (out_dir / "rt").mkdir(exist_ok=True)
+    ds.save_as(out_dir / "rt" / "structures.dcm", enforce_file_format=True)

@@ -159,3 +159,20 @@ def test_predict_writes_a_dicom_seg_over_the_imported_pet(tiny_cohort_master, tm
         back = seg.get_pixels_by_source_instance(pet_uids, combine_segments=True,
                                                  assert_missing_frames_are_empty=True)
         assert np.array_equal(back.transpose(2, 1, 0) > 0, mask)
+
+
+def test_rtstruct_contours_become_labels_with_their_holes(tiny_cohort_master, tmp_path):
+    from tests.dicom_series import write_rtstruct_box
+
+    case = _case(tiny_cohort_master)
+    src = tmp_path / "dicom" / "p"
+    write_patient(case, src, "RT-1", seed=7, with_seg=False, localizer=False)
+    write_rtstruct_box(case, src, box=(10, 20, 5, 12, 30, 40), hole=(14, 16, 8, 9, 33, 35))
+    result = import_dicom(tmp_path / "dicom", tmp_path / "out", log=lambda *_: None)
+    assert result.converted == ["RT-1"]
+    seg = np.asarray(nib.load(tmp_path / "out/RT-1/SEG.nii.gz").dataobj)
+    expected = np.zeros_like(seg)
+    expected[10:21, 5:13, 30:41] = 1
+    expected[14:17, 8:10, 33:36] = 0
+    assert np.array_equal(seg, expected)
+    assert any(r["modality"] == "RTSTRUCT" and r["used"] == "yes" for r in _report(tmp_path / "out"))

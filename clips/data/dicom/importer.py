@@ -2,8 +2,9 @@
 
 Per study: the attenuation-corrected axial PET series in SUV (``SUV.nii.gz``), the axial CT of the same frame of
 reference resampled onto the PET grid (``CTres.nii.gz``, as autoPET's CTres), and the labels of a DICOM SEG of
-that PET when there is one (``SEG.nii.gz``). ``OUT/import_report.csv`` lists every series: used, or skipped and
-why. A patient that cannot be converted is reported with one line and the others go on.
+that PET or of an RTSTRUCT in its frame of reference when there is one (``SEG.nii.gz``).
+``OUT/import_report.csv`` lists every series: used, or skipped and why. A patient that cannot be converted is
+reported with one line and the others go on.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.processing import resample_from_to
 
+from clips.data.dicom.rtstruct import read_rtstruct_on
 from clips.data.dicom.seg import SOURCE_FILE, read_seg_on
 from clips.data.dicom.series import GeometryError, Series, affine_and_order, is_axial_volume, read_volume, scan
 from clips.data.dicom.suv import SUVError, suv_factor
@@ -115,10 +117,8 @@ def _convert(case: str, members: list[Series], folder: Path, decisions: dict) ->
     for s in members:
         by_modality[s.modality].append(s)
     for s in members:
-        if s.modality not in ("PT", "CT", "SEG"):
-            decisions[s.uid] = ("no", f"modality {s.modality or 'missing'} not used"
-                                + (" (RTSTRUCT is not read yet: convert it to DICOM SEG)" if s.modality == "RTSTRUCT"
-                                   else ""))
+        if s.modality not in ("PT", "CT", "SEG", "RTSTRUCT"):
+            decisions[s.uid] = ("no", f"modality {s.modality or 'missing'} not used")
     pet = _pick(by_modality["PT"], decisions, "PET")
     if pet is None:
         raise CaseError("no axial PET series")
@@ -154,6 +154,14 @@ def _convert(case: str, members: list[Series], folder: Path, decisions: dict) ->
         labels = read_seg_on(s.files[0], pet_uids)
         seg = labels if seg is None else np.maximum(seg, labels)
         decisions[s.uid] = ("yes", "labels (DICOM SEG of the PET)")
+    for s in by_modality["RTSTRUCT"]:
+        try:
+            labels = read_rtstruct_on(s.files[0], pet.frame_of_reference, affine, suv.shape)
+        except ValueError as exc:
+            decisions[s.uid] = ("no", str(exc))
+            continue
+        seg = labels if seg is None else np.maximum(seg, labels)
+        decisions[s.uid] = ("yes", "labels (RTSTRUCT contours filled on the PET grid)")
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, data, dtype in (("SUV", suv, np.float32), ("CTres", np.round(ct_res.get_fdata()), np.int16),
