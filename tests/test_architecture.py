@@ -62,3 +62,16 @@ def test_no_import_cycle_in_clips():
     assert "clips.values" in graph["clips.config"] and "clips.values" in graph["clips.curricula.base"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_conda_yaml_lists_exactly_the_packages_of_pyproject():
+    """MLflow's environment managers read only conda.yaml's pip list: it must not drift from pyproject.toml."""
+    import tomllib
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((root / "conda.yaml").read_text())["dependencies"]
+    pip = next(d["pip"] for d in conda if isinstance(d, dict))
+    assert [p for p in pip if p != "-e ."] == declared
