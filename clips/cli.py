@@ -645,7 +645,8 @@ def promote(experiment, model_name, metric, alpha, run_id):
 
 
 @cli.command()
-@click.option("--model", "model_uri", required=True, help="e.g. models:/clips-tmtv@champion")
+@click.option("--model-uri", "--model", "model_uri", required=True,
+              help="e.g. models:/clips-tmtv@champion, runs:/ID/model (--model is the older name).")
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, file_okay=False),
               help="A patient folder (CTres.nii.gz, SUV.nii.gz) or a cohort folder.")
 @click.option("--out", required=True, type=click.Path(), help="MASK.nii.gz for one patient, a folder for a cohort.")

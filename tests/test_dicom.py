@@ -144,7 +144,7 @@ def test_predict_writes_a_dicom_seg_over_the_imported_pet(tiny_cohort_master, tm
     uids = write_patient(_case(tiny_cohort_master), tmp_path / "dicom" / "p", "PAT-3", seed=6, with_seg=False)
     import_dicom(tmp_path / "dicom", tmp_path / "cohort", log=lambda *_: None)
     shutil.copytree(_case(tiny_cohort_master, 1), tmp_path / "cohort" / "NIFTI-ONLY")  # never imported from DICOM
-    res = CliRunner().invoke(cli, ["predict", "--model", f"runs:/{run.info.run_id}/model", "--input",
+    res = CliRunner().invoke(cli, ["predict", "--model-uri", f"runs:/{run.info.run_id}/model", "--input",
                                    str(tmp_path / "cohort"), "--out", str(tmp_path / "pred"), "--dicom-seg"])
     assert res.exit_code == 1, res.output
     assert "error: NIFTI-ONLY: DICOM SEG not written" in res.output and "import-dicom" in res.output

@@ -152,3 +152,27 @@ def test_random_cases_agree_with_the_reference(seed):
     row = evaluate_patient("r", g, p.astype(np.uint8), suv, aff, settings)
     ref = reference_patient("r", g, p, suv, aff, **settings.describe())
     _same(row, ref)
+
+
+def test_too_few_patients_get_no_fit_no_r2_and_no_limits():
+    """Two patients give r² = 1 whatever the model does: below MIN_PATIENTS nothing of the kind is reported."""
+    import pandas as pd
+
+    from clips.metrics.figures import bland_altman, tmtv_scatter
+    from clips.metrics.summary import MIN_PATIENTS, tmtv_agreement
+
+    def table(n):
+        t = np.linspace(10, 200, n)
+        return pd.DataFrame({"tmtv_true_ml": t, "tmtv_pred_ml": t * 0.8 + np.linspace(-5, 5, n),
+                             "tmtv_abs_rel_error": np.full(n, 0.2)})
+
+    few, enough = tmtv_agreement(table(MIN_PATIENTS - 1)), tmtv_agreement(table(MIN_PATIENTS))
+    assert few["r2"] is None and few["slope"] is None and few["bland_altman_loa_low_ml"] is None
+    assert few["bland_altman_bias_ml"] is not None  # a mean difference is still a fact
+    assert enough["r2"] > 0.9 and enough["bland_altman_loa_low_ml"] is not None
+    fig = tmtv_scatter(table(2))
+    assert any("too few patients" in t.get_text() for t in fig.axes[0].texts)
+    assert not any(line.get_label().startswith("fit") for line in fig.axes[0].lines)
+    assert any(line.get_label().startswith("fit") for line in tmtv_scatter(table(MIN_PATIENTS)).axes[0].lines)
+    labels = [line.get_label() for line in bland_altman(table(3)).axes[0].lines]
+    assert not any("SD" in label for label in labels)

@@ -29,7 +29,8 @@ def test_bootstrap_interval_is_reproducible_and_sensible():
     est, lo, hi = a
     assert est == pytest.approx(t["dice"].mean()) and lo < est < hi
     assert bootstrap_ci(t, "a1_sensitivity", n_boot=200)[0] == pytest.approx(0.5)  # 16 / 32 lesions
-    wide = bootstrap_ci(_tests(n_patients=4), "dice", n_boot=500)
+    wide = bootstrap_ci(_tests(n_patients=6), "dice", n_boot=500)
+    assert np.isnan(bootstrap_ci(_tests(n_patients=4), "dice", n_boot=500)[1:]).all()  # too few for an interval
     narrow = bootstrap_ci(_tests(n_patients=40), "dice", n_boot=500)
     assert (narrow[2] - narrow[1]) < (wide[2] - wide[1])
 

@@ -8,6 +8,11 @@ import pandas as pd
 
 from clips.metrics.patient import COLUMNS
 
+# Below this many patients a regression line, an r² or a bootstrap interval is noise dressed as a result
+# (two patients give r² = 1): figures and tables say "too few patients" instead. One place for the rule.
+MIN_PATIENTS = 5
+TOO_FEW = f"too few patients (< {MIN_PATIENTS}) for a fit or an interval"
+
 
 def _f(x) -> float | None:
     x = float(x)
@@ -20,7 +25,7 @@ def tmtv_agreement(table: pd.DataFrame) -> dict:
     p = table["tmtv_pred_ml"].to_numpy(float)
     n = len(t)
     out: dict = {"n": n}
-    if n >= 2 and np.std(t) > 0 and np.std(p) > 0:
+    if n >= MIN_PATIENTS and np.std(t) > 0 and np.std(p) > 0:
         r = float(np.corrcoef(t, p)[0, 1])
         slope, intercept = np.polyfit(t, p, 1)
         out |= {"pearson_r": r, "r2": r * r, "slope": float(slope), "intercept_ml": float(intercept)}
@@ -29,8 +34,9 @@ def tmtv_agreement(table: pd.DataFrame) -> dict:
     diff = p - t
     sd = float(np.std(diff, ddof=1)) if n >= 2 else float("nan")
     bias = float(np.mean(diff)) if n else float("nan")
-    out |= {"bland_altman_bias_ml": _f(bias), "bland_altman_loa_low_ml": _f(bias - 1.96 * sd),
-            "bland_altman_loa_high_ml": _f(bias + 1.96 * sd)}
+    enough = n >= MIN_PATIENTS
+    out |= {"bland_altman_bias_ml": _f(bias), "bland_altman_loa_low_ml": _f(bias - 1.96 * sd) if enough else None,
+            "bland_altman_loa_high_ml": _f(bias + 1.96 * sd) if enough else None}
     abs_err = np.abs(diff)
     rel = table["tmtv_abs_rel_error"].to_numpy(float)
     rel = rel[~np.isnan(rel)]

@@ -210,7 +210,8 @@ def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary[["variant", "subset", "patients", "seeds"]].copy()
     out["wall time vs baseline"] = [f"{r:.2f}" if np.isfinite(r) else "n/a" for r in summary["wall_time_vs_baseline"]]
     for name in list(MEASURES) + list(DETECTION):
-        out[name] = [f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(e) else "n/a"
+        out[name] = [(f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{e:.3f} [too few patients]")
+                     if np.isfinite(e) else "n/a"
                      for e, lo, hi in zip(summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"])]
     return out
 

@@ -5,6 +5,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from clips.metrics.summary import MIN_PATIENTS
+
 # Figure of merit -> how it is computed from a per-patient test table (one row per patient and seed).
 MEASURES = {
     "dice": lambda t: t["dice"],
@@ -37,7 +39,7 @@ def bootstrap_ci(table: pd.DataFrame, name: str, n_boot: int = 2000, seed: int =
     resamples patients (all seeds of a drawn patient come along: seeds of one patient are not independent)."""
     estimate = _statistic(table, name)
     patients = table["patient_id"].unique()
-    if len(patients) < 2:
+    if len(patients) < MIN_PATIENTS:  # an interval from a handful of patients is not one
         return estimate, float("nan"), float("nan")
     groups = {p: idx for p, idx in table.groupby("patient_id").indices.items()}
     rng = np.random.default_rng(seed)
@@ -114,7 +116,7 @@ def paired_bootstrap_ci(variant: pd.DataFrame, reference: pd.DataFrame, column: 
     """Interval of the mean paired difference: resample patients, then seeds within each drawn patient."""
     have = [set(t.dropna(subset=[column])["patient_id"]) for t in (variant, reference)]
     patients = sorted(have[0] & have[1])
-    if len(patients) < 2:
+    if len(patients) < MIN_PATIENTS:
         return float("nan"), float("nan")
     (va, ca), (re, cr) = (_seed_matrix(t, column, patients) for t in (variant, reference))
     rng = np.random.default_rng(seed)
