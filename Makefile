@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 # Generates the example cohort once (under $$CLIPS_HOME, default ~/.cache/clips) and
 # trains the baseline in the smoke profile, tracked in ./mlflow.db.
 demo: install
-	PATH=$(BIN):$$PATH $(BIN)/mlflow run . -P curriculum=none -P profile=smoke --env-manager local
+	PATH=$(BIN):$$PATH $(BIN)/mlflow run . --experiment-name clips -P curriculum=none -P profile=smoke --env-manager local
 
 # Lint (ruff: pyflakes, pycodestyle, import order, bugbear; pyproject.toml) before the suite.
 lint: install

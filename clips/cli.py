@@ -15,6 +15,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated.*")
 
 from clips.errors import ClipsError  # noqa: E402 - after the environment set-up above
+from clips.tracking.names import DEFAULT_EXPERIMENT  # noqa: E402
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -60,6 +61,11 @@ class ClipsGroup(click.Group):
 @click.group(cls=ClipsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
     """CLIPS: curriculum learning for lymphoma segmentation on whole-body FDG PET/CT."""
+
+
+_experiment_option = click.option(
+    "--experiment", default="",
+    help=f"MLflow experiment of the runs (default: $MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT}).")
 
 
 @cli.command()
@@ -228,8 +234,9 @@ def params(curriculum, profile):
 @click.option("--config-if-set", "config_if_set", default="", hidden=True)  # MLproject passes '' for "none"
 @click.option("--resume", default=None, help="Run id to resume from its last checkpoint.")
 @click.option("-P", "--param", "params", multiple=True, help="Any parameter, KEY=VALUE (repeatable).")
+@_experiment_option
 @click.pass_context
-def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume, params):
+def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume, params, experiment):
     """Train a segmentation network with a curriculum, tracked in MLflow.
 
     Curriculum options are given like any parameter (-P pacing=root, or --pacing root).
@@ -246,7 +253,7 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     from clips.storage import ensure_writable
 
     ensure_writable(clips_home(), "CLIPS_HOME: caches and checkpoints")
-    _reachable()
+    _reachable(experiment)
     result = run_training(cfg, log=click.echo)
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
 
@@ -295,8 +302,9 @@ def _study_command(f):
 @_study_command
 @click.option("--out", default="", help="Also write the comparison report to this folder.")
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
+@_experiment_option
 @click.pass_context
-def study(ctx, curricula, contrasts, from_study, out, join, params, **options):
+def study(ctx, curricula, contrasts, from_study, out, join, params, experiment, **options):
     """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report.
 
     The children are jobs in a queue (the Optuna storage): `clips study --join NAME --storage URL` adds workers,
@@ -321,14 +329,14 @@ def study(ctx, curricula, contrasts, from_study, out, join, params, **options):
                 tuned[k.strip()] = v.strip()
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, **options,
                        **({"contrasts": _names(contrasts)} if contrasts else {}))
-    _reachable()
+    _reachable(experiment)
     result = run_study(scfg, log=click.echo, compare_out=out or None)
     click.echo(result["summary"][["variant", "subset", "patients", "dice", "dice_ci_low", "dice_ci_high"]]
                .to_string(index=False))
 
 
 @cli.command()
-@click.option("--experiment", required=True)
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent", default="", help="The study's parent run (default: every study run of the experiment).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 def compare(experiment, parent, out):
@@ -378,8 +386,9 @@ def _tune_command(f):
 @click.option("--worker-index", default=0, type=int, hidden=True)
 @click.option("-P", "--param", "params", multiple=True,
               help="Training parameter KEY=VALUE (profile, data_dir, epochs, ...).")
+@_experiment_option
 @click.pass_context
-def tune(ctx, worker_of, worker_index, join, params, **options):
+def tune(ctx, worker_of, worker_index, join, params, experiment, **options):
     """Tune a curriculum's schedule with Optuna; every trial is a child MLflow run.
 
     `clips tune --join NAME --storage URL` adds workers to a running tuning study, from any machine.
@@ -393,7 +402,7 @@ def tune(ctx, worker_of, worker_index, join, params, **options):
         join_tuning(join, options["storage"], options["workers"], options["gpus"], machine=train_params)
         return
     tcfg = TuneConfig(**options, train=train_params)
-    _reachable()
+    _reachable(None if worker_of else experiment)
     if worker_of:  # a worker process started by --workers: trials only, the parent finalises
         run_worker(prepare(tcfg), worker_of, worker_index)
         return
@@ -470,12 +479,19 @@ def _predict_cohort(model_uri: str, data_dir, pred_dir: Path) -> None:
             click.echo(line)
 
 
-def _reachable():
+def _reachable(experiment: str | None = None):
+    """Fail with one line when the tracking server is down; with ``experiment`` (a command that starts runs),
+    send the runs to that experiment ("" : $MLFLOW_EXPERIMENT_NAME, else "clips")."""
     import mlflow
 
     from clips.tracking.server import require_reachable
 
     require_reachable(mlflow.get_tracking_uri())
+    if experiment is not None:
+        from clips.tracking.runs import use_experiment
+
+        use_experiment(experiment)
+
 
 
 # ----------------------------------------------------------------------------- server
@@ -628,7 +644,8 @@ def runs_reap(hours, experiment, dry_run):
 
 # ----------------------------------------------------------------------------- registry
 @cli.command()
-@click.option("--experiment", required=True, help="Experiment whose best finished run is the challenger.")
+@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
+              help="Experiment whose best finished run is the challenger.")
 @click.option("--model-name", default="clips-tmtv", show_default=True)
 @click.option("--metric", default="dice", show_default=True, help="Test-set column, as test_<metric>_mean.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True))

@@ -72,3 +72,25 @@ def test_command_line_defaults_come_from_the_configs_and_the_registry():
     assert tune["curriculum"].default == TuneConfig().curriculum
     out = CliRunner().invoke(cli, ["params", "--curriculum", "self_paced"]).output
     assert "example.patients" in out and "quantile0" in out and "steps_per_epoch" in out
+
+
+def test_runs_go_to_a_named_experiment(monkeypatch):
+    """Not MLflow's "Default": "clips", unless MLFLOW_EXPERIMENT_NAME or --experiment names another; under
+    `mlflow run` the run keeps the experiment it was made in."""
+    import mlflow
+
+    from clips.tracking.runs import DEFAULT_EXPERIMENT, use_experiment
+
+    assert use_experiment() == DEFAULT_EXPERIMENT == "clips"
+    with mlflow.start_run() as run:
+        pass
+    assert mlflow.get_experiment(run.info.experiment_id).name == "clips"
+    assert use_experiment() == "clips"  # found again, not created twice
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lymphoma-2026")
+    assert use_experiment() == "lymphoma-2026"
+    assert use_experiment("ablation") == "ablation"
+    with mlflow.start_run() as run:
+        pass
+    assert mlflow.get_experiment(run.info.experiment_id).name == "ablation"
+    monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
+    assert use_experiment("other") is None

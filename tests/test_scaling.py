@@ -146,7 +146,7 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     assert a.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-3000:]
 
     client = mlflow.MlflowClient()
-    runs = client.search_runs([client.get_experiment_by_name("Default").experiment_id], max_results=200)
+    runs = client.search_runs([client.get_experiment_by_name("clips").experiment_id], max_results=200)
     children = [r for r in runs if r.data.tags.get("clips.role") == "study_child"]
     finished = [r.data.tags["clips.study_key"] for r in children if r.info.status == "FINISHED"]
     assert sorted(finished) == ["anti:0", "none:0", "random:0"]  # every job exactly once

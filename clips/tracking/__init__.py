@@ -1,4 +1,4 @@
-"""MLflow tracking: runs, params, tables and figures."""
-from clips.tracking.runs import log_params_once, run_context, start_run
+"""MLflow tracking: runs (``runs``), params, tables and figures, the tracking server, privacy.
 
-__all__ = ["log_params_once", "run_context", "start_run"]
+Nothing is imported here, so that the command line can read ``names`` without importing MLflow.
+"""

@@ -8,11 +8,38 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from clips.errors import ClipsError, ConfigError
+from clips.tracking.names import DEFAULT_EXPERIMENT
+
+
+def use_experiment(name: str = "") -> str | None:
+    """Send this command's runs to experiment ``name`` (default: $MLFLOW_EXPERIMENT_NAME, else "clips") instead of
+    MLflow's "Default". Created once even when several workers start together. Under ``mlflow run`` the run
+    exists already (MLFLOW_RUN_ID) and keeps the experiment ``mlflow run --experiment-name`` gave it."""
+    if os.environ.get("MLFLOW_RUN_ID") or (not name and os.environ.get("MLFLOW_EXPERIMENT_ID")):
+        return None
+    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    client = mlflow.MlflowClient()
+    for attempt in range(5):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                raise ClipsError(f"experiment {name!r} is deleted: restore it in the UI, or choose another "
+                                 "(--experiment NAME)")
+            break
+        try:
+            client.create_experiment(name)
+        except MlflowException:  # another process created it a moment ago: read it again
+            time.sleep(0.2 * (attempt + 1))
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    # the environment, not mlflow.set_experiment: a child process (a study's worker) inherits it
+    os.environ["MLFLOW_EXPERIMENT_NAME"] = name
+    return name
 
 
 def start_run(resume: str, run_id: str | None = None):

@@ -33,12 +33,12 @@ from clips.metrics import dice
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import SegNet
-from clips.tracking import log_params_once, run_context
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy
 from clips.tracking.reap import HEARTBEAT_TAG
 from clips.tracking.resilient import Spool
+from clips.tracking.runs import log_params_once, run_context
 from clips.training import checkpoint
 from clips.training.checkpoint import LoopState
 from clips.training.curriculum_log import CurriculumLog
