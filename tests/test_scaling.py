@@ -154,7 +154,12 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     dead = client.get_run(killed.user_attrs["run_id"])
     assert dead.info.status == "FAILED" and "heartbeat" in dead.data.tags["clips.failure"]
     assert (tmp_path / "report" / "comparison.csv").exists()
-    assert len([r for r in runs if r.data.tags.get("clips.role") == "study_parent"]) == 1
+    (parent,) = [r for r in runs if r.data.tags.get("clips.role") == "study_parent"]
+    assert parent.info.run_name == "q"  # named after the study, not adjective-animal-123
+    assert {r.info.run_name for r in children if r.info.status == "FINISHED"} == {
+        "none · seed 0", "random · seed 0", "anti · seed 0"}  # curriculum first: truncation keeps it
+    report = (tmp_path / "report" / "comparison.md").read_text().splitlines()
+    assert report[0] == "# q: curriculum comparison" and report[2].startswith("Recipe: ") and "model=tiny" in report[2]
 
     other = tmp_path / "other"  # the same layout, one patient's lesion changed: another digest
     shutil.copytree(tiny_cohort, other)

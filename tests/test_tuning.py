@@ -78,6 +78,7 @@ def test_real_study_parent_and_children(tiny_cohort):
     for child in children:  # links both ways
         trial = by_run[child.info.run_id]
         assert child.data.tags["clips.trial_number"] == str(trial.number)
+        assert child.info.run_name.startswith(f"trial {trial.number} · sigma0={trial.params['sigma0']:.3g} ")
         assert child.data.tags["clips.study_name"] == study.study_name
         assert child.data.params["curriculum.sigma0"] == str(trial.params["sigma0"])
     best = study.best_trial

@@ -225,7 +225,7 @@ def _markdown(df: pd.DataFrame) -> str:
 
 
 def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrasts=PRIMARY_CONTRASTS,
-                 difficulty: pd.DataFrame | None = None) -> dict:
+                 difficulty: pd.DataFrame | None = None, recipe: str = "") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     summary = summary_table(tests, hard)
     per_patient = per_patient_table(tests, hard)
@@ -239,7 +239,8 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
     design = (f"{tests['patient_id'].nunique()} test patients, {tests['seed'].nunique()} seed(s)"
               + (f", {tests['fold'].nunique()}-fold cross-validation" if (tests["fold"] >= 0).any() else ", one split"))
     (out / "comparison.md").write_text(
-        f"# {title}\n\n{design}. Hard patients ({len(hard)}): {hard_rule}. Mean [95% bootstrap interval] over "
+        f"# {title}\n\n" + (f"Recipe: {recipe}.\n\n" if recipe else "")
+        + f"{design}. Hard patients ({len(hard)}): {hard_rule}. Mean [95% bootstrap interval] over "
         f"patients and seeds.\n\n{_markdown(_fmt_summary(summary))}\n\n## Contrasts, paired per patient\n\n"
         f"{CONTRAST_NOTE}\n\n" + (_markdown(paired) if len(paired) else NO_PAIRS)
         + "\n\n## Power, noise floor, difficulty\n\n" + "\n".join(f"- {line}" for line in statements) + "\n")
@@ -252,7 +253,7 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
     parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
              "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px} th{background:#eee}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>",
+             f"<h1>{html.escape(title)}</h1>", f"<p>Recipe: {html.escape(recipe)}.</p>" if recipe else "",
              f"<p>{tests['run_id'].nunique()} runs, {tests['variant'].nunique()} variants, "
              f"{tests['patient_id'].nunique()} test patients; hard patients ({len(hard)}): {html.escape(hard_rule)}. "
              f"Means over patients and seeds with 95% patient-level bootstrap intervals. Generated {when}.</p>",
@@ -270,14 +271,27 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
             "difficulty_correlation": corr, "out": out}
 
 
+def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, str]:
+    """The study's name as the title, and its shared training recipe (the parent's ``train.*`` parameters)."""
+    if not parent_id:
+        return f"CLIPS curriculum comparison (experiment {experiment_id})", ""
+    parent = mlflow.MlflowClient().get_run(parent_id)
+    name = parent.data.tags.get("clips.study_name") or parent.info.run_name or parent_id
+    params = parent.data.params
+    recipe = ", ".join(f"{k[len('train.'):]}={v}" for k, v in sorted(params.items()) if k.startswith("train."))
+    design = ", ".join(f"{k[len('study.'):]}={params[k]}" for k in ("study.folds", "study.seeds", "study.selection")
+                       if k in params)
+    return f"{name}: curriculum comparison", "; ".join(x for x in (recipe or "profile defaults", design) if x)
+
+
 def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print,
                     contrasts=PRIMARY_CONTRASTS) -> dict:
     tests, curves, flagged, difficulty = collect(experiment_id, parent_id)
     hard, rule = hard_patients(tests, flagged)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
-        title = f"CLIPS curriculum comparison ({parent_id or experiment_id})"
-        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty)
+        title, recipe = _title_and_recipe(experiment_id, parent_id)
+        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty, recipe)
         if mlflow.active_run() is not None:
             mlflow.log_artifacts(str(out), "comparison")
             for _, r in result["summary"][result["summary"]["subset"] == "all"].iterrows():

@@ -219,7 +219,9 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             parent_id = existing.info.run_id
         else:
             parent_id = active.info.run_id
-            mlflow.set_tags({"clips.role": "study_parent", "clips.study_name": scfg.name()})
+            # named after the study (not MLflow's random adjective-animal), so the UI lists it by what it is
+            mlflow.set_tags({"clips.role": "study_parent", "clips.study_name": scfg.name(),
+                             "mlflow.runName": scfg.name()})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed}

@@ -141,7 +141,8 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
 
     def objective(trial: optuna.Trial) -> float:
         params = prep.space.suggest(trial)
-        run = client.create_run(parent.info.experiment_id, run_name=f"{study.study_name} trial {trial.number}", tags={
+        shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        run = client.create_run(parent.info.experiment_id, run_name=f"trial {trial.number} · {shown}"[:250], tags={
             "mlflow.parentRunId": parent_run_id, "clips.study_name": study.study_name,
             "clips.trial_number": str(trial.number), "clips.curriculum": prep.tcfg.curriculum,
             "clips.worker": worker, "clips.role": "tune_trial"})
