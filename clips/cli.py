@@ -333,6 +333,8 @@ def study(ctx, curricula, contrasts, from_study, out, join, params, experiment, 
     result = run_study(scfg, log=click.echo, compare_out=out or None)
     click.echo(result["summary"][["variant", "subset", "patients", "dice", "dice_ci_low", "dice_ci_high"]]
                .to_string(index=False))
+    ui = f"in the MLflow UI (make ui): run {scfg.name()}, artifacts comparison/report.html"
+    click.echo(f"report: {Path(out) / 'report.html'}, and {ui}" if out else f"report: {ui} (or give --out DIR)")
 
 
 @cli.command()

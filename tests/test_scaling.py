@@ -144,6 +144,9 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     os.kill(b.pid, signal.SIGKILL)
     b.wait()
     assert a.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-3000:]
+    log_a = (tmp_path / "a.log").read_text()
+    assert "[q] none:0 epoch 1/2: loss" in log_a and "left)" in log_a  # progress, with the time left
+    assert "report: " in log_a and "report.html" in log_a
 
     client = mlflow.MlflowClient()
     runs = client.search_runs([client.get_experiment_by_name("clips").experiment_id], max_results=200)

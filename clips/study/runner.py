@@ -108,8 +108,12 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     run_id = run.info.run_id
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")
+    def progress(line: str) -> None:  # one line per epoch, with the time left, so a long study shows it lives
+        if line.startswith("epoch"):
+            log(f"[{scfg.name()}] {job.key} {line}")
+
     try:
-        train(build_config(child_params(scfg, job, tuned)), log=lambda *_: None, run_id=run_id)
+        train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
     except BaseException as exc:
         if client.get_run(run_id).info.status == "RUNNING":  # never leave a child RUNNING
             client.set_tag(run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])

@@ -107,7 +107,9 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
         log_run_parameters(t, data_dir)
         if not restore(t):
             log_inputs(t)
-        for epoch in range(t.state.epoch + 1, cfg.epochs):
+        first = t.state.epoch + 1
+        began = time.perf_counter()
+        for epoch in range(first, cfg.epochs):
             started = time.perf_counter()
             metrics = run_epoch(t, epoch)
             val_eval = validate(t, epoch, metrics, full=on_validation is not None)
@@ -115,7 +117,8 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             save_epoch(t, epoch, metrics)
             if on_validation is not None and val_eval is not None:
                 on_validation(epoch, lambda v=val_eval: v, cohort.table)
-            log(_epoch_line(epoch, cfg.epochs, metrics))
+            per_epoch = (time.perf_counter() - began) / (epoch - first + 1)
+            log(_epoch_line(epoch, cfg.epochs, metrics, per_epoch * (cfg.epochs - epoch - 1)))
         return finish(t)
 
 
@@ -300,10 +303,12 @@ def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
     return ensure_example_cohort(example_cohort_dir(cfg), ex.patients, ex.spacing_mm, ex.seed, log=log)
 
 
-def _epoch_line(epoch: int, epochs: int, metrics: dict) -> str:
+def _epoch_line(epoch: int, epochs: int, metrics: dict, seconds_left: float = 0.0) -> str:
+    left = f", about {seconds_left / 60:.0f} min left" if seconds_left >= 90 else (
+        f", about {seconds_left:.0f} s left" if seconds_left > 0 else "")
     return (f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f}"
             + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
-            + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s)")
+            + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s{left})")
 
 
 def _log_pending_metrics(run_id: str, epoch: int, metrics: dict | None) -> None:
