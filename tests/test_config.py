@@ -94,3 +94,16 @@ def test_runs_go_to_a_named_experiment(monkeypatch):
     assert mlflow.get_experiment(run.info.experiment_id).name == "ablation"
     monkeypatch.setenv("MLFLOW_RUN_ID", run.info.run_id)
     assert use_experiment("other") is None
+
+
+def test_run_parameters_have_no_noise(tmp_path):
+    """No example-cohort settings when data_dir is given, no empty values, each value under one name."""
+    from clips.config import build_config
+    from clips.training.trainer import run_parameters
+
+    own = run_parameters(build_config({"data_dir": str(tmp_path)}), {"sigma0": 1.0}, tmp_path)
+    assert not [k for k in own if k.startswith("cfg.example.")]
+    assert "" not in own.values() and own["cfg.data_dir"] == str(tmp_path) and own["curriculum.sigma0"] == "1.0"
+    assert "cfg.data_dir_resolved" not in own and "cfg.teacher_uri" not in own  # empty: not shown
+    example = run_parameters(build_config({}), {}, tmp_path / "example")
+    assert example["cfg.example.patients"] == "24" and example["cfg.data_dir"] == str(tmp_path / "example")

@@ -175,11 +175,19 @@ def log_run_parameters(t: Training, data_dir: Path) -> None:
     t.spool.flush()  # a resumed run first uploads what an outage left behind
     t.privacy.ids(t.cohort.table["patient_id"])
     cfg = t.cfg
-    params = {f"cfg.{k}": v for k, v in cfg.as_params().items() if not k.startswith("curriculum_options.")}
-    params |= {f"curriculum.{k}": str(v) for k, v in vars(t.curriculum.opt).items()}
-    log_params_once(params | {"cfg.data_dir_resolved": str(data_dir)})
+    log_params_once(run_parameters(cfg, vars(t.curriculum.opt), data_dir))
     mlflow.set_tags({"clips.curriculum": cfg.curriculum, "clips.paper": t.curriculum.paper,
                      "clips.profile": cfg.profile, "clips.cohort_digest": t.cohort.digest})
+
+
+def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -> dict[str, str]:
+    """What a run's parameters show: each value once, none empty, the example cohort's settings only when the
+    run trains on it, and the data folder as used (resolved) rather than as typed."""
+    params = {f"cfg.{k}": v for k, v in cfg.as_params().items()
+              if not k.startswith("curriculum_options.") and not (cfg.data_dir and k.startswith("example."))
+              and k != "data_dir" and v != ""}
+    params["cfg.data_dir"] = str(data_dir)
+    return params | {f"curriculum.{k}": str(v) for k, v in curriculum_options.items() if str(v) != ""}
 
 
 def restore(t: Training) -> bool:
