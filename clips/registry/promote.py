@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import mlflow
@@ -37,9 +38,10 @@ class Decision:
     promoted: bool
     reason: str
     evidence: dict = field(default_factory=dict)
+    unchanged: bool = False  # the best run is the champion already: nothing registered, nothing moved
 
     def __str__(self):
-        verb = "promoted to champion" if self.promoted else "stays challenger"
+        verb = "promoted to champion" if self.promoted else ("stays champion" if self.unchanged else "stays challenger")
         return f"{self.model_name} version {self.version} (run {self.run_id}) {verb}: {self.reason}"
 
 
@@ -112,12 +114,16 @@ def promote(experiment: str, model_name: str = "clips-tmtv", metric: str = "dice
         client.get_registered_model(model_name)
     except MlflowException:
         client.create_registered_model(model_name, description="CLIPS lymphoma PET/CT segmentation (TMTV)")
-    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name).version
-    client.set_registered_model_alias(model_name, "challenger", version)
     try:
         champion = client.get_model_version_by_alias(model_name, "champion")
     except MlflowException:
         champion = None
+    if champion is not None and champion.run_id == run.info.run_id:  # nothing new: no new version either
+        return _record(Decision(model_name, str(champion.version), run.info.run_id, False,
+                                f"the best run is already the champion (version {champion.version})", {},
+                                unchanged=True))
+    version = _version_of(client, model_name, run)
+    client.set_registered_model_alias(model_name, "challenger", version)
     if champion is None:
         promoted, reason, ev = True, "first version: no champion yet", {}
     elif champion.run_id == run.info.run_id:
@@ -137,4 +143,33 @@ def promote(experiment: str, model_name: str = "clips-tmtv", metric: str = "dice
              for k, v in ev.items()}
     for k, v in tags.items():
         client.set_model_version_tag(model_name, version, k, v)
-    return Decision(model_name, str(version), run.info.run_id, promoted, reason, ev)
+    return _record(Decision(model_name, str(version), run.info.run_id, promoted, reason, ev))
+
+
+def _version_of(client: MlflowClient, model_name: str, run) -> str:
+    """The run's version of the registered model: the existing one, or a new one registered from the logged
+    model's own URI (models:/<model id>, MLflow 3's link from version to logged model and its metrics)."""
+    existing = client.search_model_versions(f"name = '{model_name}' and run_id = '{run.info.run_id}'")
+    if existing:
+        return str(max(int(v.version) for v in existing))
+    outputs = run.outputs.model_outputs if run.outputs else []
+    if outputs:
+        model_id = outputs[-1].model_id
+        version = client.create_model_version(model_name, f"models:/{model_id}", run_id=run.info.run_id,
+                                              model_id=model_id)
+    else:  # a model logged before MLflow 3 linked models to runs
+        version = client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+    return str(version.version)
+
+
+def _record(decision: Decision) -> Decision:
+    """Under `mlflow run . -e promote` the entry point's run records the decision instead of staying empty."""
+    if os.environ.get("MLFLOW_RUN_ID"):
+        client = MlflowClient()
+        run_id = os.environ["MLFLOW_RUN_ID"]
+        client.set_tag(run_id, "mlflow.runName", f"promote {decision.model_name}")
+        for k, v in {"clips.decision": "promoted" if decision.promoted else "not promoted",
+                     "clips.reason": decision.reason, "clips.challenger_run_id": decision.run_id,
+                     "clips.model_version": decision.version}.items():
+            client.set_tag(run_id, k, str(v)[:5000])
+    return decision
