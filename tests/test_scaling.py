@@ -159,6 +159,7 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     assert (tmp_path / "report" / "comparison.csv").exists()
     (parent,) = [r for r in runs if r.data.tags.get("clips.role") == "study_parent"]
     assert parent.info.run_name == "q"  # named after the study, not adjective-animal-123
+    assert {r.data.tags.get("mlflow.source.name") for r in children} == {parent.data.tags["mlflow.source.name"]}
     assert {r.info.run_name for r in children if r.info.status == "FINISHED"} == {
         "none · seed 0", "random · seed 0", "anti · seed 0"}  # curriculum first: truncation keeps it
     report = (tmp_path / "report" / "comparison.md").read_text().splitlines()

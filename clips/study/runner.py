@@ -24,6 +24,7 @@ from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import spawn_clips_workers
 from clips.study.config import Job, StudyConfig
+from clips.tracking.runs import inherited_tags
 
 SELECTIONS = ("inner_val", "last")
 
@@ -103,8 +104,9 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     client = MlflowClient()
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
     run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
-        "mlflow.parentRunId": parent_id, "clips.study_name": scfg.name(), "clips.study_key": job.key,
-        "clips.fold": str(job.fold), "clips.role": "study_child", "clips.worker": worker_name()})
+        **inherited_tags(client.get_run(parent_id)), "mlflow.parentRunId": parent_id,
+        "clips.study_name": scfg.name(), "clips.study_key": job.key, "clips.fold": str(job.fold),
+        "clips.role": "study_child", "clips.worker": worker_name()})
     run_id = run.info.run_id
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")

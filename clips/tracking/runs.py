@@ -42,6 +42,12 @@ def use_experiment(name: str = "") -> str | None:
     return name
 
 
+def inherited_tags(parent) -> dict[str, str]:
+    """What a child run made with ``create_run`` takes from its parent: where the code came from (source, git
+    commit) and who ran it, which MLflow only sets on runs it starts itself."""
+    return {k: v for k, v in parent.data.tags.items() if k.startswith("mlflow.source.") or k == "mlflow.user"}
+
+
 def start_run(resume: str, run_id: str | None = None):
     """Return the active run for a training, honouring ``resume``; ``run_id`` attaches to a run made for us
     (a tuning trial, created with its parent)."""

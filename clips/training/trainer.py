@@ -27,6 +27,7 @@ from clips.data.io import load_patient
 from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan_batch
 from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
+from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ClipsError
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics import dice
@@ -45,6 +46,7 @@ from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
 from clips.training.inference import predict_probs, probs_to_original, resolve_device
 from clips.training.step import make_context, optimise
+from clips.training.system import SystemSampler
 
 
 @dataclass
@@ -109,11 +111,13 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             log_inputs(t)
         first = t.state.epoch + 1
         began = time.perf_counter()
+        system = SystemSampler(t.device)
         for epoch in range(first, cfg.epochs):
             started = time.perf_counter()
             metrics = run_epoch(t, epoch)
             val_eval = validate(t, epoch, metrics, full=on_validation is not None)
             metrics["epoch_time_s"] = time.perf_counter() - started
+            metrics |= system.sample()
             save_epoch(t, epoch, metrics)
             if on_validation is not None and val_eval is not None:
                 on_validation(epoch, lambda v=val_eval: v, cohort.table)
@@ -176,8 +180,9 @@ def log_run_parameters(t: Training, data_dir: Path) -> None:
     t.privacy.ids(t.cohort.table["patient_id"])
     cfg = t.cfg
     log_params_once(run_parameters(cfg, vars(t.curriculum.opt), data_dir))
-    mlflow.set_tags({"clips.curriculum": cfg.curriculum, "clips.paper": t.curriculum.paper,
-                     "clips.profile": cfg.profile, "clips.cohort_digest": t.cohort.digest})
+    mlflow.set_tags({"mlflow.note.content": run_description(t, data_dir), "clips.curriculum": cfg.curriculum,
+                     "clips.paper": t.curriculum.paper, "clips.profile": cfg.profile,
+                     "clips.cohort_digest": t.cohort.digest})
 
 
 def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -> dict[str, str]:
@@ -188,6 +193,28 @@ def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -
               and k != "data_dir" and v != ""}
     params["cfg.data_dir"] = str(data_dir)
     return params | {f"curriculum.{k}": str(v) for k, v in curriculum_options.items() if str(v) != ""}
+
+
+def run_description(t: Training, data_dir: Path) -> str:
+    """The run's description in the UI (mlflow.note.content): the curriculum in one sentence with its paper, the
+    recipe, the data."""
+    cfg, cohort = t.cfg, t.cohort
+    doc = (type(t.curriculum).__doc__ or "").strip().splitlines()
+    what = f"**{cfg.curriculum}**: {doc[0] if doc else ''}" + (f" ({t.curriculum.paper})" if t.curriculum.paper else "")
+    patch, spacing = "x".join(map(str, cfg.patch_size)), "x".join(f"{v:g}" for v in cfg.spacing_mm)
+    recipe = (f"**Recipe** (profile {cfg.profile or 'smoke'}): {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of "
+              f"{cfg.batch_size} patches of {patch} voxels at {spacing} mm, {cfg.model} U-Net, "
+              f"lr {cfg.lr:g}, augmentation {cfg.augmentation}, seed {cfg.seed}.")
+    if cfg.data_dir:
+        source = f"`{data_dir}`"
+    else:
+        ex = cfg.example
+        source = (f"the generated example cohort ({GENERATOR_VERSION} generator, {ex.patients} patients, "
+                  f"seed {ex.seed})")
+    split = ", ".join(f"{len(cohort.ids(s))} {s}" for s in ("train", "val", "test"))
+    fold = f", test fold {cfg.fold} of {cfg.folds}" if cfg.folds > 1 else ""
+    data = f"**Data**: {source}: {split} patients{fold}; cohort digest {cohort.digest}."
+    return "\n\n".join((what, recipe, data))
 
 
 def restore(t: Training) -> bool:

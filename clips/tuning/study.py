@@ -26,6 +26,7 @@ from clips.data.cohort import hard_ids
 from clips.errors import ClipsError, ConfigError
 from clips.scaling.devices import assign, parse_gpus, visible_gpus
 from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
+from clips.tracking.runs import inherited_tags
 from clips.tuning.config import PRUNERS, TuneConfig
 from clips.tuning.objective import Objective
 from clips.tuning.space import SearchSpace, load_space, ramp_epochs
@@ -143,7 +144,7 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
         params = prep.space.suggest(trial)
         shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         run = client.create_run(parent.info.experiment_id, run_name=f"trial {trial.number} · {shown}"[:250], tags={
-            "mlflow.parentRunId": parent_run_id, "clips.study_name": study.study_name,
+            **inherited_tags(parent), "mlflow.parentRunId": parent_run_id, "clips.study_name": study.study_name,
             "clips.trial_number": str(trial.number), "clips.curriculum": prep.tcfg.curriculum,
             "clips.worker": worker, "clips.role": "tune_trial"})
         run_id = run.info.run_id

@@ -1,0 +1,22 @@
+"""A run as a user meets it in the MLflow UI: its experiment, description, parameters and system metrics."""
+import mlflow
+from click.testing import CliRunner
+
+from clips.cli import cli
+
+TINY = ["-P", "model=tiny", "-P", "epochs=2", "-P", "steps_per_epoch=2", "-P", "patch_size=32", "-P", "spacing_mm=10"]
+
+
+def test_a_trained_run_reads_well(tiny_cohort):
+    res = CliRunner().invoke(cli, ["train", "--data-dir", str(tiny_cohort), *TINY])
+    assert res.exit_code == 0, res.output
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert mlflow.get_experiment(run.info.experiment_id).name == "clips"  # not "Default"
+    note = run.data.tags["mlflow.note.content"]
+    assert note.startswith("**none**: The baseline") and "TMTV-Net" in note
+    assert "2 epochs x 2 steps" in note and "32x32x32 voxels at 10x10x10 mm" in note and str(tiny_cohort) in note
+    assert not [k for k, v in run.data.params.items() if k.startswith("cfg.example.") or v == ""]
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "system/cpu_percent")
+    assert len(history) == 2 and all(0 <= m.value <= 100 * 1.05 for m in history)
+    assert 0 < run.data.metrics["system/memory_gb"] < 64
+    assert "left)" in res.output  # the epoch lines say how long is left
