@@ -20,3 +20,22 @@ def test_a_trained_run_reads_well(tiny_cohort):
     assert len(history) == 2 and all(0 <= m.value <= 100 * 1.05 for m in history)
     assert 0 < run.data.metrics["system/memory_gb"] < 64
     assert "left)" in res.output  # the epoch lines say how long is left
+
+
+def test_curriculum_figure_fits_its_title_and_labels_on_a_small_run():
+    import numpy as np
+    import pandas as pd
+
+    from clips.training.curriculum_log import CurriculumLog
+
+    ids = ["SYN0001", "SYN0002", "SYN0003"]
+    log = CurriculumLog(ids, np.array([0.2, 0.5, 0.9]))
+    table = pd.DataFrame([{"patient_id": p, "epoch": e, "weight": w} for e in range(2)
+                          for p, w in zip(ids, (1.0, 1.0, float(e)))])
+    fig = log.figure(table)
+    fig.canvas.draw()
+    inside = fig.bbox
+    for artist in (fig.axes[0].title, fig.axes[0].xaxis.label, fig.axes[0].yaxis.label, fig.axes[1].yaxis.label):
+        box = artist.get_window_extent()
+        assert inside.x0 - 1 <= box.x0 and box.x1 <= inside.x1 + 1, artist.get_text()
+        assert inside.y0 - 1 <= box.y0 and box.y1 <= inside.y1 + 1, artist.get_text()

@@ -45,12 +45,15 @@ class CurriculumLog:
         names = table["patient_id"].iloc[: len(self.ids)].tolist()  # rows go epoch by epoch, in self.ids order
         order = pd.Series(self.difficulty, index=names).sort_values(kind="stable").index
         grid = grid.reindex(order)
-        fig, ax = plt.subplots(figsize=(min(12, 3 + 0.25 * grid.shape[1]), min(10, 2 + 0.18 * grid.shape[0])))
+        # sized to the content, never below what the title, labels and colour bar need (small runs cut them)
+        fig, ax = plt.subplots(figsize=(min(12, max(6.5, 3 + 0.25 * grid.shape[1])),
+                                        min(10, max(3.8, 2 + 0.18 * grid.shape[0]))))
         im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="viridis", interpolation="nearest", vmin=0)
-        ax.set(xlabel="epoch", ylabel="training patients, easy (top) to hard (bottom)",
-               title="curriculum: sampling weight per patient and epoch (0 = left out)")
-        ax.set_xticks(range(grid.shape[1]), [str(c + 1) for c in grid.columns], fontsize=7)
-        ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=6)
+        ax.set(xlabel="epoch", ylabel="training patients\n(easy at the top, hard at the bottom)",
+               title="curriculum: sampling weight per patient and epoch\n(0 = left out)")
+        step = max(1, grid.shape[1] // 25)  # at most about 25 epoch labels
+        ax.set_xticks(range(0, grid.shape[1], step), [str(c + 1) for c in grid.columns[::step]], fontsize=7)
+        ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=6 if grid.shape[0] <= 60 else 4)
         fig.colorbar(im, ax=ax, label="weight (1 = uniform share)")
         fig.tight_layout()
         return fig
