@@ -20,6 +20,7 @@ def test_a_trained_run_reads_well(tiny_cohort):
     assert len(history) == 2 and all(0 <= m.value <= 100 * 1.05 for m in history)
     assert 0 < run.data.metrics["system/memory_gb"] < 64
     assert "left)" in res.output  # the epoch lines say how long is left
+    assert "(first time, cached after): 6/6 (done in" in res.output  # first-time preprocessing shows progress
 
 
 def test_curriculum_figure_fits_its_title_and_labels_on_a_small_run():
@@ -39,3 +40,40 @@ def test_curriculum_figure_fits_its_title_and_labels_on_a_small_run():
         box = artist.get_window_extent()
         assert inside.x0 - 1 <= box.x0 and box.x1 <= inside.x1 + 1, artist.get_text()
         assert inside.y0 - 1 <= box.y0 and box.y1 <= inside.y1 + 1, artist.get_text()
+
+
+def test_progress_is_a_bar_on_a_terminal_and_sparse_lines_in_a_log():
+    import io
+
+    from clips.progress import Progress
+
+    lines = []
+    p = Progress(100, "evaluating patients", log=lines.append, every_s=3600, stream=io.StringIO())
+    for _ in range(100):
+        p.step()
+    assert lines[0] == "evaluating patients: 1/100 (about 0 s left)" and lines[-1].startswith(
+        "evaluating patients: 100/100 (done in")
+    assert len(lines) == 2  # the first, then nothing for an hour, then the end: a log is not flooded
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    p = Progress(3, "preprocessing", log=lines.append, stream=term)
+    for _ in range(3):
+        p.step()
+    shown = term.getvalue()
+    assert shown.count("\r[") == 3 and shown.endswith("\n") and "[########################]" in shown
+
+
+def test_evaluate_and_first_preprocessing_show_progress(tiny_cohort, tmp_path):
+    import shutil
+
+    masks = tmp_path / "pred"
+    masks.mkdir()
+    for case in sorted(p for p in tiny_cohort.iterdir() if p.is_dir()):
+        shutil.copy(case / "SEG.nii.gz", masks / f"{case.name}.nii.gz")
+    res = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tiny_cohort), "--pred-dir", str(masks),
+                                   "--out", str(tmp_path / "ev"), "--no-mlflow"])
+    assert res.exit_code == 0 and "evaluating patients: 6/6 (done in" in res.output, res.output

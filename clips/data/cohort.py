@@ -14,6 +14,7 @@ from clips.data.preprocess import Case, CaseCache, PreprocessConfig
 from clips.data.splits import make_fold_split, make_splits
 from clips.data.synth import SynthConfig, write_cohort
 from clips.errors import ClipsError, DataError
+from clips.progress import Progress
 
 
 @dataclass
@@ -71,15 +72,22 @@ def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed:
     root = Path(root)
     cache = CaseCache(cache_root, pre)
     files, cases, problems = {}, {}, []
-    for f in discover(root):
+    found = discover(root)
+    todo = {f.patient_id for f in found if not cache.has(f)}
+    progress = Progress(len(todo), f"preprocessing {root.name} (first time, cached after)", log) if todo else None
+    for f in found:
         if f.seg is None or not f.seg.exists():
             problems.append(DataError(f.patient_id, f.seg.name if f.seg else "SEG", "missing file"))
+            if progress and f.patient_id in todo:
+                progress.step()
             continue
         try:
             cases[f.patient_id] = cache.get(f)
             files[f.patient_id] = f
         except DataError as exc:
             problems.append(exc)
+        if progress and f.patient_id in todo:
+            progress.step()
     if problems and not skip_invalid:
         lines = "\n".join(f"  {p}" for p in problems)
         raise ClipsError(f"{len(problems)} invalid patient(s) in {root} (run 'clips data check {root}', "

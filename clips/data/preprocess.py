@@ -150,6 +150,10 @@ class CaseCache:
         digest = hashlib.sha1("|".join(stamp).encode()).hexdigest()[:12]
         return self.root / f"{files.patient_id}-{digest}"
 
+    def has(self, files: PatientFiles) -> bool:
+        """Whether this case is preprocessed already (nothing to compute)."""
+        return (self._dir(files) / "meta.json").exists()
+
     def get(self, files: PatientFiles) -> Case:
         d = self._dir(files)
         meta_path = d / "meta.json"

@@ -6,6 +6,7 @@ Writes ``per_patient.csv`` and ``.parquet``, ``reports/<patient_id>.txt`` and
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from clips.errors import DataError
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.metrics.report import patient_report
 from clips.metrics.summary import summarize
+from clips.progress import Progress
 
 PREDICTION_NAMES = ("{pid}.nii.gz", "{pid}_SEG.nii.gz")
 
@@ -85,11 +87,12 @@ def evaluate_cohort(data_dir, pred_dir, settings: EvalSettings | None = None, wo
             errors.append(str(DataError(f.patient_id, f.seg.name if f.seg else "SEG", "missing file")))
             continue
         jobs.append((f, find_prediction(Path(pred_dir), f.patient_id), settings))
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_one, jobs, chunksize=1))
-    else:
-        results = [_one(j) for j in jobs]
+    progress = Progress(len(jobs), "evaluating patients", log)
+    results = []
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        for result in (pool.map(_one, jobs, chunksize=1) if pool else map(_one, jobs)):
+            results.append(result)
+            progress.step()
     rows = []
     for row, err in results:
         if err:

@@ -12,6 +12,7 @@ from scipy import ndimage
 from clips.data.io import save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
+from clips.progress import Progress
 from clips.tracking.model import model_preprocessing
 from clips.training.inference import predict_files, resolve_device
 
@@ -61,7 +62,9 @@ def predict_path(model_uri: str, path: Path, out: Path, dicom_seg: bool = False)
     cases, single = _patients(path)
     if not single:
         out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(cases), "predicting", log=lambda *_: None)  # its count and time left end each line
     for files in cases:
+        progress.done += 1
         target = out if single else out / f"{files.patient_id}.nii.gz"
         try:
             mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"],
@@ -73,7 +76,7 @@ def predict_path(model_uri: str, path: Path, out: Path, dicom_seg: bool = False)
         save_mask(mask, vols.affine, target)
         text = report(files.patient_id, mask, vols, described)
         target.with_name(target.name.replace(".nii.gz", "") + "_report.txt").write_text(text)
-        line = f"{files.patient_id}: {target} ({mask.sum() * vols.voxel_ml:.1f} ml)"
+        line = f"{files.patient_id}: {target} ({mask.sum() * vols.voxel_ml:.1f} ml) [{progress.line()}]"
         if dicom_seg:
             from clips.data.dicom import write_dicom_seg
 
