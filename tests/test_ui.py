@@ -19,6 +19,12 @@ def test_a_trained_run_reads_well(tiny_cohort):
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "system/cpu_percent")
     assert len(history) == 2 and all(0 <= m.value <= 100 * 1.05 for m in history)
     assert 0 < run.data.metrics["system/memory_gb"] < 64
+    (logged,) = mlflow.MlflowClient().get_run(run.info.run_id).outputs.model_outputs
+    best = int(run.data.metrics["best_epoch"])
+    assert logged.step == best  # the model is linked to the epoch its weights come from
+    model = mlflow.get_logged_model(logged.model_id)
+    linked = {m.key: m for m in model.metrics}
+    assert linked["val_dice"].step == best and "test_dice_mean" in linked and "system/cpu_percent" in linked
     assert "left)" in res.output  # the epoch lines say how long is left
     assert "(first time, cached after): 6/6 (done in" in res.output  # first-time preprocessing shows progress
 

@@ -12,7 +12,8 @@ from clips.metrics.figures import bland_altman, tmtv_scatter
 from clips.metrics.summary import headline_metrics
 
 
-def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = None, privacy=None) -> dict:
+def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = None, privacy=None,
+                   step: int = 0) -> dict:
     """Write the outputs (to ``out_dir``, else a temporary folder) and log them under ``evaluation/<name>/``.
 
     Only the tables, reports and summary are logged: never images (predicted masks
@@ -32,7 +33,7 @@ def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = N
         mlflow.log_artifacts(str(out / "reports"), f"evaluation/{name}/reports")
     if len(result.table):
         mlflow.log_table(result.table, f"tables/{name}_per_patient.json")
-        mlflow.log_metrics(headline_metrics(summary, name))
+        mlflow.log_metrics(headline_metrics(summary, name), step=step)
         for fig, fname in ((tmtv_scatter(result.table, f"{name}: TMTV predicted vs true"), "tmtv_scatter.png"),
                            (bland_altman(result.table, f"{name}: TMTV Bland-Altman"), "tmtv_bland_altman.png")):
             mlflow.log_figure(fig, f"figures/{name}_{fname}")

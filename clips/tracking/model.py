@@ -24,15 +24,16 @@ def _requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("torch", "monai", "numpy", "nibabel")] + ["clips"]
 
 
-def log_segmentation_model(net, preprocessing: dict, name: str = "model"):
+def log_segmentation_model(net, preprocessing: dict, name: str = "model", step: int = 0):
     """Log the plain network (pickle format, so ``mlflow.pytorch.load_model`` returns a ``SegNet``).
 
     ``preprocessing`` (spacing_mm, patch_size, ...) goes into the model's metadata, so
-    that prediction with a registered model needs nothing but its URI.
+    that prediction with a registered model needs nothing but its URI. ``step``: the epoch the weights are
+    from; MLflow 3 links the run's metrics of that step to the logged model (its page shows them).
     """
     plain = copy.deepcopy(net).cpu().eval()
     return mlflow.pytorch.log_model(plain, name=name, serialization_format="pickle", signature=SIGNATURE,
-                                    pip_requirements=_requirements(), metadata={"clips": preprocessing})
+                                    pip_requirements=_requirements(), metadata={"clips": preprocessing}, step=step)
 
 
 def model_preprocessing(model_uri: str) -> dict:

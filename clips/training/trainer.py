@@ -317,15 +317,18 @@ def finish(t: Training) -> TrainResult:
     best = t.checkpoints / "best.pt"
     if best.exists():
         net.load_state_dict(checkpoint.load(best)["model"])
+    # The epoch the weights come from: the final evaluation is logged at that step, and so is the model, which
+    # MLflow 3 then shows with that epoch's metrics (not epoch 0's).
+    step = t.state.best_epoch if best.exists() and t.state.best_epoch >= 0 else max(t.state.epoch, 0)
     evaluations = {split: _evaluate(net, t.cohort, t.ids(split), cfg) for split in ("val", "test")}
     for split, result in evaluations.items():
         if len(result.table) or result.errors:
-            log_evaluation(result, split, privacy=t.privacy)
-    mlflow.log_metric("best_epoch", t.state.best_epoch)
+            log_evaluation(result, split, privacy=t.privacy, step=step)
+    mlflow.log_metric("best_epoch", t.state.best_epoch, step=step)
     t.privacy.save_mapping(t.workdir)
     mlflow.set_tag("clips.privacy", "pseudonymised ids" if t.privacy.active else "real ids")
     log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
-                                 "model": cfg.model, "sw_overlap": cfg.sw_overlap})
+                                 "model": cfg.model, "sw_overlap": cfg.sw_overlap}, step=step)
     return TrainResult(t.run_id, t.state.best_val_dice, t.state.best_epoch, evaluations["val"].table,
                        evaluations["test"].table, t.cohort.table)
 
