@@ -84,8 +84,11 @@ def test_runs_go_to_a_named_experiment(monkeypatch):
     assert use_experiment() == DEFAULT_EXPERIMENT == "clips"
     with mlflow.start_run() as run:
         pass
-    assert mlflow.get_experiment(run.info.experiment_id).name == "clips"
+    experiment = mlflow.get_experiment(run.info.experiment_id)
+    assert experiment.name == "clips"
     assert use_experiment() == "clips"  # found again, not created twice
+    experiment = mlflow.get_experiment(run.info.experiment_id)  # the UI opens it in its model-training view
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "lymphoma-2026")
     assert use_experiment() == "lymphoma-2026"
     assert use_experiment("ablation") == "ablation"

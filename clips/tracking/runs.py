@@ -21,16 +21,21 @@ def use_experiment(name: str = "") -> str | None:
     """Send this command's runs to experiment ``name`` (default: $MLFLOW_EXPERIMENT_NAME, else "clips") instead of
     MLflow's "Default". Created once even when several workers start together. Under ``mlflow run`` the run
     exists already (MLFLOW_RUN_ID) and keeps the experiment ``mlflow run --experiment-name`` gave it."""
-    if os.environ.get("MLFLOW_RUN_ID") or (not name and os.environ.get("MLFLOW_EXPERIMENT_ID")):
+    client = mlflow.MlflowClient()
+    if os.environ.get("MLFLOW_RUN_ID"):
+        _mark_model_training(client, client.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id)
+        return None
+    if not name and os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        _mark_model_training(client, os.environ["MLFLOW_EXPERIMENT_ID"])
         return None
     name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
-    client = mlflow.MlflowClient()
     for attempt in range(5):
         exp = client.get_experiment_by_name(name)
         if exp is not None:
             if exp.lifecycle_stage == "deleted":
                 raise ClipsError(f"experiment {name!r} is deleted: restore it in the UI, or choose another "
                                  "(--experiment NAME)")
+            _mark_model_training(client, exp.experiment_id, exp.tags)
             break
         try:
             client.create_experiment(name)
@@ -46,6 +51,20 @@ def inherited_tags(parent) -> dict[str, str]:
     """What a child run made with ``create_run`` takes from its parent: where the code came from (source, git
     commit) and who ran it, which MLflow only sets on runs it starts itself."""
     return {k: v for k, v in parent.data.tags.items() if k.startswith("mlflow.source.") or k == "mlflow.user"}
+
+
+EXPERIMENT_KIND = "mlflow.experimentKind"  # what MLflow 3's UI reads to choose its view of an experiment
+
+
+def _mark_model_training(client, experiment_id: str, tags: dict | None = None) -> None:
+    """Open the experiment in the UI's model-training view (runs, charts), not the GenAI view MLflow 3 starts
+    in; an experiment someone marked otherwise keeps its kind."""
+    tags = client.get_experiment(experiment_id).tags if tags is None else tags
+    if EXPERIMENT_KIND not in tags:
+        try:
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND, "custom_model_development")
+        except MlflowException:  # a read-only account: the view is a convenience
+            pass
 
 
 def start_run(resume: str, run_id: str | None = None):
