@@ -29,8 +29,9 @@ lint: install
 test: lint
 	PATH=$(BIN):$$PATH $(BIN)/python -m pytest -q
 
-# The MLflow UI on the local store: http://127.0.0.1:5000
+# The MLflow UI on the local store, in its model-training view (MLflow 3 starts in its GenAI view).
 ui: install
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
 
 clean-cache:

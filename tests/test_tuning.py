@@ -70,6 +70,7 @@ def test_real_study_parent_and_children(tiny_cohort):
     parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`clips.role` = 'tune_parent'",
                                  output_format="list")
     (parent,) = parents
+    assert parent.info.run_name == tcfg.resolved_study_name()  # named after the study, not adjective-animal
     children = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)

@@ -227,7 +227,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             parent_id = active.info.run_id
             # named after the study (not MLflow's random adjective-animal), so the UI lists it by what it is
             mlflow.set_tags({"clips.role": "study_parent", "clips.study_name": scfg.name(),
-                             "mlflow.runName": scfg.name()})
+                             "mlflow.runName": scfg.name(), "mlflow.note.content": study_description(scfg)})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed}
@@ -260,6 +260,16 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
     with mlflow.start_run(run_id=parent_id):
         return compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, compare_out, log,
                                contrasts=scfg.contrasts)
+
+
+def study_description(scfg: StudyConfig) -> str:
+    """The parent run's description in the UI: the design, the recipe, where the answer is."""
+    design = (f"{scfg.folds}-fold cross-validation" if scfg.folds > 1 else "one split") + f", {scfg.seeds} seed(s)"
+    recipe = ", ".join(f"{k}={v}" for k, v in sorted(scfg.train.items())) or "the profile's defaults"
+    return (f"**Study {scfg.name()}**: {len(scfg.curricula)} curricula ({', '.join(scfg.curricula)}), {design}, "
+            f"checkpoint by {scfg.selection}; every child trained with one recipe: {recipe}.\n\n"
+            f"Primary contrasts: {', '.join(scfg.contrasts)}. The answer, with its intervals and power, is in the "
+            "artifacts: comparison/report.html.")
 
 
 # Training parameters a joining worker may set for its own machine; the recipe itself is the study's.

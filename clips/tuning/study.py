@@ -273,6 +273,8 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
     prep = prepare(tcfg)
     with mlflow.start_run() as parent:  # under `mlflow run` this is the run MLflow created
         mlflow.set_tags({"clips.role": "tune_parent", "clips.study_name": tcfg.resolved_study_name(),
+                         "mlflow.runName": tcfg.resolved_study_name(),
+                         "mlflow.note.content": _description(tcfg, prep),
                          "clips.curriculum": tcfg.curriculum, "clips.objective": str(prep.objective)})
         existing = MlflowClient().get_run(parent.info.run_id).data.params
         params = {f"tune.{k}": str(v) for k, v in dataclasses.asdict(tcfg).items() if k != "train"}
@@ -295,6 +297,14 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
             _spawn_workers(tcfg, parent.info.run_id, slots)
         summary = finalize(prep, parent.info.run_id)
     return summary
+
+
+def _description(tcfg: TuneConfig, prep: Prepared) -> str:
+    """The tuning parent's description in the UI."""
+    tuned = ", ".join(d.name for d in prep.space.dims)
+    return (f"**Tuning {tcfg.resolved_study_name()}**: {tcfg.n_trials} trials of {tcfg.curriculum} ({tuned}), "
+            f"objective {prep.objective}, pruner {tcfg.pruner}. Each trial is a child run; the best parameters, "
+            "the trials table, the figures and the best model are on this run.")
 
 
 def _slots(tcfg: TuneConfig):
