@@ -256,6 +256,8 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     _reachable(experiment)
     result = run_training(cfg, log=click.echo)
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
+    for line in _what_to_look_at(result.run_id):
+        click.echo(line)
 
 
 def _scaling_options(d: dict, what: str) -> list:
@@ -273,6 +275,33 @@ def _scaling_options(d: dict, what: str) -> list:
              help="A worker silent this long is dead; its job goes back to the queue."),
         _opt("--join", default="", help="Join the study of this name in --storage as a worker, from any machine."),
     ]
+
+
+def _what_to_look_at(run_id: str) -> list[str]:
+    """The end of a training: the headline figures, where the pictures are, how to open the UI."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    m = run.data.metrics
+    exp = client.get_experiment(run.info.experiment_id)
+    out = [f"  experiment {exp.name}, run {run.info.run_name} ({run_id})"]
+    shown = [(k, label) for k, label in (("test_dice_mean", "test Dice"), ("test_nsd_mean", "NSD"),
+                                         ("test_tmtv_abs_rel_error_mean", "relative TMTV error")) if k in m]
+    if shown:
+        out.append("  " + ", ".join(f"{label} {m[k]:.3f}" for k, label in shown)
+                   + " (mean over the test patients; per patient: tables/test_per_patient.json)")
+    figures = [a.path for a in client.list_artifacts(run_id, "figures")]
+    if figures:
+        out.append("  figures: " + ", ".join(figures))
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        out.append(f"  look at it: make ui, or mlflow ui --backend-store-uri {uri}, then "
+                   f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs/{run_id}"
+                   "?workflowType=machine_learning")
+    else:
+        out.append(f"  look at it: {uri.rstrip('/')}/#/experiments/{exp.experiment_id}/runs/{run_id}")
+    return out
 
 
 def _study_command(f):

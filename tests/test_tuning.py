@@ -64,8 +64,11 @@ def test_objective_columns():
 def test_real_study_parent_and_children(tiny_cohort):
     tcfg = TuneConfig(curriculum="smoothing", n_trials=3, pruner="none", seed=1,
                       train={"data_dir": str(tiny_cohort), **TINY})
-    summary = run_tuning(tcfg, log=lambda *_: None)
+    lines = []
+    summary = run_tuning(tcfg, log=lines.append)
     assert summary["complete"] == 3
+    trials = [line for line in lines if line.startswith("trial ")]  # progress: one line per trial
+    assert len(trials) == 3 and "trials: 1/3 (about" in trials[0] and "trials: 3/3 (done in" in trials[-1]
     client = mlflow.MlflowClient()
     parents = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`clips.role` = 'tune_parent'",
                                  output_format="list")

@@ -26,6 +26,11 @@ def test_a_trained_run_reads_well(tiny_cohort):
     linked = {m.key: m for m in model.metrics}
     assert linked["val_dice"].step == best and "test_dice_mean" in linked and "system/cpu_percent" in linked
     assert "left)" in res.output  # the epoch lines say how long is left
+    assert "test Dice " in res.output and "figures: figures/" in res.output and "look at it: make ui" in res.output
+    from clips.tracking.reap import last_sign_of_life
+
+    beat = run.data.tags["clips.heartbeat"]  # a time a person can read
+    assert beat.endswith("Z") and "T" in beat and abs(last_sign_of_life(run) - run.info.end_time / 1000) < 120
     assert "(first time, cached after): 6/6 (done in" in res.output  # first-time preprocessing shows progress
 
 

@@ -13,7 +13,7 @@ from clips.metrics.summary import MIN_PATIENTS, TOO_FEW  # noqa: E402
 
 def tmtv_scatter(table: pd.DataFrame, title: str = ""):
     t, p = table["tmtv_true_ml"].to_numpy(float), table["tmtv_pred_ml"].to_numpy(float)
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     ax.scatter(t, p, s=18, alpha=0.8)
     top = float(max(t.max(initial=1), p.max(initial=1))) * 1.05
     ax.plot([0, top], [0, top], "k--", lw=1, label="identity")
@@ -25,7 +25,7 @@ def tmtv_scatter(table: pd.DataFrame, title: str = ""):
         ax.text(0.5, 0.04, f"{len(t)} patient(s): {TOO_FEW}", transform=ax.transAxes, ha="center", fontsize=8)
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="true TMTV (ml)", ylabel="predicted TMTV (ml)",
            title=title or "TMTV: predicted vs true")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=8)  # outside the data
     fig.tight_layout()
     return fig
 
@@ -48,12 +48,12 @@ def draw_bland_altman(ax, table: pd.DataFrame, marker_size: float = 18, legend: 
         for y, style, label in lines:
             ax.axhline(y, color="C1", ls=style, lw=1, label=label)
         if legend:
-            ax.legend(loc="best", fontsize=8)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=8)  # outside the data
     ax.axhline(0, color="k", lw=0.5)
 
 
 def bland_altman(table: pd.DataFrame, title: str = ""):
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     draw_bland_altman(ax, table)
     ax.set(xlabel="mean of true and predicted TMTV (ml)", ylabel="predicted - true (ml)",
            title=title or "TMTV: Bland-Altman")

@@ -184,12 +184,12 @@ def fig_bland_altman(tests: pd.DataFrame):
 
 
 def fig_learning(curves: pd.DataFrame):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
     if not curves.empty:
         for v, c in curves.groupby("variant", sort=False):
             m = c.groupby("epoch")[["samples_seen", "val_dice"]].mean()
             ax.plot(m["samples_seen"], m["val_dice"], marker=".", label=v)
-        ax.legend(fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=8)  # outside the data
     ax.set(xlabel="training samples seen", ylabel="validation Dice (mean over seeds)", title="learning curves")
     fig.tight_layout()
     return fig

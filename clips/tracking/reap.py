@@ -1,11 +1,12 @@
 """Find runs left RUNNING by a process that died, and mark them FAILED.
 
-A CLIPS training writes the tag ``clips.heartbeat`` (epoch seconds) after every epoch;
-a run's last sign of life is that tag, else its start time.
+A CLIPS training writes the tag ``clips.heartbeat`` (a UTC timestamp a person can read,
+``2026-11-27T15:30:00Z``) after every epoch; a run's last sign of life is that tag, else its start time.
 """
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
@@ -13,9 +14,19 @@ from mlflow.tracking import MlflowClient
 HEARTBEAT_TAG = "clips.heartbeat"
 
 
+def heartbeat_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def last_sign_of_life(run) -> float:
+    """Epoch seconds of the run's last heartbeat (older runs wrote epoch seconds themselves)."""
     beat = run.data.tags.get(HEARTBEAT_TAG)
-    return float(beat) if beat else run.info.start_time / 1000.0
+    if not beat:
+        return run.info.start_time / 1000.0
+    try:
+        return float(beat)
+    except ValueError:
+        return datetime.strptime(beat, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def reap(older_than_hours: float, experiment: str | None = None, dry_run: bool = False):

@@ -37,7 +37,7 @@ from clips.models import SegNet
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy
-from clips.tracking.reap import HEARTBEAT_TAG
+from clips.tracking.reap import HEARTBEAT_TAG, heartbeat_now
 from clips.tracking.resilient import Spool
 from clips.tracking.runs import log_params_once, run_context
 from clips.training import checkpoint
@@ -292,7 +292,7 @@ def save_epoch(t: Training, epoch: int, metrics: dict) -> None:
     t.state.epoch = epoch
     checkpoint.save_last(t.checkpoints / "last.pt", t, metrics)
     t.spool.log_metrics(metrics, step=epoch)
-    t.spool.set_tag(HEARTBEAT_TAG, f"{time.time():.0f}")  # `clips runs reap` reads it
+    t.spool.set_tag(HEARTBEAT_TAG, heartbeat_now())  # `clips runs reap` reads it
     t.spool.log_artifact(t.checkpoints / "last.pt", checkpoint.ARTIFACT_DIR)
     is_last = epoch == t.cfg.epochs - 1
     if (epoch + 1) % t.cfg.table_every == 0 and not is_last:

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from clips.config import build_config
 from clips.data.cohort import hard_ids
 from clips.errors import ClipsError, ConfigError
+from clips.progress import Progress
 from clips.scaling.devices import assign, parse_gpus, visible_gpus
 from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
 from clips.tracking.runs import inherited_tags
@@ -133,12 +134,15 @@ def load_study(prep: Prepared, worker_index: int = 0, client: MlflowClient | Non
     return study
 
 
-def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_fn: TrialFn = train_trial) -> None:
-    """Run trials of the study until it holds n_trials finished ones (or the timeout)."""
+def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_fn: TrialFn = train_trial,
+               log=print) -> None:
+    """Run trials of the study until it holds n_trials finished ones (or the timeout); one line per trial, with
+    the count and the time left."""
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
     study = load_study(prep, worker_index, client)
     worker = f"{socket.gethostname()}:{os.getpid()}"
+    progress = Progress(prep.tcfg.n_trials, f"[{study.study_name}] trials", log=lambda *_: None)
 
     def objective(trial: optuna.Trial) -> float:
         params = prep.space.suggest(trial)
@@ -161,6 +165,8 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
             raise
         client.log_metric(run_id, "objective_final", value)
         client.set_terminated(run_id, "FINISHED")  # train() has ended it already; a custom trial_fn may not
+        progress.done = min(progress.total, sum(t.state.is_finished() for t in study.get_trials(deepcopy=False)) + 1)
+        log(f"trial {trial.number} ({shown}): {prep.objective} {value:.4f}; {progress.line()}")
         return value
 
     timeout = tcfg_timeout(prep.tcfg)
@@ -292,7 +298,7 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
             f"clips tune --join {tcfg.resolved_study_name()} --storage <that storage>")
         slots = _slots(tcfg)
         if len(slots) == 1:
-            run_worker(prep, parent.info.run_id, 0, trial_fn)
+            run_worker(prep, parent.info.run_id, 0, trial_fn, log=log)
         else:
             _spawn_workers(tcfg, parent.info.run_id, slots)
         summary = finalize(prep, parent.info.run_id)
