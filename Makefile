@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Generates the example cohort once (under $$CLIPS_HOME, default ~/.cache/clips) and
-# trains the baseline in the smoke profile, tracked in ./mlflow.db.
+# trains the baseline in the demo profile (a few minutes on 2 CPU cores), tracked in ./mlflow.db.
 demo: install
-	PATH=$(BIN):$$PATH $(BIN)/mlflow run . --experiment-name clips -P curriculum=none -P profile=smoke --env-manager local
+	PATH=$(BIN):$$PATH $(BIN)/mlflow run . --experiment-name clips -P curriculum=none -P profile=demo --env-manager local
 
 # Lint (ruff: pyflakes, pycodestyle, import order, bugbear; pyproject.toml) before the suite.
 lint: install

@@ -227,7 +227,7 @@ def params(curriculum, profile):
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("--curriculum", default=None, help="Curriculum name (see docs/curricula.md).")
-@click.option("--profile", default=None, help="smoke, cpu or gpu (experiments/profiles.yaml).")
+@click.option("--profile", default=None, help="smoke, demo, cpu, study or gpu (experiments/profiles.yaml).")
 @click.option("--data-dir", default=None, help="Cohort folder; default: the generated example cohort.")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="YAML file of parameters (e.g. experiments/none.yaml).")

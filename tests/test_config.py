@@ -110,3 +110,12 @@ def test_run_parameters_have_no_noise(tmp_path):
     assert "cfg.data_dir_resolved" not in own and "cfg.teacher_uri" not in own  # empty: not shown
     example = run_parameters(build_config({}), {}, tmp_path / "example")
     assert example["cfg.example.patients"] == "24" and example["cfg.data_dir"] == str(tmp_path / "example")
+
+
+def test_every_profile_builds_and_the_demo_learns_without_augmentation():
+    from clips.config import build_config, load_profiles
+
+    for name in load_profiles():
+        assert build_config({"profile": name}).profile == name
+    demo = build_config({"profile": "demo"})
+    assert demo.augmentation == "none" and demo.epochs * demo.steps_per_epoch == 300
