@@ -12,6 +12,7 @@ def test_a_trained_run_reads_well(tiny_cohort):
     assert res.exit_code == 0, res.output
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert mlflow.get_experiment(run.info.experiment_id).name == "clips"  # not "Default"
+    assert run.info.run_name == "none · smoke · seed 0"  # what it is, not adjective-animal-123
     note = run.data.tags["mlflow.note.content"]
     assert note.startswith("**none**: The baseline") and "TMTV-Net" in note
     assert "2 epochs x 2 steps" in note and "32x32x32 voxels at 10x10x10 mm" in note and str(tiny_cohort) in note

@@ -183,6 +183,8 @@ def log_run_parameters(t: Training, data_dir: Path) -> None:
     mlflow.set_tags({"mlflow.note.content": run_description(t, data_dir), "clips.curriculum": cfg.curriculum,
                      "clips.paper": t.curriculum.paper, "clips.profile": cfg.profile,
                      "clips.cohort_digest": t.cohort.digest})
+    if "clips.role" not in mlflow.get_run(t.run_id).data.tags:  # study children and trials are named already
+        mlflow.set_tag("mlflow.runName", f"{cfg.curriculum} · {cfg.profile or 'smoke'} · seed {cfg.seed}")
 
 
 def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -> dict[str, str]:
