@@ -524,7 +524,6 @@ def _reachable(experiment: str | None = None):
         use_experiment(experiment)
 
 
-
 # ----------------------------------------------------------------------------- server
 @cli.group()
 def server():

@@ -178,3 +178,21 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     assert c.wait(timeout=300) != 0
     out = (tmp_path / "c.log").read_text()
     assert "digest" in out and "every worker must have the same data" in out and "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_a_variant_that_needs_a_teacher_waits_for_its_baseline_and_is_taught_by_it(tiny_cohort, tmp_path):
+    """Through the queue: transfer_teacher is claimed only once its fold's baseline is done, and learns from it."""
+    from clips.study.config import StudyConfig
+    from clips.study.runner import run_study
+
+    scfg = StudyConfig(curricula=["transfer_teacher", "none"], seeds=1, study_name="taught", workers=1,
+                       storage=f"sqlite:///{tmp_path / 'q.db'}", train=TINY | {"data_dir": str(tiny_cohort)})
+    run_study(scfg, log=lambda *_: None, compare_out=tmp_path / "report")
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              filter_string="tags.`clips.role` = 'study_child'")
+    by_key = {r.data.tags["clips.study_key"]: r for r in runs}
+    assert set(by_key) == {"none:0", "transfer_teacher:0"} and {r.info.status for r in runs} == {"FINISHED"}
+    teacher = by_key["transfer_teacher:0"].data.params
+    assert teacher["curriculum.teacher_uri"] == f"runs:/{by_key['none:0'].info.run_id}/model"
+    assert by_key["none:0"].info.start_time < by_key["transfer_teacher:0"].info.start_time

@@ -53,3 +53,9 @@ def assign(workers: int, gpus: list[str], cpu_count: int) -> list[Slot]:
     workers = workers or max(len(gpus), 1)
     threads = max(1, cpu_count // workers)
     return [Slot(gpus[i % len(gpus)] if gpus else None, threads) for i in range(workers)]
+
+
+def local_slots(workers: int, gpus: str) -> list[Slot]:
+    """The slots of this machine's workers from the ``--workers`` and ``--gpus`` options (studies and tuning)."""
+    named = parse_gpus(gpus)
+    return assign(workers, visible_gpus() if named is None else named, os.cpu_count() or 1)

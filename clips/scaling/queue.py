@@ -106,13 +106,6 @@ class JobQueue:
         return [t.user_attrs.get("error", "worker died") for t in self._trials((TrialState.FAIL,))
                 if t.user_attrs.get("job") == job]
 
-    def result(self, job: str) -> dict:
-        """user_attrs of the job's completed attempt (e.g. its MLflow run id)."""
-        for t in self._trials((TrialState.COMPLETE,)):
-            if t.user_attrs.get("job") == job:
-                return dict(t.user_attrs)
-        return {}
-
     # ------------------------------------------------------------------ working
     def claim(self, ready: Callable[[str], bool] = lambda job: True, worker: str = "") -> Claim | None:
         """Atomically take the first waiting job that is ``ready`` (e.g. its teacher is done), or None."""

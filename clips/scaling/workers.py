@@ -2,12 +2,32 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 import mlflow
 
+from clips.errors import ConfigError
 from clips.scaling.devices import Slot
+
+# Training parameters a joining worker may set for its own machine; the recipe itself is the study's.
+MACHINE_KEYS = ("data_dir", "device", "threads", "workers")
+
+
+def machine_overrides(machine: dict | None) -> dict:
+    """``machine`` (a joining worker's -P values) when it only sets machine keys; else a one-line error."""
+    machine = machine or {}
+    wrong = sorted(set(machine) - set(MACHINE_KEYS))
+    if wrong:
+        raise ConfigError(f"a joining worker takes the study's recipe; only {', '.join(MACHINE_KEYS)} may be set "
+                          f"for this machine, not {', '.join(wrong)}")
+    return machine
+
+
+def worker_name() -> str:
+    """How a worker is named in queues and tags: host and process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def spawn_clips_workers(commands: list[list[str]], slots: list[Slot] | None = None) -> list[int]:

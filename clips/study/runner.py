@@ -9,8 +9,6 @@ study started again continues where it stopped (a finished child is never traine
 """
 from __future__ import annotations
 
-import os
-import socket
 import time
 
 import mlflow
@@ -19,10 +17,10 @@ from mlflow.tracking import MlflowClient
 from clips.config import build_config
 from clips.curricula import BASELINE, REGISTRY, get_curriculum
 from clips.errors import ClipsError, ConfigError
-from clips.scaling.devices import assign, parse_gpus, visible_gpus
+from clips.scaling.devices import local_slots
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
-from clips.scaling.workers import spawn_clips_workers
+from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
 from clips.study.config import Job, StudyConfig
 from clips.tracking.runs import inherited_tags
 
@@ -124,15 +122,11 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     return run_id
 
 
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, finished: dict) -> dict:
+def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, experiment_id: str) -> dict:
     """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
     if not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
         return tuned
-    base = finished.get(teacher_job(job).key)
+    base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher_job(job).key)
     if base is None:
         raise ConfigError(f"{job.key} needs its teacher {teacher_job(job).key}, which did not finish")
     own = dict(tuned.get(job.curriculum, {})) | {"teacher_uri": f"runs:/{base.info.run_id}/model"}
@@ -195,10 +189,9 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
 
 
 def _run_claim(scfg, queue: JobQueue, claim, job: Job, parent_id: str, exp: str, tuned: dict, log) -> None:
-    client = MlflowClient()
     with queue.beating(claim):
         try:
-            teacher = _with_teacher(scfg, job, tuned, finished_children(client, exp, parent_id))
+            teacher = _with_teacher(scfg, job, tuned, parent_id, exp)
             run_id = run_child(scfg, parent_id, exp, job, teacher, log,
                                on_created=lambda rid: queue.set_attr(claim, "run_id", rid))
         except Exception as exc:  # noqa: BLE001 - one failed child must not stop the study
@@ -248,7 +241,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         log(f"study {scfg.name()}: {len(scfg.jobs())} children ({added} queued now), parent run {parent_id}, "
             f"queue in {redact(scfg.storage or default_storage())}; more workers: "
             f"clips study --join {scfg.name()} --storage <that storage>")
-        slots = local_slots(scfg)
+        slots = local_slots(scfg.workers, scfg.gpus)
         if len(slots) > 1:
             spawn_clips_workers([join_args(scfg) for _ in slots], slots)
         work(scfg, queue, parent_id, log, until_all_done=True)
@@ -272,18 +265,10 @@ def study_description(scfg: StudyConfig) -> str:
             "artifacts: comparison/report.html.")
 
 
-# Training parameters a joining worker may set for its own machine; the recipe itself is the study's.
-MACHINE_KEYS = ("data_dir", "device", "threads", "workers")
-
-
 def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None,
                log=print) -> None:
     """Work on study ``name`` from this machine until no job is left to take."""
-    machine = machine or {}
-    wrong = sorted(set(machine) - set(MACHINE_KEYS))
-    if wrong:
-        raise ConfigError(f"a joining worker takes the study's recipe; only {', '.join(MACHINE_KEYS)} may be set "
-                          f"for this machine, not {', '.join(wrong)}")
+    machine = machine_overrides(machine)
     probe = JobQueue(name, storage)
     meta = probe.meta
     scfg = StudyConfig.from_dict(meta["config"])
@@ -300,20 +285,11 @@ def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", ma
     if digest != meta.get("digest"):
         raise ClipsError(f"study {name!r} trains on a cohort with digest {meta.get('digest')}; this machine's "
                          f"{root} has digest {digest}: every worker must have the same data")
-    slots = local_slots(scfg)
+    slots = local_slots(scfg.workers, scfg.gpus)
     if len(slots) > 1:
         spawn_clips_workers([join_args(scfg) for _ in slots], slots)
         return
     work(scfg, open_queue(scfg), parent_id, log)
-
-
-def local_slots(scfg: StudyConfig):
-    return assign(scfg.workers, _gpus(scfg.gpus), os.cpu_count() or 1)
-
-
-def _gpus(text: str) -> list[str]:
-    named = parse_gpus(text)
-    return visible_gpus() if named is None else named
 
 
 def join_args(scfg: StudyConfig) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,9 @@ from clips.config import build_config
 from clips.data.cohort import hard_ids
 from clips.errors import ClipsError, ConfigError
 from clips.progress import Progress
-from clips.scaling.devices import assign, parse_gpus, visible_gpus
+from clips.scaling.devices import local_slots
 from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
+from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
 from clips.tracking.runs import inherited_tags
 from clips.tuning.config import PRUNERS, TuneConfig
 from clips.tuning.objective import Objective
@@ -141,7 +141,7 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
     study = load_study(prep, worker_index, client)
-    worker = f"{socket.gethostname()}:{os.getpid()}"
+    worker = worker_name()
     progress = Progress(prep.tcfg.n_trials, f"[{study.study_name}] trials", log=lambda *_: None)
 
     def objective(trial: optuna.Trial) -> float:
@@ -296,7 +296,7 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
             f"objective {prep.objective}, pruner {tcfg.pruner} (warm-up {prep.warmup} epochs), "
             f"storage {redact(tcfg.storage or default_storage())}; more workers: "
             f"clips tune --join {tcfg.resolved_study_name()} --storage <that storage>")
-        slots = _slots(tcfg)
+        slots = local_slots(tcfg.workers, tcfg.gpus)
         if len(slots) == 1:
             run_worker(prep, parent.info.run_id, 0, trial_fn, log=log)
         else:
@@ -313,27 +313,14 @@ def _description(tcfg: TuneConfig, prep: Prepared) -> str:
             "the trials table, the figures and the best model are on this run.")
 
 
-def _slots(tcfg: TuneConfig):
-    named = parse_gpus(tcfg.gpus)
-    return assign(tcfg.workers, visible_gpus() if named is None else named, os.cpu_count() or 1)
-
-
 def _spawn_workers(tcfg: TuneConfig, parent_run_id: str, slots) -> None:
-    from clips.scaling.workers import spawn_clips_workers
-
     spawn_clips_workers([["tune", "--worker-of", parent_run_id, "--worker-index", str(i), *to_args(tcfg)]
                          for i in range(len(slots))], slots)
 
 
 def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None) -> None:
     """Work on the tuning study ``name`` from this machine (its recipe is the study's) until it is done."""
-    from clips.study.runner import MACHINE_KEYS
-
-    machine = machine or {}
-    wrong = sorted(set(machine) - set(MACHINE_KEYS))
-    if wrong:
-        raise ConfigError(f"a joining worker takes the study's recipe; only {', '.join(MACHINE_KEYS)} may be set "
-                          f"for this machine, not {', '.join(wrong)}")
+    machine = machine_overrides(machine)
     try:
         attrs = optuna.load_study(study_name=name, storage=open_storage(storage, 180)).user_attrs
     except KeyError:
@@ -343,7 +330,7 @@ def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", m
     values = dict(attrs["config"]) | {"storage": storage, "workers": workers, "gpus": gpus}
     tcfg = TuneConfig(**values)
     tcfg.train = dict(tcfg.train) | machine
-    slots = _slots(tcfg)
+    slots = local_slots(tcfg.workers, tcfg.gpus)
     if len(slots) > 1:
         _spawn_workers(tcfg, attrs["parent_run_id"], slots)
     else:
