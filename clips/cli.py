@@ -311,6 +311,8 @@ def _study_command(f):
     for decorator in reversed([
         _opt("--curricula", default="", help="Comma-separated; default: every registered curriculum."),
         _opt("--seeds", default=d["seeds"], type=click.IntRange(1)),
+        _opt("--baseline-seeds", default=d["baseline_seeds"], type=click.IntRange(0),
+             help="Seeds of the baseline when more than --seeds (2 gives the noise floor for K more children)."),
         _opt("--folds", default=d["folds"], type=click.IntRange(0),
              help="Cross-validation folds (>= 2): every patient is tested once per curriculum and seed; 0: one split."),
         _opt("--selection", default=d["selection"], type=click.Choice(["inner_val", "last"]),

@@ -130,6 +130,10 @@ def test_every_patient_once_per_curriculum_and_seed_and_a_teacher_per_fold():
     params = child_params(scfg, Job("smoothing", 1, 0), {})
     assert params["folds"] == "3" and params["fold"] == "1"
     assert child_params(StudyConfig(selection="last"), Job("none", -1, 0), {})["val_fraction"] == "0"
+    # A second baseline seed for the noise floor costs K children, not a second seed of every arm.
+    floor = StudyConfig(curricula=["none", "smoothing"], seeds=1, baseline_seeds=2, folds=3).jobs()
+    assert sorted(j for j in floor if j.curriculum == "none") == [Job("none", f, s) for f in range(3) for s in (0, 1)]
+    assert {j.seed for j in floor if j.curriculum == "smoothing"} == {0}
 
 
 def test_holm_against_hand_computed_values():

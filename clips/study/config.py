@@ -27,6 +27,9 @@ class Job(NamedTuple):
 class StudyConfig:
     curricula: list[str] = field(default_factory=list)  # empty: every registered curriculum
     seeds: int = 3
+    # The baseline's seeds, when more than ``seeds``: a second baseline seed gives the noise floor (the baseline
+    # against itself) for K more children, where --seeds 2 would double the study. 0: as ``seeds``.
+    baseline_seeds: int = 0
     folds: int = 0  # > 1: cross-validation, every patient tested once per curriculum and seed; 0: one split
     selection: str = "inner_val"  # checkpoint: best on an inner validation split of the training folds, or "last"
     study_name: str = ""  # default clips-study-<profile>
@@ -57,10 +60,15 @@ class StudyConfig:
     def name(self) -> str:
         return self.study_name or f"clips-study-{self.train.get('profile') or 'smoke'}"
 
+    def seeds_of(self, curriculum: str) -> int:
+        from clips.curricula import BASELINE
+
+        return max(self.seeds, self.baseline_seeds) if curriculum == BASELINE else self.seeds
+
     def jobs(self) -> list[Job]:
         """Every child; the baseline's seed-0 children first (they may teach)."""
         from clips.curricula import BASELINE
 
         folds = range(self.folds) if self.folds > 1 else [-1]
-        jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds)]
+        jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds_of(c))]
         return sorted(jobs, key=lambda j: not (j.curriculum == BASELINE and j.seed == 0))

@@ -222,6 +222,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             mlflow.set_tags({"clips.role": "study_parent", "clips.study_name": scfg.name(),
                              "mlflow.runName": scfg.name(), "mlflow.note.content": study_description(scfg)})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
+                               "study.baseline_seeds": scfg.seeds_of(BASELINE),
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed}
                               | {f"train.{k}": v for k, v in scfg.train.items()})
@@ -258,6 +259,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
 def study_description(scfg: StudyConfig) -> str:
     """The parent run's description in the UI: the design, the recipe, where the answer is."""
     design = (f"{scfg.folds}-fold cross-validation" if scfg.folds > 1 else "one split") + f", {scfg.seeds} seed(s)"
+    if scfg.seeds_of(BASELINE) > scfg.seeds:
+        design += f" ({scfg.seeds_of(BASELINE)} for the baseline {BASELINE}, for the noise floor)"
     recipe = ", ".join(f"{k}={v}" for k, v in sorted(scfg.train.items())) or "the profile's defaults"
     return (f"**Study {scfg.name()}**: {len(scfg.curricula)} curricula ({', '.join(scfg.curricula)}), {design}, "
             f"checkpoint by {scfg.selection}; every child trained with one recipe: {recipe}.\n\n"
