@@ -150,6 +150,39 @@ def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatc
             "checkpoints/best.pt", "checkpoints/last.pt"}
         assert type(mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model")).__name__ == "SegNet"
 
+    # Many runs of one cohort registering it at the same moment (a study's workers starting together):
+    # the server checks, then inserts, so some collide on the unique key; every run still gets its input.
+    _log_one_dataset_at_once(exp_id, 8)
+
+
+def _log_one_dataset_at_once(exp_id: str, n: int) -> None:
+    import threading
+
+    from clips.tracking.runs import log_input
+
+    client = mlflow.MlflowClient()
+    run_ids = [client.create_run(exp_id).info.run_id for _ in range(n)]
+    ds = mlflow.data.from_pandas(pd.DataFrame({"patient_id": ["A", "B"]}), source="/cohort", name="race",
+                                 digest=f"{time.time_ns():x}"[-8:])
+    gate, errors = threading.Barrier(n), []
+
+    def log(run_id):
+        with mlflow.start_run(run_id=run_id):  # the active run is per thread
+            gate.wait()
+            try:
+                log_input(ds, context="training")
+            except Exception as exc:  # reported below, with every other thread's
+                errors.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    threads = [threading.Thread(target=log, args=(r,)) for r in run_ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    for run_id in run_ids:
+        assert [d.dataset.digest for d in client.get_run(run_id).inputs.dataset_inputs] == [ds.digest]
+
 
 def _run_with_test_table(exp_id: str, dice: np.ndarray, tmtv_err: np.ndarray) -> str:
     """A finished run with a logged model and a test table constructed so that the answer is known."""

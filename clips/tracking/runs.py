@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import time
 
 import mlflow
@@ -120,3 +121,23 @@ def run_context(resume: str, run_id: str | None = None):
             mlflow.end_run(status)
         except Exception:  # noqa: BLE001 - the run stays RUNNING on the server; `clips runs reap` or a resume fixes it
             pass
+
+
+# What a database says when two writers insert the same unique key at once (PostgreSQL, SQLite, MySQL).
+_INSERT_RACE = ("IntegrityError", "UniqueViolation", "duplicate key", "UNIQUE constraint", "Duplicate entry")
+
+
+def log_input(dataset, context: str, attempts: int = 5) -> None:
+    """``mlflow.log_input``, tried again when another run registered the same dataset at the same moment.
+
+    The tracking server looks for the dataset, then inserts it: two trainings of one cohort starting
+    together can both insert and one gets the database's unique-key error (seen on the shared
+    PostgreSQL server). Logging an input is idempotent, and the next try finds the dataset and only
+    links it to this run."""
+    for attempt in range(attempts):
+        try:
+            return mlflow.log_input(dataset, context=context)
+        except MlflowException as exc:
+            if attempt == attempts - 1 or not any(sign in str(exc) for sign in _INSERT_RACE):
+                raise
+            time.sleep(0.1 * 2**attempt * (1 + random.random()))  # jittered: the colliding run retries too

@@ -39,7 +39,7 @@ from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy
 from clips.tracking.reap import HEARTBEAT_TAG, heartbeat_now
 from clips.tracking.resilient import Spool
-from clips.tracking.runs import log_params_once, run_context
+from clips.tracking.runs import log_input, log_params_once, run_context
 from clips.training import checkpoint
 from clips.training.checkpoint import LoopState
 from clips.training.curriculum_log import CurriculumLog
@@ -392,7 +392,7 @@ def _log_data(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
     with warnings.catch_warnings():  # MLflow's source-type guess and integer-column hints are noise here
         warnings.simplefilter("ignore", UserWarning)
         ds = mlflow.data.from_pandas(table, source=str(cohort.root), name="cohort", digest=cohort.digest)
-        mlflow.log_input(ds, context="training")
+        log_input(ds, context="training")
 
 
 def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig, full: bool = False):
