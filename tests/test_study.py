@@ -202,3 +202,14 @@ def test_tiny_cross_validated_study(tiny_cohort, tmp_path):
     assert sorted(c.data.tags["clips.study_key"] for c in children) == sorted(
         f"{c}:{f}:0" for c in ("none", "random") for f in range(3))
     assert result["statements"][0].startswith("all patients (n = 6)")
+
+
+def test_wall_time_ratio_is_not_moved_by_one_disturbed_run():
+    from clips.study.compare import wall_time_ratio
+
+    # Three baseline runs of about 420 s, one of them slowed to 1,900 s by a test suite beside it.
+    tests = pd.DataFrame({"run_id": list("abcdef"), "variant": ["none"] * 3 + ["progressive_patch"] * 3,
+                          "wall_s": [420.0, 1900.0, 430.0, 400.0, 410.0, 405.0]})
+    assert wall_time_ratio(tests, "progressive_patch") == pytest.approx(405 / 430)
+    assert wall_time_ratio(tests, "none") == pytest.approx(1.0)
+    assert np.isnan(wall_time_ratio(tests, "smoothing"))
