@@ -310,18 +310,27 @@ def _study_command(f):
     d = _defaults(StudyConfig)
     for decorator in reversed([
         _opt("--curricula", default="", help="Comma-separated; default: every registered curriculum."),
-        _opt("--seeds", default=d["seeds"], type=click.IntRange(1)),
+        _opt("--seeds", default=d["seeds"], type=click.IntRange(1),
+             help="Seeds per fold, the same for every arm; a primary contrast needs at least 3."),
         _opt("--baseline-seeds", default=d["baseline_seeds"], type=click.IntRange(0),
-             help="Seeds of the baseline when more than --seeds (2 gives the noise floor for K more children)."),
+             help="Seeds of the baseline when more than --seeds: 2 x --seeds gives the A/A calibration check as "
+                  "many seeds per side as the contrasts (otherwise it splits the baseline's seeds in halves)."),
         _opt("--folds", default=d["folds"], type=click.IntRange(0),
              help="Cross-validation folds (>= 2): every patient is tested once per curriculum and seed; 0: one split."),
         _opt("--selection", default=d["selection"], type=click.Choice(["inner_val", "last"]),
              help="Checkpoint: the best on an inner validation split of the training folds, or the last epoch."),
         _opt("--contrasts", default="",
              help="Primary contrasts VARIANT:REFERENCE,...; default: " + ",".join(PRIMARY_CONTRASTS) + "."),
+        _opt("--exploratory", default=False, type=bool,
+             help="true: declare no primary contrast (any number of seeds; every contrast is exploratory)."),
         _opt("--study-name", default=d["study_name"],
              help="Default clips-study-<profile>; the same name continues a study."),
-        _opt("--split-seed", default=d["split_seed"], type=int, help="One split for every child."),
+        _opt("--split-seed", default=d["split_seed"], type=int, help="One split (outer folds) for every child."),
+        _opt("--vary-inner-split", default=d["vary_inner_split"], type=bool,
+             help="true: the inner validation split follows each child's seed (the outer folds stay fixed)."),
+        _opt("--withdraw", default="",
+             help="ARM[,ARM]: withdraw arms from the running study --study-name (their waiting jobs are "
+                  "cancelled; the parent records when, and which results had been seen)."),
         _opt("--from-study", multiple=True, help="CURRICULUM:OPTUNA_STUDY: use that study's best parameters."),
         *_scaling_options(d, "the job queue and of --from-study"),
     ]):
@@ -335,15 +344,21 @@ def _study_command(f):
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
 @_experiment_option
 @click.pass_context
-def study(ctx, curricula, contrasts, from_study, out, join, params, experiment, **options):
+def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, out, join, params, experiment, **options):
     """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report.
 
     The children are jobs in a queue (the Optuna storage): `clips study --join NAME --storage URL` adds workers,
     on this machine or others; the command that started the study waits for every job, then writes the report.
     """
     from clips.study.config import StudyConfig
-    from clips.study.runner import join_study, run_study
+    from clips.study.runner import join_study, run_study, withdraw_arms
 
+    if withdraw:
+        if not options["study_name"]:
+            raise click.BadParameter("name the study whose arms to withdraw", param_hint="--study-name")
+        _reachable(experiment)
+        withdraw_arms(options["study_name"], _names(withdraw), options["storage"], log=click.echo)
+        return
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
     if join:
         _reachable()
@@ -359,7 +374,7 @@ def study(ctx, curricula, contrasts, from_study, out, join, params, experiment, 
                 k, v = part.split(":", 1)
                 tuned[k.strip()] = v.strip()
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, **options,
-                       **({"contrasts": _names(contrasts)} if contrasts else {}))
+                       **({"contrasts": []} if exploratory else {"contrasts": _names(contrasts)} if contrasts else {}))
     _reachable(experiment)
     result = run_study(scfg, log=click.echo, compare_out=out or None)
     click.echo(result["summary"][["variant", "subset", "patients", "dice", "dice_ci_low", "dice_ci_high"]]
@@ -371,20 +386,39 @@ def study(ctx, curricula, contrasts, from_study, out, join, params, experiment, 
 @cli.command()
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent", default="", help="The study's parent run (default: every study run of the experiment).")
+@click.option("--per-patient", "per_patient", default="", type=click.Path(dir_okay=False),
+              help="Re-analyse a per-patient table instead (patient_id, curriculum, fold, seed, dice, ...): "
+                   "a study's per_patient.csv or another tool's results; no MLflow needed.")
+@click.option("--contrasts", default="", help="Primary contrasts VARIANT:REFERENCE,... (default: the study's own; "
+                                              "with --per-patient: none, every arm against the baseline).")
+@click.option("--baseline", default="", help="The reference arm of the secondary contrasts and of the A/A check "
+                                             "(default: none).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def compare(experiment, parent, out):
-    """Compare the curricula of a study: tables with bootstrap intervals, tests against none, figures, HTML."""
+def compare(experiment, parent, per_patient, contrasts, baseline, out):
+    """Compare the arms of a study: contrasts tested with the training run as a random factor, the A/A check,
+    power, figures, HTML (docs/study.md)."""
+    from clips.curricula import BASELINE
+
+    if per_patient:
+        from clips.study.compare import compare_table
+
+        compare_table(per_patient, out, _names(contrasts), baseline or BASELINE, log=click.echo)
+        click.echo(f"report: {Path(out) / 'report.html'}")
+        return
     import mlflow
 
     from clips.study.compare import compare_and_log
 
     _reachable()
-    exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
+    client = mlflow.MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ClipsError(f"no experiment named {experiment!r}")
-    result = compare_and_log(exp.experiment_id, parent or None, out, log=click.echo)
+    declared = _names(contrasts) or (
+        _names(client.get_run(parent).data.params.get("study.contrasts", "")) if parent else [])
+    compare_and_log(exp.experiment_id, parent or None, out, log=click.echo,
+                    **({"contrasts": declared} if declared or parent else {}))
     click.echo(f"report: {Path(out) / 'report.html'}")
-    del result
 
 
 def _tune_command(f):

@@ -49,6 +49,7 @@ class TrainConfig:
     data_dir: str = ""  # empty: the example cohort, generated once under $CLIPS_HOME
     seed: int = 0  # network initialisation, patch sampling, curriculum randomness
     split_seed: int = -1  # seed of the train/val/test split; -1: the same as seed (a study fixes it across seeds)
+    val_split_seed: int = -1  # with folds: seed of the inner validation split only; -1: split_seed
     # Data
     spacing_mm: tuple[float, float, float] = (8.0, 8.0, 8.0)  # resampling grid, mm (one value or x,y,z)
     patch_size: tuple[int, int, int] = (48, 48, 48)  # training patch and sliding window, voxels (multiples of 8)

@@ -99,6 +99,31 @@ def test_a_dead_workers_job_goes_back_to_the_queue(tmp_path):
     assert queue.status() == {"none:0": "done"}
 
 
+def test_withdrawn_jobs_are_cancelled_a_claimed_one_runs_and_none_is_queued_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    queue = JobQueue("s", url, grace_s=30, create=True)
+    jobs = [f"{c}:{f}:0" for c in ("none", "random") for f in range(3)]
+    queue.fill(jobs)
+    running = JobQueue("s", url).claim(lambda job: job == "random:0:0", worker="w")  # claimed before the withdrawal
+    late = JobQueue("s", url)  # a worker that read the waiting list just before the withdrawal
+    before = [t for t in late._trials() if t.user_attrs["job"].startswith("random:") and t.number > 0]
+    cancelled = queue.withdraw(lambda job: job.startswith("random:"), "withdrawn now")
+    assert sorted(cancelled) == ["random:1:0", "random:2:0"]
+    status = queue.status()
+    assert status["random:0:0"] == "running" and status["random:1:0"] == status["random:2:0"] == "withdrawn"
+    assert queue.fill(jobs) == 0  # a restart does not queue them again
+    late._trials = lambda states=None: before  # its claim finds those trials withdrawn: it skips them
+    assert late.claim(worker="late") is None
+    taken = []
+    while (claim := queue.claim(worker="w")) is not None:
+        taken.append(claim.job)
+        queue.complete(claim)
+    assert sorted(taken) == [f"none:{f}:0" for f in range(3)]
+    assert queue.claim() is None
+    queue.complete(running)
+    assert queue.status()["random:0:0"] == "done"
+
+
 def test_joining_an_unknown_study_says_so(tmp_path):
     with pytest.raises(ClipsError, match="no study 'nope'"):
         JobQueue("nope", f"sqlite:///{tmp_path / 'q.db'}")

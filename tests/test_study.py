@@ -11,13 +11,14 @@ from clips.study.stats import bootstrap_ci, paired_against_baseline
 TINY = {"model": "tiny", "epochs": "2", "steps_per_epoch": "2", "patch_size": "32", "spacing_mm": "10"}
 
 
-def _tests(n_patients=8, seeds=2, shift=0.0, seed=0):
+def _tests(n_patients=8, seeds=2, shift=0.0, seed=0, folds=3):
     rng = np.random.default_rng(seed)
     rows = []
     for s in range(seeds):
         for p in range(n_patients):
             dice = 0.5 + 0.05 * p / n_patients + shift + rng.normal(0, 0.01)
-            rows.append({"patient_id": f"p{p}", "seed": s, "dice": dice, "gt_lesions": 2, "a1_tp_lesions": 1})
+            rows.append({"patient_id": f"p{p}", "fold": p % folds, "seed": s, "dice": dice, "gt_lesions": 2,
+                         "a1_tp_lesions": 1})
     return pd.DataFrame(rows)
 
 
@@ -60,8 +61,8 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     assert {(c.data.params["cfg.curriculum"], c.data.params["cfg.seed"]) for c in children} == {
         ("none", "0"), ("none", "1"), ("predefined", "0"), ("predefined", "1")}
     html = (tmp_path / "report" / "report.html").read_text()
-    for part in ("Figures of merit", "Contrasts, paired per patient", "Power, noise floor", "dice per variant",
-                 "dice heatmap", "tmtv bland altman",
+    for part in ("Figures of merit", "Contrasts, paired per patient and run", "Calibration, power",
+                 "dice per variant", "dice heatmap", "tmtv bland altman", "null distribution",
                  "learning curves", "data:image/png;base64,", "predefined"):
         assert part in html, part
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing to fetch
@@ -78,7 +79,8 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     assert sum(line.startswith("| none | all |") for line in table) == 1
     assert {line.count("|") for line in table} == {table[0].count("|")}
     assert "| predefined vs none | secondary | all | dice |" in md[1]
-    assert "noise floor: none seed 1 vs none seed 0" in md[1] and "difficulty against outcome: Spearman" in md[1]
+    assert "calibration (A/A), the baseline's seeds in halves, 1 against 0" in md[1]
+    assert "difficulty against outcome: Spearman" in md[1]
     parent = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                 filter_string="tags.`clips.role` = 'study_parent'")[0]
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "comparison")}
@@ -146,20 +148,38 @@ def test_holm_against_hand_computed_values():
     assert np.isnan(out[1]) and out[[0, 2]].tolist() == pytest.approx([0.02, 0.02])
 
 
-def test_power_against_a_known_case():
-    from scipy import stats
+def test_a_design_whose_primary_contrast_cannot_be_tested_is_refused_before_training(tiny_cohort):
+    from clips.errors import ConfigError
+    from clips.study.runner import check
 
-    from clips.study.stats import min_detectable_difference
+    scfg = StudyConfig(curricula=["none", "progressive_patch"], seeds=2, folds=3, contrasts=["progressive_patch:none"],
+                       train={"data_dir": str(tiny_cohort), **TINY})
+    with pytest.raises(ConfigError, match="progressive_patch:none with 2 seed.s. per fold cannot be tested") as err:
+        run_study(scfg, log=lambda *_: None)
+    assert "\n" not in str(err.value) and "--exploratory" in str(err.value)
+    assert not mlflow.search_runs(search_all_experiments=True, output_format="list")  # nothing trained or logged
+    check(StudyConfig(curricula=["none", "progressive_patch"], seeds=3, folds=3, contrasts=["progressive_patch:none"],
+                      train={"data_dir": str(tiny_cohort), **TINY}))  # three seeds: accepted
+    check(StudyConfig(curricula=["none", "progressive_patch"], seeds=1, folds=3, contrasts=[],
+                      train={"data_dir": str(tiny_cohort), **TINY}))  # exploratory: accepted
 
-    # (z_0.975 + z_0.8) * sd / sqrt(n * 3/pi): 2.8016 * 0.1 / sqrt(30 * 0.9549) = 0.05234
-    assert min_detectable_difference(0.1, 30) == pytest.approx(0.05234, abs=1e-4)
-    # four contrasts: alpha / 4 per test
-    z = stats.norm.ppf(1 - 0.05 / 8) + stats.norm.ppf(0.8)
-    assert min_detectable_difference(0.1, 30, tests=4) == pytest.approx(z * 0.1 / np.sqrt(30 * 3 / np.pi))
-    assert min_detectable_difference(0.1, 120) == pytest.approx(min_detectable_difference(0.1, 30) / 2)
+
+def test_the_inner_split_can_follow_the_seed_while_the_folds_stay():
+    from clips.data.splits import make_fold_split
+    from clips.study.config import Job
+    from clips.study.runner import child_params
+
+    scfg = StudyConfig(curricula=["none"], seeds=3, folds=3, vary_inner_split=True)
+    assert [child_params(scfg, Job("none", 0, s), {})["val_split_seed"] for s in range(3)] == ["0", "1", "2"]
+    assert "val_split_seed" not in child_params(StudyConfig(curricula=["none"]), Job("none", 0, 1), {})
+    table = pd.DataFrame({"patient_id": [f"p{i:02d}" for i in range(30)], "subject": [f"s{i}" for i in range(30)],
+                          "tmtv_ml": np.arange(30.0)})
+    a, b = (make_fold_split(table, 3, 0, 0, 0.2, val_seed=v) for v in (0, 1))
+    assert a["fold"].equals(b["fold"]) and not a["split"].equals(b["split"])
+    assert set(a.loc[a["split"] == "test", "patient_id"]) == set(b.loc[b["split"] == "test", "patient_id"])
 
 
-def test_contrasts_are_declared_and_the_noise_floor_is_the_baseline_against_itself():
+def test_contrasts_are_declared_and_the_a_a_check_is_the_baseline_against_itself():
     from clips.study.contrasts import declared_contrasts, paired_table
 
     got = declared_contrasts(["none", "random", "predefined", "smoothing"], ["smoothing:none", "predefined:random",
@@ -168,24 +188,28 @@ def test_contrasts_are_declared_and_the_noise_floor_is_the_baseline_against_itse
                    ("random", "none", "secondary"), ("predefined", "none", "secondary")]
     rows = []
     for curriculum, shift in (("none", 0.0), ("smoothing", 0.05), ("predefined", 0.0), ("random", 0.0)):
-        t = _tests(n_patients=12, seeds=2, shift=shift, seed=len(rows)).assign(curriculum=curriculum)
+        t = _tests(n_patients=12, seeds=3, shift=shift, seed=len(rows)).assign(curriculum=curriculum)
         rows.append(t.assign(nsd=t["dice"], hd95_mm=1.0, tmtv_abs_rel_error=0.1))
     per_patient = pd.concat(rows, ignore_index=True)
     paired = paired_table(per_patient, {"p0", "p1", "p2"}, ["smoothing:none", "predefined:random"])
     dice = paired[(paired["measure"] == "dice") & (paired["subset"] == "all")].set_index("contrast")
     assert dice.loc["smoothing vs none", "improved"] == 12 and dice.loc["smoothing vs none", "p_holm"] < 0.01
-    assert dice.loc["smoothing vs none", "ci_low"] > 0.03
-    assert set(dice["family"]) == {"primary", "secondary", "noise floor"}
-    floor = dice.loc["none seed 1 vs none seed 0"]
-    assert abs(floor["mean_difference"]) < 0.02 and np.isnan(floor["p_holm"])
+    assert dice.loc["smoothing vs none", "ci_low"] > 0.03 and dice.loc["smoothing vs none", "runs"] == 9
+    assert set(dice["family"]) == {"primary", "secondary", "calibration"}
+    floor = dice.loc["none vs none (A/A)"]
+    assert abs(floor["mean_difference"]) < 0.02 and np.isnan(floor["p_holm"]) and floor["runs"] == 3
     primary = dice[dice["family"] == "primary"]
-    assert (primary["p_holm"] >= primary["p_wilcoxon"]).all()
+    assert (primary["p_holm"] >= primary[["p_value", "p_randomisation"]].max(axis=1)).all()
+    # The worst-quartile subset (selected on the baseline's own Dice) is described, never tested.
+    selected = paired_table(per_patient, {"p0", "p1", "p2"}, ["smoothing:none"], hard_is_flag=False)
+    hard = selected[selected["subset"] == "hard"]
+    assert hard["p_value"].isna().all() and hard["test"].str.startswith("descriptive only").all()
 
 
 @pytest.mark.slow
 def test_tiny_cross_validated_study(tiny_cohort, tmp_path):
-    scfg = StudyConfig(curricula=["none", "random"], seeds=1, folds=3, study_name="cv", contrasts=["random:none"],
-                       train={"data_dir": str(tiny_cohort), **TINY})
+    scfg = StudyConfig(curricula=["none", "random"], seeds=1, folds=3, study_name="cv", contrasts=[],
+                       train={"data_dir": str(tiny_cohort), **TINY})  # exploratory: one seed
     result = run_study(scfg, log=lambda *_: None, compare_out=tmp_path / "report")
     per_patient = pd.read_csv(tmp_path / "report" / "per_patient.csv")
     assert list(per_patient.columns[:9]) == ["patient_id", "curriculum", "seed", "fold", "hard", "dice", "nsd",
@@ -194,14 +218,15 @@ def test_tiny_cross_validated_study(tiny_cohort, tmp_path):
     assert len(counts) == 2 * 6 and (counts == 1).all()  # every patient tested once per curriculum (1 seed)
     assert set(per_patient["fold"]) == {0, 1, 2}
     paired = pd.read_csv(tmp_path / "report" / "paired.csv")
-    assert list(paired.columns) == ["contrast", "family", "subset", "measure", "patients", "mean_difference",
-                                    "ci_low", "ci_high", "improved", "worsened", "p_wilcoxon", "p_holm"]
+    assert list(paired.columns[:12]) == ["contrast", "family", "subset", "measure", "patients", "runs",
+                                         "mean_difference", "ci_low", "ci_high", "p_value", "p_randomisation", "p_holm"]
     assert (paired.loc[paired["subset"] == "all", "patients"] == 6).all()
+    assert paired["p_value"].isna().all() and paired["note"].str.contains("one seed per fold").all()
     children = mlflow.search_runs(search_all_experiments=True, output_format="list",
                                   filter_string="tags.`clips.role` = 'study_child'")
     assert sorted(c.data.tags["clips.study_key"] for c in children) == sorted(
         f"{c}:{f}:0" for c in ("none", "random") for f in range(3))
-    assert result["statements"][0].startswith("all patients (n = 6)")
+    assert result["statements"][0].startswith("calibration (A/A): not possible")
 
 
 def test_wall_time_ratio_is_not_moved_by_one_disturbed_run():
@@ -213,3 +238,39 @@ def test_wall_time_ratio_is_not_moved_by_one_disturbed_run():
     assert wall_time_ratio(tests, "progressive_patch") == pytest.approx(405 / 430)
     assert wall_time_ratio(tests, "none") == pytest.approx(1.0)
     assert np.isnan(wall_time_ratio(tests, "smoothing"))
+
+
+@pytest.mark.slow
+def test_an_arm_withdrawn_from_a_running_study(tiny_cohort, tmp_path):
+    """The withdrawal that a hand edit of the queue's tables once did, and the running study died of."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    args = ["--curricula", "none,random", "--folds", "3", "--seeds", "1", "--exploratory", "true", "--study-name",
+            "w", "-P", f"data_dir={tiny_cohort}"] + [x for k, v in TINY.items() for x in ("-P", f"{k}={v}")]
+    log = open(tmp_path / "study.log", "w+")
+    study = subprocess.Popen([sys.executable, "-m", "clips", "study", *args], stdout=log, stderr=subprocess.STDOUT,
+                             env=dict(os.environ))
+    deadline = time.time() + 300
+    while "none:0:0 finished" not in (tmp_path / "study.log").read_text():
+        assert study.poll() is None and time.time() < deadline, (tmp_path / "study.log").read_text()
+        time.sleep(0.5)
+    out = subprocess.run([sys.executable, "-m", "clips", "study", "--withdraw", "random", "--study-name", "w"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "withdrew random" in out.stdout
+    assert study.wait(timeout=300) == 0, (tmp_path / "study.log").read_text()
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string="tags.`clips.role` = 'study_child'")
+    keys = sorted(c.data.tags["clips.study_key"] for c in children)
+    assert [k for k in keys if k.startswith("none:")] == ["none:0:0", "none:1:0", "none:2:0"]
+    assert len([k for k in keys if k.startswith("random:")]) <= 1  # at most one was training when withdrawn
+    parent = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                filter_string="tags.`clips.role` = 'study_parent'")[0]
+    tag = parent.data.tags["clips.withdrawn.random"]
+    assert parent.data.tags["clips.withdrawn"] == "random" and "children had finished by then (none:0:0" in tag
+    bad = subprocess.run([sys.executable, "-m", "clips", "study", "--withdraw", "smoothing", "--study-name", "w"],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert bad.returncode == 2 and "no arm smoothing" in bad.stderr and "Traceback" not in bad.stderr

@@ -66,9 +66,10 @@ def cohort_digest(files: list[PatientFiles], tmtv: dict[str, float]) -> str:
 
 def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed: int,
                 val_fraction: float, test_fraction: float, skip_invalid: bool = False, log=print,
-                folds: int = 0, fold: int = 0) -> Cohort:
+                folds: int = 0, fold: int = 0, val_seed: int | None = None) -> Cohort:
     """Valid cases, preprocessed once, and their split: train/val/test by ``seed``, or with ``folds`` > 1
-    fold ``fold`` as the test set and an inner validation set from the other folds."""
+    fold ``fold`` as the test set (folds by ``seed``) and an inner validation set from the other folds (by
+    ``val_seed``, default ``seed``)."""
     root = Path(root)
     cache = CaseCache(cache_root, pre)
     files, cases, problems = {}, {}, []
@@ -105,7 +106,7 @@ def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed:
         extra = extra.drop(columns=[c for c in ("tmtv_ml", "subject", "split", "fold") if c in extra])
         table = table.merge(extra, on="patient_id", how="left")
     if folds > 1:
-        table = make_fold_split(table, folds, fold, seed, val_fraction)
+        table = make_fold_split(table, folds, fold, seed, val_fraction, val_seed)
     else:
         table = make_splits(table, seed, val_fraction, test_fraction)
     digest = cohort_digest(list(files.values()), {p: c.tmtv_ml for p, c in cases.items()})

@@ -55,12 +55,14 @@ def assign_folds(table: pd.DataFrame, folds: int, seed: int) -> pd.Series:
     return table["subject"].map(fold_of)
 
 
-def make_fold_split(table: pd.DataFrame, folds: int, fold: int, seed: int, val_fraction: float) -> pd.DataFrame:
-    """Cross-validation: fold ``fold`` is the test set; an inner validation set of ``val_fraction`` of
-    the other folds' subjects selects the checkpoint (none with val_fraction 0); the rest trains."""
+def make_fold_split(table: pd.DataFrame, folds: int, fold: int, seed: int, val_fraction: float,
+                    val_seed: int | None = None) -> pd.DataFrame:
+    """Cross-validation: fold ``fold`` is the test set (folds by ``seed``); an inner validation set of
+    ``val_fraction`` of the other folds' subjects (by ``val_seed``, default ``seed``) selects the checkpoint
+    (none with val_fraction 0); the rest trains."""
     out = table.copy()
     out["fold"] = assign_folds(table, folds, seed)
-    rest = make_splits(out[out["fold"] != fold], seed, val_fraction, 0.0)
+    rest = make_splits(out[out["fold"] != fold], seed if val_seed is None else val_seed, val_fraction, 0.0)
     split = dict(zip(rest["patient_id"], rest["split"]))
     out["split"] = [split.get(p, "test") for p in out["patient_id"]]
     return out.sort_values("patient_id").reset_index(drop=True)

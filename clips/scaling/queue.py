@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 from clips.errors import ClipsError
 from clips.scaling.storage import open_storage
 
+WITHDRAWN = "withdrawn"  # user attr of a cancelled attempt, and the status of its job
 MAX_OWN_FAILURES = 2  # an exception twice: the job's own fault (bad data, a crash), not bad luck
 MAX_DEAD_WORKERS = 3  # killed this often: stop retrying (it may be what kills the worker, e.g. memory)
 PREFIX = "queue:"
@@ -69,7 +70,7 @@ class JobQueue:
         status = self.status()
         added = 0
         for job in jobs:
-            if job in done_elsewhere or status.get(job) in ("done", "waiting", "running", "failed"):
+            if job in done_elsewhere or status.get(job) in ("done", "waiting", "running", "failed", WITHDRAWN):
                 continue
             self.study.enqueue_trial({}, user_attrs={"job": job, "attempt": self._attempts(job) + 1})
             added += 1
@@ -79,7 +80,7 @@ class JobQueue:
         return sum(t.user_attrs.get("job") == job for t in self._trials())
 
     def status(self) -> dict[str, str]:
-        """job -> done | running | waiting | failed (for good) | retry (failed, not yet queued again)."""
+        """job -> done | running | waiting | withdrawn | failed (for good) | retry (failed, not yet queued again)."""
         by_job: dict[str, list] = {}
         for t in self._trials():
             if "job" in t.user_attrs:
@@ -93,6 +94,8 @@ class JobQueue:
                 out[job] = "running"
             elif TrialState.WAITING in states:
                 out[job] = "waiting"
+            elif any(WITHDRAWN in t.user_attrs for t in trials):
+                out[job] = WITHDRAWN
             else:
                 out[job] = "failed" if self._failed_for_good(trials) else "retry"
         return out
@@ -113,15 +116,35 @@ class JobQueue:
             job = t.user_attrs.get("job")
             if job is None or not ready(job):
                 continue
-            try:
-                if not self.storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                    continue  # another worker was first
-            except optuna.exceptions.UpdateFinishedTrialError:
+            if not self._take(t):
                 continue
             self.storage.record_heartbeat(t._trial_id)  # stale-detectable from the first second
             self.storage.set_trial_user_attr(t._trial_id, "worker", worker)
             return Claim(t._trial_id, t.number, job, int(t.user_attrs.get("attempt", 1)))
         return None
+
+    def _take(self, trial) -> bool:
+        """Atomically WAITING -> RUNNING; False when another worker was first, or the trial was withdrawn
+        (finished) or is gone since the list was read."""
+        try:
+            return bool(self.storage.set_trial_state_values(trial._trial_id, state=TrialState.RUNNING))
+        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+            return False
+
+    def withdraw(self, match: Callable[[str], bool], reason: str) -> list[str]:
+        """Cancel every waiting attempt of the jobs ``match`` accepts; returns those jobs. Each is first taken
+        like a claim (atomic WAITING -> RUNNING), so a job a worker claimed a moment before is left to run."""
+        cancelled = []
+        for t in self._trials((TrialState.WAITING,)):
+            job = t.user_attrs.get("job")
+            if job is None or not match(job):
+                continue
+            if not self._take(t):
+                continue
+            self.storage.set_trial_user_attr(t._trial_id, WITHDRAWN, reason)
+            self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            cancelled.append(job)
+        return cancelled
 
     @contextmanager
     def beating(self, claim: Claim):

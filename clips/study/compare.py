@@ -1,12 +1,14 @@
 """``clips compare``: which curriculum helps which patients, and how sure we can be. One HTML report.
 
 Reads the test-set per-patient tables of a study's children (in a cross-validated study,
-every patient of the cohort, once per curriculum and seed), then: per variant, the mean and
+every patient of the cohort, once per curriculum and seed), or a per-patient table exported from
+a study or from another tool (``clips compare --per-patient FILE.csv``), then: per variant, the mean and
 a 95% patient-level bootstrap interval of every figure of merit, for all test patients and
-for the hard ones; the declared contrasts (clips/study/contrasts.py) paired per patient with
-Wilcoxon and Holm-adjusted p-values, the noise floor, the power and the correlation of the
-difficulty score with the baseline's error; figures; a self-contained HTML report (images
-inlined, no network needed) and the tables as CSV (per_patient.csv, paired.csv, comparison.csv).
+for the hard ones; the declared contrasts (clips/study/contrasts.py), tested with the training run
+as a random factor, with the A/A calibration check, the variance components and the power derived from
+them, and the correlation of the difficulty score with the baseline's error; figures (the sign-flip
+null distribution among them); a self-contained HTML report (images inlined, no network needed) and
+the tables as CSV (per_patient.csv, paired.csv, comparison.csv).
 """
 from __future__ import annotations
 
@@ -33,19 +35,31 @@ from clips.errors import ClipsError  # noqa: E402
 from clips.metrics.figures import draw_bland_altman  # noqa: E402
 from clips.study.config import PRIMARY_CONTRASTS  # noqa: E402
 from clips.study.contrasts import (  # noqa: E402
+    CALIBRATION,
     PAIRED_MEASURES,
+    calibration,
+    calibration_statement,
+    contrast_pairs,
     difficulty_statement,
-    noise_floor_statement,
     paired_table,
     power_statement,
 )
+from clips.study.inference import balanced_core, pair_runs, sign_flip  # noqa: E402
 from clips.study.stats import DETECTION, MEASURES, bootstrap_ci  # noqa: E402
+from clips.tracking.names import CALIBRATION_TAG, DESIGN_TAG, WITHDRAWN_TAG  # noqa: E402
 from clips.tracking.tables import run_table  # noqa: E402
 
 NO_PAIRS = "no paired comparison: no contrast has both of its arms in this study"
-CONTRAST_NOTE = ("Per patient the mean over seeds, variant minus reference; 95% bootstrap interval (patients, then "
-                 "seeds); two-sided Wilcoxon signed-rank test; Holm's adjustment within each family, subset and "
-                 "measure. For hd95_mm and tmtv_abs_rel_error a negative difference is an improvement.")
+CONTRAST_NOTE = ("Variant minus reference per patient and run pair (the two arms' runs with the same fold and "
+                 "seed), averaged over patients and seeds. Interval and p_value: the crossed random-effects model "
+                 "(patient x training run; every test patient of a fold shares its trained network), Satterthwaite "
+                 "t; p_randomisation: exact sign flips of whole run pairs; p_holm: Holm's adjustment of the larger "
+                 "of the two within each family, subset and measure. The claim covers this cohort, averaged over "
+                 "training randomness, not new cohorts. For hd95_mm and tmtv_abs_rel_error a negative difference "
+                 "is an improvement. docs/study.md explains how to read it.")
+SUMMARY_NOTE = ("Mean [95% bootstrap interval over patients] per arm: a description of each arm. It ignores that a "
+                "fold's patients share one trained network, so it is narrower than the truth; compare arms with the "
+                "contrasts below, never by overlapping intervals.")
 
 
 def _display_order(run):
@@ -91,39 +105,50 @@ def collect(experiment_id: str, parent_id: str | None = None):
     return pd.concat(tests, ignore_index=True), pd.DataFrame(curves), hard, difficulty
 
 
-def hard_patients(tests: pd.DataFrame, flagged: set[str] | None) -> tuple[set[str], str]:
-    """The cohort's hard flag when there is one, else the worst quartile of Dice under the baseline."""
+FLAGGED = "flagged hard in cohort.csv"
+
+
+def hard_patients(tests: pd.DataFrame, flagged: set[str] | None, baseline: str = BASELINE) -> tuple[set[str], str]:
+    """The cohort's hard flag when there is one, else the worst quartile of Dice under the baseline: a
+    descriptive view only (selected on the baseline's own noise, it favours any variant by 0.02-0.05 Dice)."""
     if flagged:
-        return set(flagged) & set(tests["patient_id"]), "flagged hard in cohort.csv"
-    base = tests[tests["variant"] == BASELINE]
+        return set(flagged) & set(tests["patient_id"]), FLAGGED
+    base = tests[tests["variant"] == baseline]
     if base.empty:
         return set(), "no baseline and no flags: no hard subset"
     by_patient = base.groupby("patient_id")["dice"].mean().sort_values()
     k = max(1, int(np.ceil(len(by_patient) / 4)))
-    return set(by_patient.index[:k]), "worst quartile of Dice under the baseline"
+    return set(by_patient.index[:k]), "worst quartile of Dice under the baseline (descriptive only, never tested)"
 
 
-def wall_time_ratio(tests: pd.DataFrame, variant: str) -> float:
+def wall_time_ratio(tests: pd.DataFrame, variant: str, baseline: str = BASELINE) -> float:
     """Median wall time of the variant's runs (training and evaluation) over the baseline's, NaN without either.
     The median, because one run slowed by something else on the machine (a test suite beside it, a paused
     worker) moved the mean to 0.52 for a true 0.96 in the study of docs/results.md."""
     if "wall_s" not in tests:
         return float("nan")
     per_run = tests.drop_duplicates("run_id").groupby("variant")["wall_s"].median()
-    if BASELINE not in per_run or variant not in per_run:
+    if baseline not in per_run or variant not in per_run:
         return float("nan")
-    return float(per_run[variant] / per_run[BASELINE])
+    return float(per_run[variant] / per_run[baseline])
 
 
-def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def figures_of_merit(tests: pd.DataFrame) -> list[str]:
+    """The figures of merit the table has the columns for (a table from another tool may have only some)."""
+    need = {"tmtv_abs_error_ml": ["tmtv_error_ml"]} | {k: [n for n in v if n] for k, v in DETECTION.items()}
+    return [n for n in list(MEASURES) + list(DETECTION) if all(c in tests for c in need.get(n, [n]))]
+
+
+def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed: int = 0,
+                  baseline: str = BASELINE) -> pd.DataFrame:
     rows = []
     for variant, vt in tests.groupby("variant", sort=False):
         for subset, st in (("all", vt), ("hard", vt[vt["patient_id"].isin(hard)])):
             if st.empty:
                 continue
             row = {"variant": variant, "subset": subset, "patients": st["patient_id"].nunique(),
-                   "seeds": st["seed"].nunique(), "wall_time_vs_baseline": wall_time_ratio(tests, variant)}
-            for name in list(MEASURES) + list(DETECTION):
+                   "seeds": st["seed"].nunique(), "wall_time_vs_baseline": wall_time_ratio(tests, variant, baseline)}
+            for name in figures_of_merit(tests):
                 est, lo, hi = bootstrap_ci(st, name, n_boot, seed)
                 row |= {name: est, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
             rows.append(row)
@@ -131,7 +156,8 @@ def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed:
 
 
 def per_patient_table(tests: pd.DataFrame, hard: set[str]) -> pd.DataFrame:
-    """One row per patient x curriculum x seed: the contract of per_patient.csv."""
+    """One row per patient x curriculum x seed: the contract of per_patient.csv (``clips compare --per-patient``
+    reads it back)."""
     t = tests.rename(columns={"variant": "curriculum"})
     t["hard"] = t["patient_id"].isin(hard).astype(int)
     first = ["patient_id", "curriculum", "seed", "fold", "hard", *PAIRED_MEASURES]
@@ -153,11 +179,11 @@ def fig_dice(tests: pd.DataFrame):
     return fig
 
 
-def fig_heatmap(tests: pd.DataFrame):
+def fig_heatmap(tests: pd.DataFrame, baseline: str = BASELINE):
     grid = tests.groupby(["patient_id", "variant"])["dice"].mean().unstack()
     order = list(dict.fromkeys(tests["variant"]))
     grid = grid[[v for v in order if v in grid]]
-    key = grid[BASELINE] if BASELINE in grid else grid.mean(axis=1)
+    key = grid[baseline] if baseline in grid else grid.mean(axis=1)
     grid = grid.loc[key.sort_values().index]  # hardest (lowest baseline Dice) on top
     fig, ax = plt.subplots(figsize=(1.0 * grid.shape[1] + 3, 0.25 * grid.shape[0] + 2))
     im = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="magma", vmin=0, vmax=1)
@@ -197,7 +223,30 @@ def fig_learning(curves: pd.DataFrame):
     return fig
 
 
+def fig_null(per_patient: pd.DataFrame, paired: pd.DataFrame, primary: list[str], baseline: str = BASELINE):
+    """Per primary contrast and the A/A check: the sign-flip null distribution of the mean Dice difference
+    (what swapping the arms within run pairs gives) with the observed difference marked."""
+    pairs = [p for p in contrast_pairs(per_patient, primary, baseline) if p[3] in ("primary", CALIBRATION)]
+    fig, axes = plt.subplots(1, max(1, len(pairs)), figsize=(3.8 * max(1, len(pairs)) + 1, 3.4), squeeze=False)
+    for ax, (name, a, b, family, _) in zip(axes.flat, pairs):
+        tables, _ = balanced_core(pair_runs(a, b, "dice"))
+        if not tables:
+            ax.axis("off")
+            continue
+        p, null = sign_flip(tables)
+        observed = sum(t.sum() for t in tables) / sum(t.size for t in tables)
+        ax.hist(null, bins=min(60, max(8, len(null) // 8)), color="0.7" if family == CALIBRATION else "C0")
+        ax.axvline(observed, color="C3", lw=2, label=f"observed {observed:+.3f}\nrandomisation p = {p:.3g}")
+        ax.set_title(("A/A check: " if family == CALIBRATION else "") + name, fontsize=9)
+        ax.set_xlabel("mean Dice difference under sign flips")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle("sign-flip null distributions (whole run pairs swapped)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"dice_per_variant": fig_dice, "dice_heatmap": fig_heatmap, "tmtv_bland_altman": fig_bland_altman}
+NEEDS = {"tmtv_bland_altman": ("tmtv_true_ml", "tmtv_pred_ml")}  # figures drawn only when the table has these
 
 
 # ----------------------------------------------------------------------------- report
@@ -211,7 +260,7 @@ def _png(fig) -> str:
 def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
     out = summary[["variant", "subset", "patients", "seeds"]].copy()
     out["wall time vs baseline"] = [f"{r:.2f}" if np.isfinite(r) else "n/a" for r in summary["wall_time_vs_baseline"]]
-    for name in list(MEASURES) + list(DETECTION):
+    for name in [n for n in list(MEASURES) + list(DETECTION) if n in summary]:
         out[name] = [(f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{e:.3f} [too few patients]")
                      if np.isfinite(e) else "n/a"
                      for e, lo, hi in zip(summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"])]
@@ -226,27 +275,45 @@ def _markdown(df: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
+def _paired_view(paired: pd.DataFrame) -> pd.DataFrame:
+    """The paired table as shown: the estimate, its interval, the tests, the counts; components in paired.csv."""
+    cols = ["contrast", "family", "subset", "measure", "patients", "runs", "mean_difference", "ci_low", "ci_high",
+            "p_value", "p_randomisation", "p_holm", "improved", "worsened", "note"]
+    return paired[cols]
+
+
 def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrasts=PRIMARY_CONTRASTS,
-                 difficulty: pd.DataFrame | None = None, recipe: str = "") -> dict:
+                 difficulty: pd.DataFrame | None = None, recipe: str = "", baseline: str = BASELINE,
+                 notes: list[str] = ()) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    summary = summary_table(tests, hard)
+    if "run_id" not in tests:  # a table from elsewhere: a run is a (variant, fold, seed)
+        tests = tests.assign(run_id=tests["variant"] + ":" + tests["fold"].astype(str) + ":"
+                             + tests["seed"].astype(str))
+    summary = summary_table(tests, hard, baseline=baseline)
     per_patient = per_patient_table(tests, hard)
-    paired = paired_table(per_patient, hard, list(contrasts))
-    statements = power_statement(per_patient, paired, hard, list(contrasts)) + [noise_floor_statement(paired)]
-    corr_text, corr = difficulty_statement(per_patient, difficulty)
+    paired = paired_table(per_patient, hard, list(contrasts), baseline, hard_is_flag=hard_rule == FLAGGED)
+    check = calibration(paired)
+    statements = ([calibration_statement(per_patient, paired, list(contrasts), baseline)]
+                  + power_statement(per_patient, paired, hard, list(contrasts), baseline) + list(notes))
+    corr_text, corr = difficulty_statement(per_patient, difficulty, baseline)
     statements.append(corr_text)
+    banner = ("**The A/A calibration check failed: every contrast in this report is exploratory.**\n\n"
+              if check["passed"] is False else "")
     summary.to_csv(out / "comparison.csv", index=False)
     per_patient.to_csv(out / "per_patient.csv", index=False)
     paired.to_csv(out / "paired.csv", index=False)
     design = (f"{tests['patient_id'].nunique()} test patients, {tests['seed'].nunique()} seed(s)"
               + (f", {tests['fold'].nunique()}-fold cross-validation" if (tests["fold"] >= 0).any() else ", one split"))
+    shown = _paired_view(paired)
     (out / "comparison.md").write_text(
-        f"# {title}\n\n" + (f"Recipe: {recipe}.\n\n" if recipe else "")
-        + f"{design}. Hard patients ({len(hard)}): {hard_rule}. Mean [95% bootstrap interval] over "
-        f"patients and seeds.\n\n{_markdown(_fmt_summary(summary))}\n\n## Contrasts, paired per patient\n\n"
-        f"{CONTRAST_NOTE}\n\n" + (_markdown(paired) if len(paired) else NO_PAIRS)
-        + "\n\n## Power, noise floor, difficulty\n\n" + "\n".join(f"- {line}" for line in statements) + "\n")
-    figs = {name: f(tests) for name, f in FIGURES.items()} | {"learning_curves": fig_learning(curves)}
+        f"# {title}\n\n" + banner + (f"Recipe: {recipe}.\n\n" if recipe else "")
+        + f"{design}. Hard patients ({len(hard)}): {hard_rule}. {SUMMARY_NOTE}\n\n{_markdown(_fmt_summary(summary))}"
+        f"\n\n## Contrasts, paired per patient and run\n\n{CONTRAST_NOTE}\n\n"
+        + (_markdown(shown) if len(paired) else NO_PAIRS)
+        + "\n\n## Calibration, power, difficulty\n\n" + "\n".join(f"- {line}" for line in statements) + "\n")
+    figs = {name: f(tests) for name, f in FIGURES.items() if all(c in tests for c in NEEDS.get(name, ()))}
+    figs |= {"learning_curves": fig_learning(curves), "null_distribution": fig_null(per_patient, paired,
+                                                                                    list(contrasts), baseline)}
     images = {}
     for name, fig in figs.items():
         fig.savefig(out / f"{name}.png", dpi=90)
@@ -254,23 +321,65 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;"
-             "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px} th{background:#eee}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", f"<p>Recipe: {html.escape(recipe)}.</p>" if recipe else "",
+             "font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px} th{background:#eee}"
+             ".failed{background:#fdd;padding:8px;font-weight:bold}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             "<p class='failed'>The A/A calibration check failed: every contrast in this report is exploratory.</p>"
+             if banner else "", f"<p>Recipe: {html.escape(recipe)}.</p>" if recipe else "",
              f"<p>{tests['run_id'].nunique()} runs, {tests['variant'].nunique()} variants, "
              f"{tests['patient_id'].nunique()} test patients; hard patients ({len(hard)}): {html.escape(hard_rule)}. "
-             f"Means over patients and seeds with 95% patient-level bootstrap intervals. Generated {when}.</p>",
-             "<h2>Figures of merit</h2>", _fmt_summary(summary).to_html(index=False, border=0),
-             "<h2>Contrasts, paired per patient</h2>", f"<p>{html.escape(CONTRAST_NOTE)}</p>",
-             paired.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired)
+             f"Generated {when}.</p>",
+             "<h2>Figures of merit</h2>", f"<p>{html.escape(SUMMARY_NOTE)}</p>",
+             _fmt_summary(summary).to_html(index=False, border=0),
+             "<h2>Contrasts, paired per patient and run</h2>", f"<p>{html.escape(CONTRAST_NOTE)}</p>",
+             shown.to_html(index=False, border=0, float_format=lambda x: f"{x:.4g}") if len(paired)
              else f"<p>{NO_PAIRS}</p>",
-             "<h2>Power, noise floor, difficulty</h2><ul>"
+             "<h2>Calibration, power, difficulty</h2><ul>"
              + "".join(f"<li>{html.escape(line)}</li>" for line in statements) + "</ul>"]
     for name, b64 in images.items():
         parts.append(f"<h2>{name.replace('_', ' ')}</h2><img src='data:image/png;base64,{b64}'/>")
     parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts))
     return {"summary": summary, "paired": paired, "per_patient": per_patient, "statements": statements,
-            "difficulty_correlation": corr, "out": out}
+            "difficulty_correlation": corr, "calibration": check["passed"], "out": out}
+
+
+PER_PATIENT_KEYS = ("patient_id", "curriculum", "fold", "seed")
+
+
+def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=print) -> dict:
+    """The whole comparison from a per-patient table (``clips compare --per-patient``): columns patient_id,
+    curriculum, fold, seed and one per measure (dice, ...), as in a study's per_patient.csv; ``hard`` (0/1)
+    optional. No MLflow needed."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ClipsError(f"{path}: cannot read the per-patient table ({exc})") from None
+    missing = [c for c in PER_PATIENT_KEYS if c not in table]
+    if missing:
+        raise ClipsError(f"{path}: column(s) {', '.join(missing)} missing; a per-patient table has "
+                         f"{', '.join(PER_PATIENT_KEYS)} and one column per measure (dice, ...)")
+    if "dice" not in table:
+        raise ClipsError(f"{path}: no 'dice' column; the comparison reports Dice first (other measures optional)")
+    arms = set(table["curriculum"])
+    for contrast in contrasts:
+        if contrast.count(":") != 1 or not set(contrast.split(":")) <= arms:
+            raise ClipsError(f"contrast {contrast!r}: VARIANT:REFERENCE with arms of {path} "
+                             f"({', '.join(sorted(arms))})")
+    if baseline not in arms:
+        raise ClipsError(f"baseline {baseline!r} is not an arm of {path} ({', '.join(sorted(arms))}); give --baseline")
+    table["patient_id"] = table["patient_id"].astype(str)
+    tests = table.rename(columns={"curriculum": "variant"})
+    flagged = set(tests.loc[tests["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"]) \
+        if "hard" in tests else None
+    tests = tests.drop(columns=["hard"], errors="ignore")
+    hard, rule = hard_patients(tests, flagged, baseline)
+    result = write_report(tests, pd.DataFrame(), hard, rule, Path(out_dir), f"Comparison of {path.name}",
+                          list(contrasts), baseline=baseline)
+    log(f"comparison of {tests['variant'].nunique()} arms on {tests['patient_id'].nunique()} patients from {path} "
+        f"written to {out_dir}")
+    return result
 
 
 def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, str]:
@@ -283,6 +392,8 @@ def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, s
     recipe = ", ".join(f"{k[len('train.'):]}={v}" for k, v in sorted(params.items()) if k.startswith("train."))
     design = ", ".join(f"{k[len('study.'):]}={params[k]}" for k in ("study.folds", "study.seeds", "study.selection")
                        if k in params)
+    if parent.data.tags.get(DESIGN_TAG):
+        design += f"; design changed since: {parent.data.tags[DESIGN_TAG]}"
     return f"{name}: curriculum comparison", "; ".join(x for x in (recipe or "profile defaults", design) if x)
 
 
@@ -290,12 +401,18 @@ def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log
                     contrasts=PRIMARY_CONTRASTS) -> dict:
     tests, curves, flagged, difficulty = collect(experiment_id, parent_id)
     hard, rule = hard_patients(tests, flagged)
+    notes = []
+    if parent_id:
+        tags = MlflowClient().get_run(parent_id).data.tags
+        notes = [f"withdrawn: {tags[k]}" for k in sorted(tags) if k.startswith(WITHDRAWN_TAG + ".")]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
         title, recipe = _title_and_recipe(experiment_id, parent_id)
-        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty, recipe)
+        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty, recipe, notes=notes)
         if mlflow.active_run() is not None:
             mlflow.log_artifacts(str(out), "comparison")
+            passed = result["calibration"]
+            mlflow.set_tag(CALIBRATION_TAG, {True: "passed", False: "failed"}.get(passed, "not possible"))
             for _, r in result["summary"][result["summary"]["subset"] == "all"].iterrows():
                 mlflow.log_metric(f"compare.{r['variant']}.dice_mean", float(r["dice"]))
     log(f"comparison of {tests['variant'].nunique()} variants on {tests['patient_id'].nunique()} test patients"

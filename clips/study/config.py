@@ -26,14 +26,18 @@ class Job(NamedTuple):
 @dataclass
 class StudyConfig:
     curricula: list[str] = field(default_factory=list)  # empty: every registered curriculum
-    seeds: int = 3
-    # The baseline's seeds, when more than ``seeds``: a second baseline seed gives the noise floor (the baseline
-    # against itself) for K more children, where --seeds 2 would double the study. 0: as ``seeds``.
+    seeds: int = 3  # per fold, the same for every arm; a primary contrast needs at least 3 (inference.MIN_SEEDS)
+    # The baseline's seeds, when more than ``seeds``: seeds up to 2 x ``seeds`` give the A/A calibration check as
+    # many seeds per side as the contrasts have (with ``seeds`` only, it splits them in halves). 0: as ``seeds``.
+    # The contrasts pair runs by (fold, seed), so they use the seeds every arm has, never the extra ones.
     baseline_seeds: int = 0
     folds: int = 0  # > 1: cross-validation, every patient tested once per curriculum and seed; 0: one split
     selection: str = "inner_val"  # checkpoint: best on an inner validation split of the training folds, or "last"
     study_name: str = ""  # default clips-study-<profile>
-    split_seed: int = 0
+    split_seed: int = 0  # the outer folds (fixed for every child, so each fold's runs are crossed with its patients)
+    # The inner validation split follows the child's seed (Bouthillier et al. 2021: randomise every source of
+    # variance you can); the outer folds stay fixed by split_seed.
+    vary_inner_split: bool = False
     workers: int = 0  # local worker processes; 0: one per GPU (--gpus), one on a CPU-only machine
     gpus: str = "auto"  # auto: every visible GPU; none: CPU; or "0,1"
     heartbeat_grace_s: int = 180  # a worker silent this long is dead: its job goes back to the queue

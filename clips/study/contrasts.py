@@ -1,11 +1,13 @@
-"""The study's answers: declared contrasts, paired per patient, corrected for multiplicity, with power.
+"""The study's answers: declared contrasts tested with the training run as a random factor (inference.py).
 
-The patient is the unit: each arm's value per patient is its mean over seeds; a contrast is
-the per-patient difference (variant minus reference) over every patient both arms tested.
-Contrasts come in families: ``primary`` (declared before the results, StudyConfig.contrasts),
-``secondary`` (every other variant against the baseline), and the ``noise floor`` (the
-baseline against itself with another seed: what "no effect" looks like). Holm's adjustment
-runs within each family, subset and measure.
+A contrast pairs the runs of two arms with the same fold and seed; per patient and run pair the difference
+variant minus reference. The estimate is the mean over patients and seeds; the interval and the primary
+p-value come from the crossed random-effects model (patient x training run), the companion p-value from the
+sign-flip randomisation over run pairs; Holm's adjustment runs on the larger of the two, within each family,
+subset and measure. Families: ``primary`` (declared before the results, StudyConfig.contrasts),
+``secondary`` (every other variant against the baseline) and ``calibration``: the baseline against itself
+(A/A), declared in advance to come out non-significant. If it does not, the instrument failed calibration and
+the report calls every contrast exploratory.
 """
 from __future__ import annotations
 
@@ -13,97 +15,170 @@ import numpy as np
 import pandas as pd
 
 from clips.curricula import BASELINE
-from clips.study.stats import (
-    holm,
-    min_detectable_difference,
-    paired_against_baseline,
-    paired_bootstrap_ci,
-    paired_differences,
-    spearman_ci,
+from clips.study.inference import (
+    Components,
+    Design,
+    aa_sides,
+    arm_components,
+    min_detectable,
+    pair_runs,
+    run_aware_test,
+    seeds_needed,
 )
+from clips.study.stats import LOWER_IS_BETTER, holm
 
 PAIRED_MEASURES = ("dice", "nsd", "hd95_mm", "tmtv_abs_rel_error")
-PAIRED_COLUMNS = ["contrast", "family", "subset", "measure", "patients", "mean_difference", "ci_low", "ci_high",
-                  "improved", "worsened", "p_wilcoxon", "p_holm"]
+CALIBRATION = "calibration"
+ALPHA = 0.05
+TEST_NAME = "crossed random effects (patient x training run), Satterthwaite t"
+DESCRIPTIVE = "descriptive only: the subset was selected on the baseline's own Dice, so a test would be biased"
+PAIRED_COLUMNS = ["contrast", "family", "subset", "measure", "patients", "runs", "mean_difference", "ci_low",
+                  "ci_high", "p_value", "p_randomisation", "p_holm", "test", "improved", "worsened", "se", "df",
+                  "run_sd", "patient_sd", "residual_sd", "df_run", "df_patient", "df_residual", "note"]
 
 
-def declared_contrasts(variants: list[str], primary: list[str]) -> list[tuple[str, str, str]]:
+def declared_contrasts(variants: list[str], primary: list[str], baseline: str = BASELINE
+                       ) -> list[tuple[str, str, str]]:
     """(variant, reference, family) for every contrast whose two arms the study has."""
     have = set(variants)
     out = [(v, r, "primary") for v, r in (c.split(":") for c in primary) if v in have and r in have]
     named = {(v, r) for v, r, _ in out}
-    out += [(v, BASELINE, "secondary") for v in variants if v != BASELINE and (v, BASELINE) not in named]
+    if baseline in have:
+        out += [(v, baseline, "secondary") for v in variants if v != baseline and (v, baseline) not in named]
     return out
 
 
-def _row(name, family, subset, measure, variant: pd.DataFrame, reference: pd.DataFrame) -> dict:
-    low, high = paired_bootstrap_ci(variant, reference, measure)
-    return ({"contrast": name, "family": family, "subset": subset, "measure": measure}
-            | paired_against_baseline(variant, reference, measure) | {"ci_low": low, "ci_high": high})
+def _row(name, family, subset, measure, a: pd.DataFrame, b: pd.DataFrame, tested: bool) -> dict:
+    d = pair_runs(a, b, measure)
+    per_patient = d.groupby("patient_id")["d"].mean()
+    better = per_patient < 0 if measure in LOWER_IS_BETTER else per_patient > 0
+    row = {"contrast": name, "family": family, "subset": subset, "measure": measure,
+           "patients": int(d["patient_id"].nunique()), "runs": int(d.groupby(["fold", "seed"]).ngroups),
+           "improved": int(better.sum()), "worsened": int((~better & (per_patient != 0)).sum())}
+    r = run_aware_test(d)
+    row |= {"mean_difference": r.estimate, "note": r.note}
+    if not tested:
+        return row | {"test": DESCRIPTIVE, "note": ""}
+    row |= {"ci_low": r.ci_low, "ci_high": r.ci_high, "p_value": r.p_value, "p_randomisation": r.p_randomisation,
+            "se": r.se, "df": r.df, "test": TEST_NAME if r.testable else "not testable"}
+    if r.components is not None:
+        row |= r.components.as_row()
+    return row
 
 
-def paired_table(per_patient: pd.DataFrame, hard: set[str], primary: list[str]) -> pd.DataFrame:
-    """One row per contrast x subset x measure (PAIRED_COLUMNS)."""
+def contrast_pairs(per_patient: pd.DataFrame, primary: list[str], baseline: str = BASELINE):
+    """(name, variant rows, reference rows, family, how): the declared contrasts and the A/A check."""
     arms = {c: t for c, t in per_patient.groupby("curriculum", sort=False)}
+    pairs = [(f"{v} vs {r}", arms[v], arms[r], fam, "") for v, r, fam in declared_contrasts(list(arms), primary,
+                                                                                           baseline)]
+    if baseline in arms:
+        others = [t["seed"].nunique() for c, t in arms.items() if c != baseline]
+        sides = aa_sides(arms[baseline], max(others) if others else arms[baseline]["seed"].nunique() // 2)
+        if sides is not None:
+            a, b, how = sides
+            pairs.append((f"{baseline} vs {baseline} (A/A)", a, b, CALIBRATION, how))
+    return pairs
+
+
+def paired_table(per_patient: pd.DataFrame, hard: set[str], primary: list[str], baseline: str = BASELINE,
+                 hard_is_flag: bool = True) -> pd.DataFrame:
+    """One row per contrast x subset x measure (PAIRED_COLUMNS). The hard subset is tested only when it is the
+    cohort's own flag (``hard_is_flag``), never when it was selected on the baseline's results."""
     subsets = [("all", None)] + ([("hard", hard)] if hard else [])
     rows = []
-    pairs = [(f"{v} vs {r}", arms[v], arms[r], fam) for v, r, fam in declared_contrasts(list(arms), primary)]
-    base = arms.get(BASELINE)
-    if base is not None and base["seed"].nunique() > 1:  # the baseline against itself, another seed
-        s0, s1 = sorted(base["seed"].unique())[:2]
-        pairs.append((f"{BASELINE} seed {s1} vs {BASELINE} seed {s0}", base[base["seed"] == s1],
-                      base[base["seed"] == s0], "noise floor"))
-    for name, a, b, family in pairs:
+    for name, a, b, family, _ in contrast_pairs(per_patient, primary, baseline):
         for subset, ids in subsets:
             sa, sb = (a, b) if ids is None else (a[a["patient_id"].isin(ids)], b[b["patient_id"].isin(ids)])
-            rows += [_row(name, family, subset, m, sa, sb) for m in PAIRED_MEASURES if m in per_patient]
+            tested = ids is None or hard_is_flag
+            rows += [_row(name, family, subset, m, sa, sb, tested) for m in PAIRED_MEASURES if m in per_patient]
     table = pd.DataFrame(rows).reindex(columns=PAIRED_COLUMNS)
+    # Holm on the larger of the two p-values: where the model-based and the exact test disagree, the larger wins.
+    worst = table[["p_value", "p_randomisation"]].max(axis=1, skipna=False)
     for (family, _, _), idx in table.groupby(["family", "subset", "measure"]).groups.items():
-        if family != "noise floor":
-            table.loc[idx, "p_holm"] = holm(table.loc[idx, "p_wilcoxon"])
+        if family != CALIBRATION:
+            table.loc[idx, "p_holm"] = holm(worst.loc[idx])
     return table
 
 
-def power_statement(per_patient: pd.DataFrame, paired: pd.DataFrame, hard: set[str], primary: list[str]) -> list[str]:
-    """For each subset: the smallest paired Dice difference the study detects with 80 % power at
-    alpha = 0.05 after Holm's correction over the primary contrasts, from the observed spread."""
-    lines = []
-    arms = {c: t for c, t in per_patient.groupby("curriculum", sort=False)}
-    named = [(v, r) for v, r, fam in declared_contrasts(list(arms), primary) if fam == "primary"]
-    for subset, ids in [("all", None)] + ([("hard", hard)] if hard else []):
-        sds, n = [], 0
-        for v, r in named:
-            a, b = arms[v], arms[r]
-            if ids is not None:
-                a, b = a[a["patient_id"].isin(ids)], b[b["patient_id"].isin(ids)]
-            d = paired_differences(a, b, "dice")["difference"]
-            if len(d) > 1:
-                sds.append(float(d.var(ddof=1)))
-                n = max(n, len(d))
-        if not sds:
-            continue
-        sd = float(np.sqrt(np.mean(sds)))
-        mdd = min_detectable_difference(sd, n, tests=len(named))
-        lines.append(f"{subset} patients (n = {n}): with the observed spread of paired Dice differences "
-                     f"(SD {sd:.3f}, pooled over {len(named)} primary contrasts), the smallest mean paired Dice "
-                     f"difference detectable with 80 % power at alpha = 0.05 after Holm's correction over "
-                     f"{len(named)} contrasts is {mdd:.3f}.")
-    return lines or ["no primary contrast has both arms in this study: no power statement."]
-
-
-def noise_floor_statement(paired: pd.DataFrame) -> str:
-    rows = paired[(paired["family"] == "noise floor") & (paired["subset"] == "all") & (paired["measure"] == "dice")]
-    if rows.empty:
-        return "noise floor: needs at least two seeds of the baseline."
+# ----------------------------------------------------------------------------- statements
+def calibration(paired: pd.DataFrame) -> dict:
+    """The A/A check on Dice, all patients: passed (True), failed (False) or not possible (None)."""
+    rows = paired[(paired["family"] == CALIBRATION) & (paired["subset"] == "all") & (paired["measure"] == "dice")]
+    if rows.empty or not np.isfinite(rows.iloc[0]["p_value"]):
+        return {"passed": None, "row": rows.iloc[0] if len(rows) else None}
     r = rows.iloc[0]
-    return (f"noise floor: {r['contrast']}, mean paired Dice difference {r['mean_difference']:+.3f} "
-            f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] over {r['patients']} patients: differences between arms "
-            "of this size are what retraining alone produces.")
+    return {"passed": bool(max(r["p_value"], r["p_randomisation"]) >= ALPHA), "row": r}
 
 
-def difficulty_statement(per_patient: pd.DataFrame, difficulty: pd.DataFrame | None) -> tuple[str, dict]:
+def calibration_statement(per_patient: pd.DataFrame, paired: pd.DataFrame, primary: list[str],
+                          baseline: str = BASELINE) -> str:
+    how = next((h for _, _, _, fam, h in contrast_pairs(per_patient, primary, baseline) if fam == CALIBRATION), "")
+    check = calibration(paired)
+    if check["row"] is None:
+        return (f"calibration (A/A): not possible: it needs at least 2 seeds of the baseline {baseline} "
+                "(better: twice the arms' seeds, --baseline-seeds).")
+    r = check["row"]
+    if check["passed"] is None:
+        return f"calibration (A/A), {how}: not testable ({r['note']})."
+    verdict = ("passed: retraining alone is not called significant" if check["passed"] else
+               "FAILED: the test calls retraining noise significant on this study, so every contrast below is "
+               "exploratory, not evidence")
+    return (f"calibration (A/A), {how}: Dice {r['mean_difference']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}], "
+            f"p = {r['p_value']:.3g} (randomisation p = {r['p_randomisation']:.3g}): {verdict}.")
+
+
+def _pooled(rows: pd.DataFrame) -> Components:
+    var = {k: float(np.mean(rows[f"{k}_sd"] ** 2)) for k in ("run", "patient", "residual")}
+    return Components(*(float(np.sqrt(var[k])) for k in ("run", "patient", "residual")))
+
+
+def power_statement(per_patient: pd.DataFrame, paired: pd.DataFrame, hard: set[str], primary: list[str],
+                    baseline: str = BASELINE) -> list[str]:
+    """The variance components of the primary Dice contrasts (or of the A/A when there are none), the smallest
+    difference the design as run detects with 80 % power at alpha = 0.05 after Holm over the primary contrasts,
+    and the seeds per fold it would take for +0.05 and +0.10 Dice."""
+    lines = []
+    m = max(1, int(((paired["family"] == "primary") & (paired["subset"] == "all")
+                    & (paired["measure"] == "dice")).sum()))
+    for subset in ["all"] + (["hard"] if hard else []):
+        rows = paired[(paired["subset"] == subset) & (paired["measure"] == "dice") & paired["run_sd"].notna()]
+        source = rows[rows["family"] == "primary"]
+        source = source if len(source) else rows[rows["family"] == CALIBRATION]
+        if source.empty:
+            continue
+        comps = _pooled(source)
+        d = per_patient if subset == "all" else per_patient[per_patient["patient_id"].isin(hard)]
+        folds = d.groupby("fold")["patient_id"].nunique()
+        seeds = max(2, int(round(source.iloc[0]["runs"] / len(folds))))  # per side, as the contrast was run
+        design = Design(tuple(int(n) for n in folds), (seeds,) * len(folds))
+        mdd = min_detectable(design, comps, ALPHA / m)
+        need = {delta: seeds_needed(delta, design.patients, comps, ALPHA / m) for delta in (0.05, 0.10)}
+        said = {k: (f"{v} seeds per fold ({2 * v * len(folds)} trainings for one contrast)" if v else
+                    "not reachable by more seeds: it needs more patients") for k, v in need.items()}
+        lines.append(
+            f"{subset} patients: variance components of the paired Dice differences ({', '.join(source['contrast'])}"
+            f"): run SD {comps.run_sd:.3f}, patient x arm SD {comps.patient_sd:.3f}, residual SD "
+            f"{comps.residual_sd:.3f} (df {int(source['df_run'].iloc[0])}, {int(source['df_patient'].iloc[0])}, "
+            f"{int(source['df_residual'].iloc[0])}). For the design as run ({design.describe()}), the smallest "
+            f"mean Dice difference detectable with 80 % power at alpha = 0.05 after Holm over {m} primary "
+            f"contrast(s) is {mdd:.3f}; +0.05 needs {said[0.05]}, +0.10 needs {said[0.10]}.")
+    arm_lines = []
+    for curriculum, t in per_patient.groupby("curriculum", sort=False):
+        c = arm_components(t, "dice")
+        if c is not None:
+            arm_lines.append(f"{curriculum} {c.run_sd:.3f} (df {c.df['run']})")
+    if arm_lines:
+        lines.append("run SD of each arm's own test Dice (how far one training's luck moves all patients of its "
+                     "fold together): " + ", ".join(arm_lines) + ".")
+    return lines or ["no primary contrast and no A/A check is testable in this study: no power statement."]
+
+
+def difficulty_statement(per_patient: pd.DataFrame, difficulty: pd.DataFrame | None,
+                         baseline: str = BASELINE) -> tuple[str, dict]:
     """Spearman correlation between each patient's cohort difficulty score and the baseline's error (1 - Dice)."""
-    base = per_patient[per_patient["curriculum"] == BASELINE]
+    from clips.study.stats import spearman_ci
+
+    base = per_patient[per_patient["curriculum"] == baseline]
     if difficulty is None or base.empty:
         return "difficulty against outcome: needs the baseline and the runs' cohort difficulty table.", {}
     err = 1 - base.groupby("patient_id")["dice"].mean()

@@ -10,6 +10,7 @@ study started again continues where it stopped (a finished child is never traine
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -22,6 +23,8 @@ from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
 from clips.study.config import Job, StudyConfig
+from clips.study.inference import MIN_SEEDS
+from clips.tracking.names import DESIGN_TAG, WITHDRAWN_TAG
 from clips.tracking.runs import inherited_tags
 
 SELECTIONS = ("inner_val", "last")
@@ -38,6 +41,11 @@ def check(scfg: StudyConfig) -> None:
     for contrast in scfg.contrasts:
         if contrast.count(":") != 1 or not all(arm in REGISTRY for arm in contrast.split(":")):
             raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula")
+        if set(contrast.split(":")) <= set(scfg.curricula) and scfg.seeds < MIN_SEEDS:
+            raise ConfigError(f"primary contrast {contrast} with {scfg.seeds} seed(s) per fold cannot be tested: one "
+                              f"training's luck moves a whole fold, and it takes at least {MIN_SEEDS} seeds per fold "
+                              f"to tell it from an effect (docs/study.md); give --seeds {MIN_SEEDS} or more, or "
+                              "--exploratory to declare no primary contrast")
     if needs_teacher(scfg) and BASELINE not in scfg.curricula:
         raise ConfigError(f"a variant needs a teacher: give teacher_uri, or include the baseline {BASELINE}")
     stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
@@ -53,6 +61,8 @@ def needs_teacher(scfg: StudyConfig) -> bool:
 def child_params(scfg: StudyConfig, job: Job, tuned: dict) -> dict:
     params = dict(scfg.train) | {"curriculum": job.curriculum, "seed": str(job.seed),
                                  "split_seed": str(scfg.split_seed)}
+    if scfg.vary_inner_split:
+        params["val_split_seed"] = str(job.seed)
     if job.fold >= 0:
         params |= {"folds": str(scfg.folds), "fold": str(job.fold)}
     if scfg.selection == "last":
@@ -224,7 +234,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.baseline_seeds": scfg.seeds_of(BASELINE),
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
-                               "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed}
+                               "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
+                               "study.vary_inner_split": scfg.vary_inner_split}
                               | {f"train.{k}": v for k, v in scfg.train.items()})
         queue = open_queue(scfg, create=True)
         root, digest = cohort_digest_of(scfg)
@@ -232,6 +243,13 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         if known and known != digest:
             raise ClipsError(f"study {scfg.name()!r} was started on a cohort with digest {known}; {root} has "
                              f"digest {digest}: continue it with the same data, or give another study_name")
+        changed = design_changes(queue.meta.get("config"), scfg)
+        if changed:  # grown or changed on a restart (e.g. a pilot's baseline seeds, then the arms): say so
+            when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            history = client.get_run(parent_id).data.tags.get(DESIGN_TAG, "")
+            client.set_tag(parent_id, DESIGN_TAG, (history + "; " if history else "") + f"{when}: {changed}")
+            client.set_tag(parent_id, "mlflow.note.content", study_description(scfg))
+            log(f"[{scfg.name()}] design changed on this restart: {changed}")
         queue.set_meta(config=scfg.to_dict(), parent_run_id=parent_id, experiment_id=exp, digest=digest,
                        tracking_uri=redact(mlflow.get_tracking_uri()))
         done = set(finished_children(client, exp, parent_id))  # finished before the queue existed
@@ -239,6 +257,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         status = queue.status()
         for key in [j.key for j in scfg.jobs() if j.key in done or status.get(j.key) == "done"]:
             log(f"[{scfg.name()}] {key} already finished: reused")
+        for arm in queue.meta.get("withdrawn", []):
+            log(f"[{scfg.name()}] {arm} was withdrawn: its jobs are not queued again")
         log(f"study {scfg.name()}: {len(scfg.jobs())} children ({added} queued now), parent run {parent_id}, "
             f"queue in {redact(scfg.storage or default_storage())}; more workers: "
             f"clips study --join {scfg.name()} --storage <that storage>")
@@ -256,16 +276,74 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                contrasts=scfg.contrasts)
 
 
+DESIGN_KEYS = ("curricula", "seeds", "baseline_seeds", "folds", "contrasts", "selection", "vary_inner_split")
+
+
+def design_changes(before: dict | None, scfg: StudyConfig) -> str:
+    """What a restart changes in the design ("" for none): a study may grow (more seeds, more arms) and keep
+    its finished children; the parent's study.* parameters are the first design, this tag the later ones."""
+    if not before:
+        return ""
+    now = scfg.to_dict()
+    parts = [f"{k} {_shown(before.get(k))} -> {_shown(now[k])}" for k in DESIGN_KEYS if before.get(k) != now[k]]
+    return ", ".join(parts)
+
+
+def _shown(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def study_description(scfg: StudyConfig) -> str:
     """The parent run's description in the UI: the design, the recipe, where the answer is."""
     design = (f"{scfg.folds}-fold cross-validation" if scfg.folds > 1 else "one split") + f", {scfg.seeds} seed(s)"
     if scfg.seeds_of(BASELINE) > scfg.seeds:
-        design += f" ({scfg.seeds_of(BASELINE)} for the baseline {BASELINE}, for the noise floor)"
+        design += f" ({scfg.seeds_of(BASELINE)} for the baseline {BASELINE}, for the A/A calibration check)"
+    if scfg.vary_inner_split:
+        design += ", inner validation split varied with the seed"
     recipe = ", ".join(f"{k}={v}" for k, v in sorted(scfg.train.items())) or "the profile's defaults"
+    declared = (f"Primary contrasts: {', '.join(scfg.contrasts)}" if scfg.contrasts else
+                "Exploratory: no primary contrast declared")
     return (f"**Study {scfg.name()}**: {len(scfg.curricula)} curricula ({', '.join(scfg.curricula)}), {design}, "
             f"checkpoint by {scfg.selection}; every child trained with one recipe: {recipe}.\n\n"
-            f"Primary contrasts: {', '.join(scfg.contrasts)}. The answer, with its intervals and power, is in the "
-            "artifacts: comparison/report.html.")
+            f"{declared}; the A/A check (the baseline against itself) is declared to come out non-significant. "
+            "The answer, with its intervals, calibration and power, is in the artifacts: comparison/report.html.")
+
+
+def withdraw_arms(name: str, arms: list[str], storage: str = "", log=print) -> list[str]:
+    """Withdraw ``arms`` from study ``name`` while it runs: their waiting jobs are cancelled through the queue
+    (a child already training finishes and is kept), a restart does not queue them again, and the parent run
+    records the withdrawal, when, and which children had finished by then (the results that could have been
+    seen). Returns the cancelled jobs."""
+    queue = JobQueue(name, storage)
+    meta = queue.meta
+    known = StudyConfig.from_dict(meta["config"]).curricula
+    unknown = [a for a in arms if a not in known]
+    if unknown:
+        raise ConfigError(f"study {name!r} has no arm {', '.join(unknown)}; its arms: {', '.join(known)}")
+    status = queue.status()
+    seen = sorted(k for k, v in status.items() if v == "done")
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    cancelled = queue.withdraw(lambda job: job.split(":")[0] in arms, f"withdrawn {when}")
+    running = sorted(k for k, v in queue.status().items() if v == "running" and k.split(":")[0] in arms)
+    client = MlflowClient()
+    parent = meta["parent_run_id"]
+    for arm in arms:
+        mine = [j for j in cancelled if j.split(":")[0] == arm]
+        client.set_tag(parent, f"{WITHDRAWN_TAG}.{arm}", (
+            f"{arm} withdrawn {when}: {len(mine)} waiting job(s) cancelled"
+            + (f", {', '.join(r for r in running if r.startswith(arm + ':'))} left to finish" if running else "")
+            + f"; {len(seen)} children had finished by then" + (f" ({', '.join(seen)})" if seen else ""))[:5000])
+    before = client.get_run(parent).data.tags.get(WITHDRAWN_TAG, "")
+    client.set_tag(parent, WITHDRAWN_TAG, ",".join(sorted(set(_names(before)) | set(arms))))
+    queue.set_meta(withdrawn=sorted(set(meta.get("withdrawn", [])) | set(arms)))
+    log(f"study {name}: withdrew {', '.join(arms)}: {len(cancelled)} waiting job(s) cancelled"
+        + (f"; still running, kept: {', '.join(running)}" if running else "")
+        + f"; {len(seen)} children had finished (recorded on the parent run {parent})")
+    return cancelled
+
+
+def _names(text: str) -> list[str]:
+    return [x for x in text.split(",") if x]
 
 
 def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None,

@@ -1,4 +1,4 @@
-"""Statistics of a comparison: patient-level bootstrap intervals and paired tests against the baseline."""
+"""Statistics of a comparison: per-arm bootstrap intervals, Holm, Spearman; a fixed model's per-patient Wilcoxon."""
 from __future__ import annotations
 
 import numpy as np
@@ -58,6 +58,11 @@ def bootstrap_ci(table: pd.DataFrame, name: str, n_boot: int = 2000, seed: int =
 def paired_against_baseline(variant: pd.DataFrame, baseline: pd.DataFrame, column: str = "dice") -> dict:
     """Per-patient differences (mean over seeds, variant minus baseline) and a two-sided Wilcoxon test.
 
+    Right for a *fixed* model on independent patients (promotion compares two given models). Wrong for two
+    training procedures in cross-validation, where one trained network scores a whole fold: there it is the
+    documented negative control of tests/test_inference.py (about 47 % false positives on A/A comparisons);
+    studies use clips.study.inference.
+
     ``improved`` / ``worsened`` count patients by the measure's direction (see LOWER_IS_BETTER);
     ``mean_difference`` keeps its sign."""
     d = paired_differences(variant, baseline, column)["difference"].to_numpy(float)
@@ -90,52 +95,6 @@ def paired_differences(variant: pd.DataFrame, reference: pd.DataFrame, column: s
     both = pd.concat([a, b], axis=1, keys=["variant", "reference"]).dropna()
     # Rounded so that equal differences are ties, as they are, not float noise apart.
     return both.assign(difference=np.round(both["variant"] - both["reference"], 12))
-
-
-def _seed_matrix(table: pd.DataFrame, column: str, patients) -> tuple[np.ndarray, np.ndarray]:
-    """(values (patients, max seeds) NaN-padded, number of values per patient)."""
-    groups = table.dropna(subset=[column]).groupby("patient_id")[column].apply(np.asarray)
-    counts = np.array([len(groups[p]) for p in patients])
-    values = np.full((len(patients), counts.max()), np.nan)
-    for i, p in enumerate(patients):
-        values[i, :counts[i]] = groups[p]
-    return values, counts
-
-
-def _resampled_means(values: np.ndarray, counts: np.ndarray, draw: np.ndarray, rng) -> np.ndarray:
-    """Mean over seeds of each drawn patient, its seeds drawn with replacement: (n_boot, patients)."""
-    c = counts[draw][..., None]
-    seeds = np.floor(rng.random((*draw.shape, values.shape[1])) * c).astype(int)
-    take = values[draw[..., None], seeds]
-    used = np.arange(values.shape[1]) < c
-    return np.where(used, take, 0.0).sum(-1) / c[..., 0]
-
-
-def paired_bootstrap_ci(variant: pd.DataFrame, reference: pd.DataFrame, column: str, n_boot: int = 2000,
-                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Interval of the mean paired difference: resample patients, then seeds within each drawn patient."""
-    have = [set(t.dropna(subset=[column])["patient_id"]) for t in (variant, reference)]
-    patients = sorted(have[0] & have[1])
-    if len(patients) < MIN_PATIENTS:
-        return float("nan"), float("nan")
-    (va, ca), (re, cr) = (_seed_matrix(t, column, patients) for t in (variant, reference))
-    rng = np.random.default_rng(seed)
-    draw = rng.integers(0, len(patients), (n_boot, len(patients)))
-    values = (_resampled_means(va, ca, draw, rng) - _resampled_means(re, cr, draw, rng)).mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
-
-
-def min_detectable_difference(sd: float, n: int, tests: int = 1, alpha: float = 0.05, power: float = 0.8) -> float:
-    """Smallest mean paired difference a two-sided Wilcoxon signed-rank test detects with ``power``.
-
-    Normal approximation with the Wilcoxon test's asymptotic efficiency against the t-test
-    under normal differences, 3/pi (so n_eff = 3n/pi), at level alpha/tests: Holm's first, most
-    stringent, step (Bonferroni), so the figure holds after correction for every contrast."""
-    if n < 2 or not np.isfinite(sd):
-        return float("nan")
-    z = stats.norm.ppf(1 - alpha / tests / 2) + stats.norm.ppf(power)
-    return float(z * sd / np.sqrt(n * 3 / np.pi))
 
 
 def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float, int]:

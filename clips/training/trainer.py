@@ -132,7 +132,8 @@ def load_data(cfg: TrainConfig, log=print) -> tuple[Path, Cohort]:
     data_dir = resolve_data_dir(cfg, log)
     split_seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
     cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), split_seed,
-                         cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log, folds=cfg.folds, fold=cfg.fold)
+                         cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log, folds=cfg.folds, fold=cfg.fold,
+                         val_seed=cfg.val_split_seed if cfg.val_split_seed >= 0 else split_seed)
     log(f"cohort {data_dir}: " + ", ".join(f"{len(cohort.ids(s))} {s}" for s in ("train", "val", "test"))
         + " patients")
     return data_dir, cohort
