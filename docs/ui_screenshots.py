@@ -59,8 +59,8 @@ def main():
                PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.pop("MLFLOW_RUN_ID", None)
     if not args.store:
-        clips(["study", "--curricula", "none,random,smoothing", "--seeds", "1", "--study-name", "demo-study",
-               "--selection", "last", *TINY], env, tmp)
+        clips(["study", "--curricula", "none,random,smoothing", "--seeds", "1", "--exploratory", "true",
+               "--study-name", "demo-study", "--selection", "last", *TINY], env, tmp)
         clips(["tune", "--curriculum", "smoothing", "--n-trials", "4", "--pruner", "none", "--study-name",
                "demo-tune", *TINY], env, tmp)
     import mlflow
