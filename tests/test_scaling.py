@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from clips.errors import ClipsError, ConfigError
-from clips.scaling.devices import assign, parse_gpus
+from clips.scaling.devices import assign, check_cpu_budget, parse_gpus
 from clips.scaling.queue import MAX_OWN_FAILURES, JobQueue
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +32,12 @@ def test_gpu_and_thread_assignment():
     assert [s.threads for s in assign(2, [], cpu_count=2)] == [1, 1]  # K workers share the cores
     assert [s.threads for s in assign(3, [], cpu_count=2)] == [1, 1, 1]
     assert parse_gpus("auto") is None and parse_gpus("none") == [] and parse_gpus("0, 2") == ["0", "2"]
+    # Local CPU workers never oversubscribe the cores: 2 workers x 1 thread with the CPU's default of no
+    # loader process fit 2 cores; with 2 loader processes each they would not, and are refused in one line.
+    check_cpu_budget(assign(2, [], 2), -1, 2)
+    with pytest.raises(ConfigError, match="6 processes busy on 2 cores"):
+        check_cpu_budget(assign(2, [], 2), 2, 2)
+    check_cpu_budget(assign(2, ["0", "1"], 2), 4, 2)  # GPU workers: their loaders feed the GPU
     with pytest.raises(ConfigError, match="--gpus"):
         parse_gpus("first")
 

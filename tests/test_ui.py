@@ -89,3 +89,37 @@ def test_evaluate_and_first_preprocessing_show_progress(tiny_cohort, tmp_path):
     res = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tiny_cohort), "--pred-dir", str(masks),
                                    "--out", str(tmp_path / "ev"), "--no-mlflow"])
     assert res.exit_code == 0 and "evaluating patients: 6/6 (done in" in res.output, res.output
+
+
+def test_a_training_on_a_busy_machine_tags_itself(tiny_cohort):
+    """CPU-heavy processes beside a training: the run says so, once, in its log and as a tag; and every run logs
+    where its time went."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from clips.config import build_config
+    from clips.training.system import BUSY_TAG
+    from clips.training.timing import PHASES
+    from clips.training.trainer import train
+
+    params = {"data_dir": str(tiny_cohort), "model": "tiny", "epochs": "2", "steps_per_epoch": "2",
+              "patch_size": "32", "spacing_mm": "10", "threads": "1"}
+    # Two spinning processes that are not ours (started through a shell that exits: their parent is init).
+    spin = "import time; t = time.time(); [0 for _ in iter(lambda: time.time() - t < 120, False)]"
+    hogs = [int(subprocess.run(["sh", "-c", f'{sys.executable} -c "{spin}" >/dev/null 2>&1 & echo $!'],
+                               capture_output=True, text=True).stdout) for _ in range(2)]
+    try:
+        lines = []
+        busy = train(build_config(params), log=lines.append)
+    finally:
+        for pid in hogs:
+            os.kill(pid, signal.SIGKILL)
+    run = mlflow.get_run(busy.run_id)
+    assert "other processes used" in run.data.tags.get(BUSY_TAG, "")
+    assert sum(line.startswith("warning: other processes used") for line in lines) == 1  # said once
+    assert {f"time/{p}_s" for p in ("data", "build", "steps", "validation", "evaluation", "logging")} <= set(
+        run.data.metrics) and set(PHASES) >= {k[5:-2] for k in run.data.metrics if k.startswith("time/")} - {"total"}
+    assert run.data.metrics["time/total_s"] >= run.data.metrics["time/steps_s"] > 0
+    assert any(line.startswith("time ") and "steps" in line for line in lines)

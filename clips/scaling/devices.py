@@ -55,7 +55,22 @@ def assign(workers: int, gpus: list[str], cpu_count: int) -> list[Slot]:
     return [Slot(gpus[i % len(gpus)] if gpus else None, threads) for i in range(workers)]
 
 
-def local_slots(workers: int, gpus: str) -> list[Slot]:
-    """The slots of this machine's workers from the ``--workers`` and ``--gpus`` options (studies and tuning)."""
+def local_slots(workers: int, gpus: str, train: dict | None = None) -> list[Slot]:
+    """The slots of this machine's workers from the ``--workers`` and ``--gpus`` options (studies and tuning).
+    With the shared training parameters ``train``, refuses CPU slots that would oversubscribe the cores."""
     named = parse_gpus(gpus)
-    return assign(workers, visible_gpus() if named is None else named, os.cpu_count() or 1)
+    slots = assign(workers, visible_gpus() if named is None else named, os.cpu_count() or 1)
+    check_cpu_budget(slots, int((train or {}).get("workers", -1)), os.cpu_count() or 1)
+    return slots
+
+
+def check_cpu_budget(slots: list[Slot], loader_workers: int, cores: int) -> None:
+    """On the CPU, every worker's torch threads and loader processes together stay within the cores: two
+    CPU-heavy processes on 2 cores slow each other about 8x (OpenMP threads spinning against each other).
+    Loader workers default to none on the CPU (``loader_workers`` -1), so the default never oversubscribes."""
+    cpu = [s for s in slots if s.gpu is None]
+    busy = sum(s.threads + max(loader_workers, 0) for s in cpu)
+    if len(cpu) > 1 and busy > cores:
+        raise ConfigError(f"{len(cpu)} CPU workers with {cpu[0].threads} thread(s) and {loader_workers} loader "
+                          f"process(es) each would keep {busy} processes busy on {cores} cores (each would run "
+                          "several times slower): drop -P workers, or use fewer --workers")

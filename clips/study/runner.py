@@ -262,7 +262,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         log(f"study {scfg.name()}: {len(scfg.jobs())} children ({added} queued now), parent run {parent_id}, "
             f"queue in {redact(scfg.storage or default_storage())}; more workers: "
             f"clips study --join {scfg.name()} --storage <that storage>")
-        slots = local_slots(scfg.workers, scfg.gpus)
+        slots = local_slots(scfg.workers, scfg.gpus, scfg.train)
         if len(slots) > 1:
             spawn_clips_workers([join_args(scfg) for _ in slots], slots)
         work(scfg, queue, parent_id, log, until_all_done=True)
@@ -366,7 +366,7 @@ def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", ma
     if digest != meta.get("digest"):
         raise ClipsError(f"study {name!r} trains on a cohort with digest {meta.get('digest')}; this machine's "
                          f"{root} has digest {digest}: every worker must have the same data")
-    slots = local_slots(scfg.workers, scfg.gpus)
+    slots = local_slots(scfg.workers, scfg.gpus, scfg.train)
     if len(slots) > 1:
         spawn_clips_workers([join_args(scfg) for _ in slots], slots)
         return

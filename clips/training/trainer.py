@@ -46,7 +46,8 @@ from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
 from clips.training.inference import predict_probs, probs_to_original, resolve_device
 from clips.training.step import make_context, optimise
-from clips.training.system import SystemSampler
+from clips.training.system import BusyWatch, SystemSampler
+from clips.training.timing import PhaseTimer
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Training:
     cohort_scores: pd.DataFrame  # every patient's cohort score (tables/cohort_difficulty.json)
     log: object = print
     state: LoopState = field(default_factory=LoopState)
+    timer: PhaseTimer = field(default_factory=PhaseTimer)  # where the run's time goes (time/* metrics)
     compiled: torch.nn.Module | None = None  # the torch.compile'd forward pass, with compile=true
 
     def ids(self, split: str) -> list[str]:
@@ -103,22 +105,33 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
     """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    data_dir, cohort = load_data(cfg, log)
+    timer = PhaseTimer()
+    busy = BusyWatch(log)  # before any work of ours: what else is running now
+    with timer("data"):
+        data_dir, cohort = load_data(cfg, log)
     with run_context(cfg.resume, run_id) as run:
-        t = build(cfg, cohort, run.info.run_id, log)
-        log_run_parameters(t, data_dir)
-        if not restore(t):
-            log_inputs(t)
+        with timer("build"):
+            t = build(cfg, cohort, run.info.run_id, log)
+        t.timer = timer
+        with timer("logging"):
+            log_run_parameters(t, data_dir)
+            busy.tag_if_busy(t.spool.set_tag)
+            if not restore(t):
+                log_inputs(t)
         first = t.state.epoch + 1
         began = time.perf_counter()
         system = SystemSampler(t.device)
         for epoch in range(first, cfg.epochs):
             started = time.perf_counter()
-            metrics = run_epoch(t, epoch)
-            val_eval = validate(t, epoch, metrics, full=on_validation is not None)
+            with timer("steps"):
+                metrics = run_epoch(t, epoch)
+            with timer("validation"):
+                val_eval = validate(t, epoch, metrics, full=on_validation is not None)
             metrics["epoch_time_s"] = time.perf_counter() - started
             metrics |= system.sample()
-            save_epoch(t, epoch, metrics)
+            busy.check(epoch, metrics.get("system/other_cores"), t.spool.set_tag)
+            with timer("checkpoint"):
+                save_epoch(t, epoch, metrics)
             if on_validation is not None and val_eval is not None:
                 on_validation(epoch, lambda v=val_eval: v, cohort.table)
             per_epoch = (time.perf_counter() - began) / (epoch - first + 1)
@@ -309,13 +322,16 @@ def finish(t: Training) -> TrainResult:
     """Upload what an outage kept, evaluate the best network on the patients' own grids, log it all."""
     cfg = t.cfg
     t.curriculum.release()
-    if not t.spool.wait_and_flush(cfg.outage_wait_min):
+    with t.timer("logging"):
+        uploaded = t.spool.wait_and_flush(cfg.outage_wait_min)
+    if not uploaded:
         raise ClipsError(
             f"the tracking server {mlflow.get_tracking_uri()} has been unreachable for over "
             f"{cfg.outage_wait_min:g} min; training is done and checkpointed, and {len(t.spool.pending)} logging "
             f"operation(s) are kept in {t.spool.path}. When the server is back, run "
             f"'clips train --resume {t.run_id}' with the same parameters to upload them and finish the run.")
-    t.clog.log(t.privacy)
+    with t.timer("logging"):
+        t.clog.log(t.privacy)
     net = t.model
     best = t.checkpoints / "best.pt"
     if best.exists():
@@ -323,15 +339,19 @@ def finish(t: Training) -> TrainResult:
     # The epoch the weights come from: the final evaluation is logged at that step, and so is the model, which
     # MLflow 3 then shows with that epoch's metrics (not epoch 0's).
     step = t.state.best_epoch if best.exists() and t.state.best_epoch >= 0 else max(t.state.epoch, 0)
-    evaluations = {split: _evaluate(net, t.cohort, t.ids(split), cfg) for split in ("val", "test")}
-    for split, result in evaluations.items():
-        if len(result.table) or result.errors:
-            log_evaluation(result, split, privacy=t.privacy, step=step)
-    mlflow.log_metric("best_epoch", t.state.best_epoch, step=step)
-    t.privacy.save_mapping(t.workdir)
-    mlflow.set_tag("clips.privacy", "pseudonymised ids" if t.privacy.active else "real ids")
-    log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
-                                 "model": cfg.model, "sw_overlap": cfg.sw_overlap}, step=step)
+    with t.timer("evaluation"):
+        evaluations = {split: _evaluate(net, t.cohort, t.ids(split), cfg) for split in ("val", "test")}
+    with t.timer("logging"):
+        for split, result in evaluations.items():
+            if len(result.table) or result.errors:
+                log_evaluation(result, split, privacy=t.privacy, step=step)
+        mlflow.log_metric("best_epoch", t.state.best_epoch, step=step)
+        t.privacy.save_mapping(t.workdir)
+        mlflow.set_tag("clips.privacy", "pseudonymised ids" if t.privacy.active else "real ids")
+        log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
+                                     "model": cfg.model, "sw_overlap": cfg.sw_overlap}, step=step)
+    mlflow.log_metrics(t.timer.metrics(), step=step)
+    t.log(t.timer.split())
     return TrainResult(t.run_id, t.state.best_val_dice, t.state.best_epoch, evaluations["val"].table,
                        evaluations["test"].table, t.cohort.table)
 

@@ -296,7 +296,7 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
             f"objective {prep.objective}, pruner {tcfg.pruner} (warm-up {prep.warmup} epochs), "
             f"storage {redact(tcfg.storage or default_storage())}; more workers: "
             f"clips tune --join {tcfg.resolved_study_name()} --storage <that storage>")
-        slots = local_slots(tcfg.workers, tcfg.gpus)
+        slots = local_slots(tcfg.workers, tcfg.gpus, tcfg.train)
         if len(slots) == 1:
             run_worker(prep, parent.info.run_id, 0, trial_fn, log=log)
         else:
@@ -330,7 +330,7 @@ def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", m
     values = dict(attrs["config"]) | {"storage": storage, "workers": workers, "gpus": gpus}
     tcfg = TuneConfig(**values)
     tcfg.train = dict(tcfg.train) | machine
-    slots = local_slots(tcfg.workers, tcfg.gpus)
+    slots = local_slots(tcfg.workers, tcfg.gpus, tcfg.train)
     if len(slots) > 1:
         _spawn_workers(tcfg, attrs["parent_run_id"], slots)
     else:
