@@ -138,3 +138,16 @@ def test_evaluate_entry_point_predicts_then_evaluates(tiny_cohort, tmp_path):
     assert len(list((out / "reports").glob("*.txt"))) == 6
     paths = {a.path for a in mlflow.MlflowClient().list_artifacts(ev.run_id, "evaluation/eval")}
     assert "evaluation/eval/predictions" not in paths  # images stay local
+
+
+def test_device_check_runs_on_the_cpu(tmp_path):
+    """The GPU check's CPU fallback: the same code on tiny sizes, one table, its JSON, a real MLflow run."""
+    import json
+
+    out = subprocess.run(["bash", "benchmarks/device_check.sh", "--tiny", "--out", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    rows = json.loads((tmp_path / "device_check.json").read_text())
+    assert rows["e2e_ok"] is True and rows["fp32_step_s_no_loading"] > 0 and rows["inference_s"] > 0
+    assert rows["fp32_loader_ratio"] > 0 and "bf16_vs_fp32_step" in rows
+    assert "loader_ratio" in out.stdout

@@ -1,0 +1,150 @@
+"""The GPU check: one table of what a GPU machine does with CLIPS, in a few minutes, offline.
+
+    bash benchmarks/device_check.sh [--tiny] [--out DIR]        # the wrapper: environment, then this script
+
+On a GPU, the `gpu` profile's training step (TMTV-Net-sized U-Net preset, 128^3, batch 4): bfloat16 autocast
+against float32, each with the real loader (patches cropped and augmented by loader processes) and without
+loading (batches already on the GPU): nnU-Net's benchmark pair, whose ratio should stay <= 1.10; the peak GPU
+memory of a step; whole-body inference of a 400x400x300 volume at the profile's patch; and one end-to-end
+MLflow training of a few steps (a local SQLite store). ``--tiny`` runs the same code on small sizes on the CPU
+(the test suite runs it so). Prints one table and writes ``device_check.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _common import generated_cases, sync  # noqa: E402
+
+from clips.curricula import get_curriculum  # noqa: E402
+from clips.data.augment import Augmentation  # noqa: E402
+from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan_batch  # noqa: E402
+from clips.data.sampling import PatchSampler  # noqa: E402
+from clips.losses import TMTVLoss  # noqa: E402
+from clips.models import SegNet  # noqa: E402
+from clips.training.inference import predict_probs, resolve_device  # noqa: E402
+from clips.training.step import optimise  # noqa: E402
+
+SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile)
+    "gpu": ("tmtv_net", 128, 4, 20, 4.0, (400, 400, 300), "gpu"),
+    "tiny": ("tiny", 32, 2, 3, 10.0, (48, 40, 64), "smoke"),
+}
+
+
+def step_times(device, size, amp: bool, workers: int, folder: Path) -> dict:
+    model, patch, batch, steps, spacing = size[:5]
+    _, cases = generated_cases(folder, 4, spacing)
+    sampler = PatchSampler(cases, (patch,) * 3, 0.67)
+    dataset = PatchDataset(sampler, Augmentation("default"))
+    none = get_curriculum("none")
+    cur = none(None, none.parse_options({}))
+    torch.manual_seed(0)
+    net = SegNet(model).to(device).train()
+    if device.type == "cuda":
+        net.to(memory_format=torch.channels_last_3d)
+        torch.backends.cudnn.benchmark = True
+    opt, loss_fn = torch.optim.AdamW(net.parameters(), lr=1e-4), TMTVLoss()
+    weights = np.ones(len(cases))
+
+    def plan(seed):
+        rng = np.random.default_rng(seed)
+        return (plan_batch(cur, sampler, rng, weights, batch) for _ in range(steps))
+
+    def real(seed):
+        sync(device)
+        t0 = time.perf_counter()
+        for idx, x, y in epoch_batches(dataset, plan(seed), workers, device.type == "cuda"):
+            optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
+        sync(device)
+        return (time.perf_counter() - t0) / steps
+
+    held = [(i, x.to(device), y.to(device)) for i, x, y in epoch_batches(dataset, plan(99), 0)]
+
+    def no_loading():
+        sync(device)
+        t0 = time.perf_counter()
+        for idx, x, y in held:
+            optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
+        sync(device)
+        return (time.perf_counter() - t0) / steps
+
+    real(0), no_loading()  # warm-up: cuDNN's algorithm search, loader start
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    r, n = [], []
+    for k in range(2):
+        r.append(real(k + 1))
+        n.append(no_loading())
+    peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
+    return {"step_s_real": float(np.median(r)), "step_s_no_loading": float(np.median(n)),
+            "loader_ratio": float(np.median(r) / np.median(n)), "peak_memory_gb": peak, "net": net}
+
+
+def inference_time(net, device, size) -> float:
+    patch, batch, volume = size[1], size[2], size[5]
+    image = np.random.default_rng(0).random((5, *volume), dtype=np.float32)
+    net.eval()
+    predict_probs(net, image[:, :patch, :patch, :patch], (patch,) * 3, 0.25, batch, device)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    predict_probs(net, image, (patch,) * 3, 0.25, batch, device)
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def end_to_end(size, device, folder: Path) -> dict:
+    """One real MLflow training of a few steps through the command line, in its own store and home."""
+    env = dict(os.environ, CLIPS_HOME=str(folder / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db")
+    cmd = [sys.executable, "-m", "clips", "train", "-P", f"profile={size[6]}", "-P", "epochs=1", "-P",
+           "steps_per_epoch=3", "-P", f"device={device.type}", "-P", "example.patients=6"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    ok = out.returncode == 0 and "best val Dice" in out.stdout
+    return {"e2e_ok": ok, "e2e_s": time.perf_counter() - t0,
+            "e2e_tail": "" if ok else (out.stdout + out.stderr)[-1500:]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tiny", action="store_true", help="small sizes (the CPU fallback the suite runs)")
+    ap.add_argument("--out", type=Path, default=Path("."))
+    a = ap.parse_args()
+    device = resolve_device("auto")
+    size = SIZES["tiny" if a.tiny or device.type != "cuda" else "gpu"]
+    folder = Path(tempfile.mkdtemp(prefix="clips-device-check-"))
+    workers = default_workers(device)
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    rows = {"device": name, "torch": torch.__version__, "model": size[0], "patch": size[1], "batch": size[2],
+            "loader_workers": workers}
+    fp32 = step_times(device, size, amp=False, workers=workers, folder=folder / "a")
+    bf16 = step_times(device, size, amp=device.type == "cuda", workers=workers, folder=folder / "b")
+    rows |= {f"fp32_{k}": v for k, v in fp32.items() if k != "net"}
+    rows |= {f"bf16_{k}": v for k, v in bf16.items() if k != "net"}
+    rows["bf16_vs_fp32_step"] = bf16["step_s_no_loading"] / fp32["step_s_no_loading"]
+    rows["inference_s"] = inference_time(bf16["net"], device, size)
+    rows["inference_volume"] = "x".join(map(str, size[5]))
+    rows |= end_to_end(size, device, folder / "e2e")
+    a.out.mkdir(parents=True, exist_ok=True)
+    (a.out / "device_check.json").write_text(json.dumps(rows, indent=1))
+    width = max(map(len, rows))
+    for k, v in rows.items():
+        if k != "e2e_tail":
+            print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    if rows["e2e_tail"]:
+        print(rows["e2e_tail"])
+    sys.exit(0 if rows["e2e_ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
