@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--workers", type=int, default=-1)
     ap.add_argument("--augmentation", default="default")
-    ap.add_argument("--model", default=None, help="default: small with --quick, else tmtv_net")
+    ap.add_argument("--model", default=None, help="default: small with --quick, else large")
     ap.add_argument("--patch", type=int, default=None, help="default: 48 with --quick, else 128")
     ap.add_argument("--batch", type=int, default=None, help="default: 2 with --quick, else 4")
     ap.add_argument("--steps", type=int, default=None, help="steps per epoch; default 6 with --quick, else 50")
@@ -51,7 +51,7 @@ def main():
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     q = a.quick
-    model_name, patch = a.model or ("small" if q else "tmtv_net"), a.patch or (48 if q else 128)
+    model_name, patch = a.model or ("small" if q else "large"), a.patch or (48 if q else 128)
     batch, steps, spacing = a.batch or (2 if q else 4), a.steps or (6 if q else 50), a.spacing or (8.0 if q else 4.0)
     volume = tuple(int(v) for v in (a.volume or ("70,38,125" if q else "400,400,300")).split(","))
     device = resolve_device(a.device)

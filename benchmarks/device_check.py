@@ -2,7 +2,7 @@
 
     bash benchmarks/device_check.sh [--tiny] [--out DIR]        # the wrapper: environment, then this script
 
-On a GPU, the `gpu` profile's training step (TMTV-Net-sized U-Net preset, 128^3, batch 4): bfloat16 autocast
+On a GPU, the `gpu` profile's training step (the `large` U-Net preset, 128^3, batch 4): bfloat16 autocast
 against float32, each with the real loader (patches cropped and augmented by loader processes) and without
 loading (batches already on the GPU): nnU-Net's benchmark pair, whose ratio should stay <= 1.10; the peak GPU
 memory of a step; whole-body inference of a 400x400x300 volume at the profile's patch; and one end-to-end
@@ -37,7 +37,7 @@ from clips.training.inference import predict_probs, resolve_device  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
 
 SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile)
-    "gpu": ("tmtv_net", 128, 4, 20, 4.0, (400, 400, 300), "gpu"),
+    "gpu": ("large", 128, 4, 20, 4.0, (400, 400, 300), "gpu"),
     "tiny": ("tiny", 32, 2, 3, 10.0, (48, 40, 64), "smoke"),
 }
 

@@ -17,7 +17,7 @@ from clips.curricula import get_curriculum
 from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ConfigError
-from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS
+from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
 from clips.values import apply_values
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ class TrainConfig:
     augmentation: str = "none"  # none | default | strong: on-the-fly MONAI augmentation (clips/data/augment.py)
     workers: int = -1  # loader processes preparing patches during the step; -1: GPU the cores but one, CPU 0
     # Model and optimisation
-    model: str = "small"  # network preset: tiny, small, tmtv_net (clips/models/unet.py)
+    model: str = "small"  # network preset: tiny, small, large (clips/models/unet.py)
     epochs: int = 5
     steps_per_epoch: int = 20  # optimisation steps per epoch
     batch_size: int = 2  # patches per step
@@ -120,6 +120,9 @@ def _validate(cfg: TrainConfig):
     get_curriculum(cfg.curriculum).parse_options(cfg.curriculum_options)
     if cfg.augmentation not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {cfg.augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
+    if cfg.model in RENAMED:
+        raise ConfigError(f"model preset {cfg.model!r} is now {RENAMED[cfg.model]!r}: a DynUNet with TMTV-Net's "
+                          "channel widths, not the released TMTV-Net (docs/tmtv_net.md)")
     if cfg.model not in PRESETS:
         raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}")
     for name, (lo, hi) in _RANGES.items():

@@ -13,7 +13,7 @@ def test_profile_then_overrides_with_casting():
     assert cfg.skip_invalid is True and cfg.data_dir == ""
     assert build_config({"profile": "smoke", "epochs": ""}).epochs == build_config({"profile": "smoke"}).epochs
     assert build_config({"profile": "smoke", "model": ""}).model == "small"  # what MLproject passes when unset
-    assert build_config({"profile": "gpu"}).model == "tmtv_net"
+    assert build_config({"profile": "gpu"}).model == "large"
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -80,6 +80,11 @@ def test_network_runs_on_any_size(shape):
     assert net(torch.rand(2, 5, 16, 16, 16)).shape == (2, 3, 2, 16, 16, 16)
 
 
-def test_tmtv_net_preset_matches_released_channels():
-    net = SegNet("tmtv_net")
+def test_large_preset_has_the_released_channel_widths_and_no_longer_claims_the_name():
+    from clips.config import build_config
+    from clips.errors import ConfigError
+
+    net = SegNet("large")
     assert list(net.unet.filters) == [64, 96, 128, 156]
+    with pytest.raises(ConfigError, match="'tmtv_net' is now 'large'.*not the released TMTV-Net"):
+        build_config({"model": "tmtv_net"})

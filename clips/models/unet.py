@@ -15,12 +15,15 @@ from torch import nn
 from clips.data.preprocess import N_CHANNELS
 from clips.errors import ConfigError
 
-# Encoder channels per level; tmtv_net follows the released stage-1 U-Net of TMTV-Net.
+# Encoder channels per level. `large` has the released TMTV-Net's channel widths, nothing else of it (5.3 M
+# parameters against 21.6 M per released U-Net: no 9^3 bottleneck, other blocks); the released network is
+# clips/models/tmtv_net/. The preset was called `tmtv_net` before 2026-12-01 (RENAMED).
 PRESETS = {
-    "tmtv_net": (64, 96, 128, 156),
+    "large": (64, 96, 128, 156),
     "small": (16, 32, 48, 64),
     "tiny": (8, 12, 16, 24),
 }
+RENAMED = {"tmtv_net": "large"}
 DEEP_SUPERVISION_HEADS = 2
 # Every preset has four levels, three downsamplings: the U-Net's total stride, the multiple
 # every patch side must be (and the smallest patch it can take).

@@ -1,0 +1,170 @@
+"""The released TMTV-Net: loaded from files built from the manifest of the released state_dicts, refused
+in one line when they do not fit, and the inference pipeline's pieces against values derived by hand from
+shared/tmtvnet/ARCHITECTURE.md."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clips.errors import ClipsError
+from clips.models.tmtv_net import TMTVNet, load_released
+from clips.models.tmtv_net.pipeline import (
+    PipelineConfig,
+    blend,
+    central_weighting,
+    crop_centred,
+    pad_centred,
+    predict,
+    resample_scaled,
+    tile_origins,
+    windows,
+)
+
+MANIFEST = Path(__file__).resolve().parent.parent.parent / "shared" / "tmtvnet" / "manifest.json"
+
+
+def _manifest():
+    if not MANIFEST.exists():  # shared/ beside the checkout: always there in CI (a copy is laid beside it)
+        pytest.fail(f"{MANIFEST} is missing: the released TMTV-Net's manifest")
+    return json.loads(MANIFEST.read_text())
+
+
+def _released_like(part: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A state_dict with the released file's keys, shapes and dtypes, in its order, random values."""
+    g = torch.Generator().manual_seed(seed)
+    return {k["key"]: (torch.randn(k["shape"], generator=g) * 0.05).to(getattr(torch, k["dtype"]))
+            for k in _manifest()[part]["keys"]}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("released")
+    torch.save(_released_like("ensemble"), d / "e_latest.model")
+    torch.save(_released_like("refiner", 1), d / "r_latest.model")
+    return d
+
+
+def test_the_architecture_has_exactly_the_released_tensors():
+    m, net = _manifest(), TMTVNet()
+    for part, module in (("ensemble", net.stage1), ("refiner", net.stage2)):
+        want = [(k["key"], tuple(k["shape"]), k["dtype"]) for k in m[part]["keys"]]
+        got = [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in module.state_dict().items()]
+        assert got == want  # keys, shapes, dtypes and order
+        assert sum(p.numel() for p in module.parameters()) == m[part]["num_parameters"]
+
+
+def test_released_files_load_strictly_and_bit_for_bit(files):
+    net = load_released(ensemble=files / "e_latest.model", refiner=files / "r_latest.model")
+    saved = torch.load(files / "e_latest.model", weights_only=True)
+    for k, v in net.stage1.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    assert not net.training and set(net.loaded) == {"ensemble", "refiner"} and len(net.loaded["refiner"]) == 64
+    only = load_released(refiner=files / "r_latest.model")  # either file may be omitted
+    assert set(only.loaded) == {"refiner"}
+    assert torch.equal(only.stage1.staking_blocks.weight, torch.full((2, 4, 1, 1, 1), 0.25))  # the initialisation
+
+
+def test_a_file_that_does_not_fit_is_refused_naming_the_file_and_key(files, tmp_path):
+    cases = {}
+    sd = _released_like("ensemble")
+    del sd["base_models.2.model.backbone.middle_block.ops.ops.0.ops.0.bias"]
+    cases["missing"] = (sd, "key base_models.2.model.backbone.middle_block.ops.ops.0.ops.0.bias is missing")
+    sd = _released_like("ensemble")
+    sd["staking_blocks.weight"] = torch.zeros(2, 3, 1, 1, 1)
+    cases["shape"] = (sd, "key staking_blocks.weight has shape (2, 3, 1, 1, 1)")
+    sd = _released_like("ensemble") | {"extra.weight": torch.zeros(1)}
+    cases["extra"] = (sd, "key extra.weight is not in the released network")
+    sd = _released_like("ensemble")
+    sd["staking_blocks.bias"] = sd["staking_blocks.bias"].double()
+    cases["dtype"] = (sd, "key staking_blocks.bias is torch.float64")
+    cases["not a dict"] = ([torch.zeros(1)], "not a state_dict")
+    for name, (content, message) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.model"
+        torch.save(content, path)
+        with pytest.raises(ClipsError) as err:
+            # the good refiner is not loaded either: both are checked first (nothing half-loaded)
+            load_released(ensemble=path, refiner=files / "r_latest.model")
+        assert str(path) in str(err.value) and message in str(err.value) and "\n" not in str(err.value), name
+    (tmp_path / "garbage.model").write_bytes(b"not a zip at all")
+    with pytest.raises(ClipsError, match="garbage.model: not a PyTorch state_dict"):
+        load_released(refiner=tmp_path / "garbage.model")
+    with pytest.raises(ClipsError, match="no such file"):
+        load_released(ensemble=tmp_path / "nope.model")
+
+
+def test_forward_conventions(files):
+    net = load_released(ensemble=files / "e_latest.model", refiner=files / "r_latest.model")
+    x = torch.rand(1, 5, 32, 16, 16)
+    with torch.no_grad():
+        logits = net.stage1(x)
+        members = [m(x) for m in net.stage1.members]
+        assert logits.shape == (1, 2, 32, 16, 16) and all(m.shape == (1, 2, 32, 16, 16) for m in members)
+        # the stacking layer sees each member's foreground probability, not its logits
+        probs = torch.cat([torch.softmax(m, 1)[:, 1:2] for m in members], 1)
+        assert torch.allclose(logits, net.stage1.staking_blocks(probs), atol=1e-6)
+        assert len(net.stage1.members[0].heads(x)) == 4
+        out = net.stage2(torch.rand(1, 6, 10, 9, 8))  # any size
+        assert out.shape == (1, 2, 10, 9, 8)
+        assert out.min() > -0.05 * out.abs().max()  # instance-normalised, then leaky-rectified
+    with pytest.raises(ValueError, match="multiple of 16"):
+        net.stage1(torch.rand(1, 5, 40, 16, 16))
+
+
+def test_tile_weights_against_hand_values():
+    w = central_weighting((128, 96, 96))
+    assert w[64, 48, 48] == 1 and w[32, 24, 24] == 1 and w[95, 71, 71] == 1  # the box z 32-95, y/x 24-71
+    assert w[0, 48, 48] == 0 and w[127, 48, 48] == 0 and w[0, 0, 0] == 0  # z faces: d = 32 = max
+    assert w[64, 0, 48] == pytest.approx(1 - np.sqrt(24 / 32))  # 0.134 on a y face inside the z box
+    assert w[10, 0, 48] == pytest.approx(1 - np.sqrt(24 / 32)) and w[5, 0, 48] == pytest.approx(1 - np.sqrt(27 / 32))
+    assert w[31, 48, 48] == pytest.approx(1 - np.sqrt(1 / 32))
+    assert len(np.unique(w)) == 33
+    w2 = central_weighting((96, 96, 96))
+    assert w2[48, 48, 48] == 1 and w2[24, 24, 24] == 1 and w2[23, 48, 48] == pytest.approx(1 - 1 / np.sqrt(24))
+    assert all(np.all(f == 0) for f in (w2[0], w2[-1], w2[:, 0], w2[:, -1], w2[:, :, 0], w2[:, :, -1]))
+
+
+def test_windows_padding_tiles_and_blending_by_hand():
+    ct = np.array([[[75.0, -600.0, 0.0, 1000.0]]])
+    suv = np.array([[[15.0, 6.0, 40.0, -1.0]]])
+    ch = windows(ct, suv)
+    assert ch[:, 0, 0, 0].tolist() == pytest.approx([0.5, 0.5, 1.0, 0.875, 1.0])  # ct 75 HU (soft: 175/200), suv 15
+    assert ch[2, 0, 0, 1] == pytest.approx(0.5) and ch[3, 0, 0, 2] == pytest.approx(0.5)  # lung -600, soft 0
+    assert ch[4, 0, 0, 1] == pytest.approx(0.5) and ch[1, 0, 0, 2] == 1 and ch[1, 0, 0, 3] == 0  # hot 6; clipped
+    vol = np.ones((2, 100, 90, 97), np.float32)
+    padded, pads = pad_centred(vol, (128, 96, 96))
+    assert padded.shape == (2, 128, 96, 192) and pads == [(14, 14), (3, 3), (47, 48)]
+    assert padded[0, 13, 50, 50] == 0 and padded[0, 14, 50, 50] == 1 and padded[0, 14, 50, 46] == 0
+    assert np.array_equal(crop_centred(padded, pads), vol)
+    assert tile_origins(256, 128, 64) == [0, 64, 128] and tile_origins(96, 96, 48) == [0]
+    # constant ones through the blend: 1 wherever a weight covers, 0 on the outer faces no weight covers
+    out = blend(lambda t: t, torch.ones(1, 32, 32, 32), (16, 16, 16), (8, 8, 8))
+    assert out.shape == (1, 32, 32, 32) and out[0, 16, 16, 16] == 1 and out[0, 10, 3, 20] == 1
+    assert out[0, 0, 16, 16] == 0 and out[0, 16, 31, 16] == 0
+
+
+def test_resampling_keeps_the_origin_and_rounds_the_size():
+    z = np.arange(30, dtype=np.float32) * 4.0  # physical z in mm at 4 mm
+    vol = np.broadcast_to(z[:, None, None], (30, 5, 5)).copy()
+    out = resample_scaled(vol, (4.0, 4.0, 4.0), 6.0, fill=-1.0)
+    assert out.shape == (20, 3, 3)  # round(30 * 4 / 6), round(5 * 4 / 6)
+    assert out[:, 1, 1].tolist() == pytest.approx((np.arange(20) * 6.0).tolist()[:20], abs=1e-4)
+    back = resample_scaled(out, (6.0,) * 3, (4.0,) * 3, 0.0, size=(31, 5, 5))
+    assert back[:29, 2, 2].tolist() == pytest.approx((np.arange(29) * 4.0).tolist(), abs=1e-3)
+    assert back[30, 2, 2] == 0  # index 30 at 4 mm = 120 mm = 6 mm index 20.0 > 19.5: outside, the fill
+
+
+def test_two_stages_on_a_small_case(files):
+    """The whole pipeline on small tiles (the released sizes are the defaults; 88 s a tile on 2 cores)."""
+    net = load_released(ensemble=files / "e_latest.model", refiner=files / "r_latest.model")
+    rng = np.random.default_rng(0)
+    ct, suv = rng.normal(0, 100, (40, 30, 28)), rng.gamma(1.0, 1.0, (40, 30, 28))
+    cfg = PipelineConfig(stage1_tile=(32, 16, 16), stage1_step=(16, 8, 8), stage2_tile=(16, 16, 16),
+                         stage2_step=(8, 8, 8))
+    pred = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=cfg)
+    assert pred.mask.shape == (40, 30, 28) and pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, 1}
+    assert pred.stage1_6mm.shape == (27, 20, 19) and pred.stage1_probability.shape == (40, 30, 28)
+    assert 0 <= pred.stage1_probability.min() and pred.stage1_probability.max() <= 1
+    again = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=cfg)
+    assert np.array_equal(pred.mask, again.mask)  # deterministic
