@@ -708,6 +708,27 @@ def runs_reap(hours, experiment, dry_run):
                    f"no sign of life for {age:.1f} h")
 
 
+# ----------------------------------------------------------------------------- models brought in
+@cli.group()
+def model():
+    """Models from outside CLIPS (the released TMTV-Net)."""
+
+
+@model.command("import-tmtvnet")
+@click.option("--ensemble", default="", type=click.Path(dir_okay=False), help="e_latest.model (stage 1).")
+@click.option("--refiner", default="", type=click.Path(dir_okay=False), help="r_latest.model (stage 2).")
+@click.option("--register", default="tmtv-net-released", show_default=True,
+              help="Registered model name ('' to log without registering).")
+@_experiment_option
+def model_import_tmtvnet(ensemble, refiner, register, experiment):
+    """Log the released TMTV-Net's files as one MLflow model (weights as artifacts, no pickled code) and
+    register it; then clips predict/evaluate --model-uri models:/tmtv-net-released/1 run it (docs/tmtv_net.md)."""
+    from clips.registry.tmtv_net_import import import_released
+
+    _reachable(experiment)
+    import_released(ensemble or None, refiner or None, register, log=click.echo)
+
+
 # ----------------------------------------------------------------------------- registry
 @cli.command()
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,

@@ -168,3 +168,46 @@ def test_two_stages_on_a_small_case(files):
     assert 0 <= pred.stage1_probability.min() and pred.stage1_probability.max() <= 1
     again = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=cfg)
     assert np.array_equal(pred.mask, again.mask)  # deterministic
+
+
+def test_import_then_predict_and_evaluate_a_case_through_mlflow(files, tmp_path):
+    """clips model import-tmtvnet logs and registers the pair; clips predict runs the released pipeline (its
+    real tile sizes) on a small real NIfTI case and writes the mask on the PET grid; clips evaluate scores it."""
+    import mlflow
+    import nibabel as nib
+    from click.testing import CliRunner
+
+    from clips.cli import cli
+
+    out = CliRunner().invoke(cli, ["model", "import-tmtvnet", "--ensemble", str(files / "e_latest.model"),
+                                   "--refiner", str(files / "r_latest.model")])
+    assert out.exit_code == 0, out.output
+    assert "as models:/tmtv-net-released/1" in out.output
+    version = mlflow.MlflowClient().get_model_version("tmtv-net-released", "1")
+    assert "SHA-256" in version.description
+    run = mlflow.get_run(version.run_id)
+    assert run.data.params["tmtv_net.ensemble.file"] == "e_latest.model" and len(
+        run.data.params["tmtv_net.refiner.sha256"]) == 64
+    # A small case: 30 x 30 x 40 voxels of 4 x 4 x 4 mm, CT on the PET grid, a hot sphere and its SEG.
+    case = tmp_path / "data" / "P001"
+    case.mkdir(parents=True)
+    affine = np.diag([-4.0, -4.0, 4.0, 1.0])
+    grid = np.indices((30, 30, 40)).astype(float)
+    sphere = ((grid - np.array([15, 15, 20])[:, None, None, None]) ** 2).sum(0) < 16
+    suv = 1.0 + 9.0 * sphere
+    body = ((grid[:2] - 15) ** 2).sum(0) < 144
+    ct = np.where(sphere, 40.0, np.where(body, 0.0, -1000.0))
+    for name, data in (("SUV", suv), ("CTres", ct), ("SEG", sphere.astype(np.uint8))):
+        nib.save(nib.Nifti1Image(data.astype(np.float32 if name != "SEG" else np.uint8), affine),
+                 str(case / f"{name}.nii.gz"))
+    res = CliRunner().invoke(cli, ["predict", "--model-uri", "models:/tmtv-net-released/1", "--input",
+                                   str(case), "--out", str(tmp_path / "mask.nii.gz")])
+    assert res.exit_code == 0, res.output
+    mask = nib.load(str(tmp_path / "mask.nii.gz"))
+    assert mask.shape == (30, 30, 40) and np.allclose(mask.affine, affine)  # on the PET grid
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
+    assert "TMTV (predicted mask)" in (tmp_path / "mask_report.txt").read_text()
+    ev = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tmp_path / "data"), "--model-uri",
+                                  "models:/tmtv-net-released/1", "--out", str(tmp_path / "eval")])
+    assert ev.exit_code == 0, ev.output
+    assert "1 patient(s) evaluated, 0 error(s)" in ev.output

@@ -9,10 +9,11 @@ import mlflow.pytorch
 import numpy as np
 from scipy import ndimage
 
-from clips.data.io import save_mask
+from clips.data.io import load_patient, save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
 from clips.progress import Progress
+from clips.registry.tmtv_net_import import KIND as RELEASED_KIND
 from clips.tracking.model import model_preprocessing
 from clips.training.inference import predict_files, resolve_device
 
@@ -48,12 +49,23 @@ def report(pid: str, mask: np.ndarray, vols, model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def segmenter(model_uri: str, device):
+    """files -> (mask on the PET grid, volumes) for a CLIPS model or the imported released TMTV-Net."""
+    prep = model_preprocessing(model_uri)
+    if prep.get("kind") == RELEASED_KIND:  # the released two-stage pipeline, as its authors run it
+        from clips.models.tmtv_net.pipeline import predict_volumes
+
+        net = mlflow.pyfunc.load_model(model_uri).unwrap_python_model().net.to(device)
+        return lambda files: predict_volumes(net, load_patient(files), device)
+    model = mlflow.pytorch.load_model(model_uri, map_location="cpu").to(device)
+    return lambda files: predict_files(model, files, prep["spacing_mm"], prep["patch_size"],
+                                       prep.get("sw_overlap", 0.25), device=device)
+
+
 def predict_path(model_uri: str, path: Path, out: Path, dicom_seg: bool = False):
     """Yield one line per patient; masks and reports are written as they are done."""
     try:
-        prep = model_preprocessing(model_uri)
-        device = resolve_device("auto")  # the GPU when there is one
-        model = mlflow.pytorch.load_model(model_uri, map_location="cpu").to(device)
+        segment = segmenter(model_uri, resolve_device("auto"))  # the GPU when there is one
     except ClipsError:
         raise
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
@@ -67,8 +79,7 @@ def predict_path(model_uri: str, path: Path, out: Path, dicom_seg: bool = False)
         progress.done += 1
         target = out if single else out / f"{files.patient_id}.nii.gz"
         try:
-            mask, vols = predict_files(model, files, prep["spacing_mm"], prep["patch_size"],
-                                       prep.get("sw_overlap", 0.25), device=device)
+            mask, vols = segment(files)
         except DataError as exc:
             yield f"error: {exc}"
             continue

@@ -166,3 +166,15 @@ def to_network_order(volume: np.ndarray) -> np.ndarray:
 
 def from_network_order(volume: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(volume, (2, 1, 0)))
+
+
+def predict_volumes(net, vols, device="cpu", cfg: PipelineConfig = RELEASED):
+    """A CLIPS case (clips.data.io.PatientVolumes: CT on the PET grid, both in the file's voxel order) ->
+    (mask in the same order, on the PET grid, the volumes)."""
+    from clips.errors import DataError
+
+    if vols.ct is None:
+        raise DataError(vols.patient_id, "CTres.nii.gz", "the released TMTV-Net needs the CT")
+    spacing = tuple(float(s) for s in vols.spacing[::-1])
+    pred = predict(net, to_network_order(vols.ct), to_network_order(vols.pet), spacing, device, cfg)
+    return from_network_order(pred.mask), vols
