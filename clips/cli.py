@@ -440,6 +440,10 @@ def _tune_command(f):
         _opt("--retry-failed", default=d["retry_failed"], type=click.IntRange(0),
              help="Re-run a dead worker's trial at most N times."),
         *_scaling_options(d, "the tuning study"),
+        _opt("--reevaluate-top", default=d["reevaluate_top"], type=click.IntRange(0),
+             help="After the search, train the K best trials' settings again with fresh seeds (0: no re-evaluation)."),
+        _opt("--reevaluate-seeds", default=d["reevaluate_seeds"], type=click.IntRange(0),
+             help="Fresh seeds per re-evaluated candidate (the K best, the defaults, the baseline)."),
         _opt("--space-file", default=d["space_file"],
              help="Search spaces YAML (default experiments/search_spaces.yaml)."),
     ]):

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import optuna
 import pytest
 
@@ -62,8 +63,8 @@ def test_objective_columns():
 
 @pytest.mark.slow
 def test_real_study_parent_and_children(tiny_cohort):
-    tcfg = TuneConfig(curriculum="smoothing", n_trials=3, pruner="none", seed=1,
-                      train={"data_dir": str(tiny_cohort), **TINY})
+    tcfg = TuneConfig(curriculum="smoothing", n_trials=3, pruner="none", seed=1, reevaluate_top=2,
+                      reevaluate_seeds=2, train={"data_dir": str(tiny_cohort), **TINY})
     lines = []
     summary = run_tuning(tcfg, log=lines.append)
     assert summary["complete"] == 3
@@ -74,8 +75,8 @@ def test_real_study_parent_and_children(tiny_cohort):
                                  output_format="list")
     (parent,) = parents
     assert parent.info.run_name == tcfg.resolved_study_name()  # named after the study, not adjective-animal
-    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`clips.role` = 'tune_trial'"))
     assert len(children) == 3 and all(c.info.status == "FINISHED" for c in children)
     study = load_study(prepare(tcfg))
     by_run = {t.user_attrs["mlflow_run_id"]: t for t in study.trials}
@@ -85,10 +86,30 @@ def test_real_study_parent_and_children(tiny_cohort):
         assert child.info.run_name.startswith(f"trial {trial.number} · sigma0={trial.params['sigma0']:.3g} ")
         assert child.data.tags["clips.study_name"] == study.study_name
         assert child.data.params["curriculum.sigma0"] == str(trial.params["sigma0"])
-    best = study.best_trial
+    # Re-evaluation: the 2 best trials, the defaults and the baseline, 2 fresh seeds each, children of the parent
+    reeval = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' and tags.`clips.role` = 'tune_reeval'"))
+    top2 = sorted((t for t in study.trials if t.value is not None), key=lambda t: t.value, reverse=True)[:2]
+    names = {f"trial {t.number}" for t in top2} | {"defaults", "none"}
+    assert sorted(r.info.run_name for r in reeval) == sorted(f"reeval · {n} · seed {s}" for n in names
+                                                             for s in (1000, 1001))
+    assert all(r.info.status == "FINISHED" and r.data.params["cfg.split_seed"] == "0" for r in reeval)
+    table = summary["reevaluation"].set_index("candidate")
+    assert set(table.index) == names and (table["runs"] == 2).all()
+    winner = table.loc[[f"trial {t.number}" for t in top2], "reeval_mean"].idxmax()
+    best = next(t for t in study.trials if f"trial {t.number}" == winner)  # chosen on the re-evaluation
+    assert summary["best_trial"] == best.number
     assert parent.data.params["best.sigma0"] == str(best.params["sigma0"])
     assert parent.data.metrics["best_value"] == pytest.approx(best.value)
     assert parent.data.tags["clips.best_run_id"] == best.user_attrs["mlflow_run_id"]
+    search_best = study.best_trial
+    assert parent.data.metrics["winners_curse"] == pytest.approx(
+        search_best.value - table.loc[f"trial {search_best.number}", "reeval_mean"])
+    assert "tuned settings are" in parent.data.tags["clips.reeval_verdict"] or "no run-aware test" in (
+        parent.data.tags["clips.reeval_verdict"])
+    assert "Re-evaluation" in parent.data.tags["mlflow.note.content"]
+    logged = client.load_table(parent.info.experiment_id, "tables/reevaluation.json", run_ids=[parent.info.run_id])
+    assert len(logged) == 4
     figs = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
     assert "figures/tune_optimization_history.png" in figs and "figures/tune_parallel_coordinate.png" in figs
     trials = client.load_table(parent.info.experiment_id, "tables/trials.json", run_ids=[parent.info.run_id])
@@ -101,7 +122,7 @@ def test_clearly_worse_trial_is_pruned_and_keeps_its_log(tmp_path):
     """A deterministic objective through the real machinery: Optuna's MedianPruner decides, nothing is mocked."""
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     tcfg = TuneConfig(curriculum="predefined", n_trials=3, storage=storage, study_name="forced", pruner="median",
-                      warmup_epochs=0, train=dict(TINY))
+                      warmup_epochs=0, reevaluate_top=0, train=dict(TINY))
     prep = prepare(tcfg)
     study = load_study(prep)
     for start in (0.3, 0.4, 0.5, 0.05):  # 0.5 fails, 0.05 is clearly worse
@@ -143,6 +164,7 @@ def test_clearly_worse_trial_is_pruned_and_keeps_its_log(tmp_path):
 def test_two_workers_on_postgresql_and_one_killed(tiny_cohort, pg_url, tmp_path):
     args = [sys.executable, "-m", "clips", "tune", "--curriculum", "predefined", "--n-trials", "4", "--storage", pg_url,
             "--study-name", "shared", "--heartbeat-grace-s", "6", "--workers", "1", "--pruner", "none",
+            "--reevaluate-top", "0",
             "-P", f"data_dir={tiny_cohort}"]
     args += [x for k, v in TINY.items() for x in ("-P", f"{k}={v}")]
     mlflow.search_experiments()  # create the local store's tables before two processes race to
@@ -196,7 +218,7 @@ def test_tune_entry_point(tiny_cohort):
 
     sub = mlflow.projects.run(str(REPO), entry_point="tune", env_manager="local", experiment_name="tune",
                               parameters={"curriculum": "smoothing", "n_trials": "2", "data_dir": str(tiny_cohort),
-                                          "pruner": "none", **TINY})
+                                          "pruner": "none", "reevaluate_top": "0", **TINY})
     assert sub.wait()
     parent = mlflow.get_run(sub.run_id)
     assert parent.data.tags["clips.role"] == "tune_parent" and "best.sigma0" in parent.data.params
@@ -214,7 +236,7 @@ def test_join_a_tuning_study_from_another_machine(tiny_cohort, tmp_path):
 
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
     tcfg = TuneConfig(curriculum="smoothing", n_trials=1, storage=storage, study_name="joined", pruner="none",
-                      train={"data_dir": str(tiny_cohort), **TINY})
+                      reevaluate_top=0, train={"data_dir": str(tiny_cohort), **TINY})
     run_tuning(tcfg, trial_fn=lambda trial, params, run_id, prep: 0.25, log=lambda *_: None)
     with pytest.raises(ConfigError, match="only data_dir"):
         join_tuning("joined", storage, machine={"epochs": "50"})  # the recipe is the study's
@@ -226,3 +248,48 @@ def test_join_a_tuning_study_from_another_machine(tiny_cohort, tmp_path):
     joined = mlflow.MlflowClient().get_run(study.trials[1].user_attrs["mlflow_run_id"])
     assert joined.data.tags["mlflow.parentRunId"] == study.user_attrs["parent_run_id"]
     assert joined.data.params["cfg.curriculum"] == "smoothing" and joined.info.status == "FINISHED"
+
+
+def test_a_killed_reevaluation_job_is_trained_again_through_the_queue(tmp_path):
+    from clips.scaling.queue import JobQueue
+    from clips.tuning.reevaluate import Candidate, queue_name, run_jobs
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    prep = prepare(TuneConfig(curriculum="predefined", storage=storage, study_name="rq", heartbeat_grace_s=3,
+                              train=dict(TINY)))
+    cands = [Candidate("trial0", "trial 0", "predefined", {"start_fraction": 0.3}, 0.5),
+             Candidate("defaults", "defaults", "predefined")]
+    client = mlflow.MlflowClient()
+    trained = []
+
+    def job(cand, seed, run_id, prep):  # a stand-in for training: this test is about the queue
+        trained.append((cand.key, seed))
+        client.set_terminated(run_id, "FINISHED")
+
+    with mlflow.start_run() as parent:
+        JobQueue(queue_name("rq"), storage, 3, create=True).fill(["trial0:0", "trial0:1", "defaults:0", "defaults:1"])
+        dead = JobQueue(queue_name("rq"), storage, 3).claim(lambda j: j == "trial0:0", worker="gone:1")
+        assert dead is not None  # claimed by a worker that then died: it beats no more
+        run_jobs(prep, parent.info.run_id, cands, 2, job, log=lambda *_: None, poll_s=0.5)
+    assert sorted(trained) == [("defaults", 1000), ("defaults", 1001), ("trial0", 1000), ("trial0", 1001)]
+    assert set(JobQueue(queue_name("rq"), storage).status().values()) == {"done"}
+
+
+def test_the_reevaluated_winner_is_truer_than_the_search_winner():
+    """A fast stand-in for training with known true values and a known run-to-run noise: over many replicates the
+    re-evaluated winner's true value is closer to the best true value than the search winner's."""
+    from clips.tuning.reevaluate import pick_winner
+
+    rng = np.random.default_rng(30)
+    gaps_search, gaps_reeval, curse = [], [], []
+    for _ in range(400):
+        true = rng.uniform(0.40, 0.55, 20)  # 20 trials whose settings differ by up to 0.15 Dice
+        search = true + rng.normal(0, 0.10, 20)  # one training each, run SD 0.1
+        top = np.argsort(search)[::-1][:3]
+        reeval = {f"t{i}": float(np.mean(true[i] + rng.normal(0, 0.10, 3))) for i in top}
+        winner = int(pick_winner({f"t{i}": float(search[i]) for i in top}, reeval)[1:])
+        gaps_search.append(true.max() - true[top[0]])
+        curse.append(search[top[0]] - true[top[0]])
+        gaps_reeval.append(true.max() - true[winner])
+    assert np.mean(gaps_reeval) < np.mean(gaps_search)
+    assert np.mean(curse) > 0.05  # the winner's curse: the search winner's objective overstates its true value

@@ -24,6 +24,11 @@ class TuneConfig:
     retry_failed: int = 1  # re-run a trial whose worker died, at most this often
     heartbeat_grace_s: int = 180  # a worker silent this long is dead
     space_file: str = ""
+    # After the search: the best trials' settings, the defaults and the baseline trained again with fresh seeds
+    # (clips/tuning/reevaluate.py). 3 x 3: with a run-to-run spread of ~0.1 Dice, 3 seeds bring one candidate's
+    # noise to ~0.06, enough to tell a lucky trial from a good one among the top 3 (docs/tuning.md). 0: off.
+    reevaluate_top: int = 3
+    reevaluate_seeds: int = 3
     train: dict = field(default_factory=dict)  # training parameters: profile, data_dir, epochs, ...
 
     def resolved_study_name(self) -> str:

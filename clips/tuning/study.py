@@ -198,8 +198,50 @@ def tcfg_timeout(tcfg: TuneConfig) -> float | None:
     return tcfg.timeout_min * 60 if tcfg.timeout_min > 0 else None
 
 
-def finalize(prep: Prepared, parent_run_id: str) -> dict:
-    """Log the study's outcome to the parent: best value and parameters, the trials table, figures, the best model."""
+def reevaluate(prep: Prepared, parent_run_id: str, log=print, train_fn=None) -> dict | None:
+    """After the search: the re-evaluation jobs (clips/tuning/reevaluate.py), then their summary."""
+    from clips.data.cohort import hard_ids as _hard
+    from clips.tuning import reevaluate as re
+
+    tcfg = prep.tcfg
+    if tcfg.reevaluate_top < 1 or tcfg.reevaluate_seeds < 1:
+        return None
+    study = load_study(prep)
+    cands = re.candidates(study, tcfg.reevaluate_top, tcfg.curriculum)
+    if not any(c.key.startswith("trial") for c in cands):
+        return None
+    log(f"re-evaluation: {len(cands)} candidates ({', '.join(c.label for c in cands)}) x {tcfg.reevaluate_seeds} "
+        "fresh seeds")
+    re.run_jobs(prep, parent_run_id, cands, tcfg.reevaluate_seeds, train_fn or re.train_candidate, log)
+    runs = re.collect(parent_run_id, cands)
+    hard = None
+    if prep.objective.hard_only:
+        split = _split_of(parent_run_id)
+        hard = _hard(split) if split is not None else None
+    return re.summarise(cands, runs, prep.objective, hard)
+
+
+def _split_of(parent_run_id: str):
+    """The cohort table (with its hard flags) of one finished child of the tuning parent."""
+    import tempfile
+
+    import pandas as pd
+
+    client = MlflowClient()
+    children = client.search_runs([client.get_run(parent_run_id).info.experiment_id], filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'FINISHED'"), max_results=1)
+    if not children:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return pd.read_csv(client.download_artifacts(children[0].info.run_id, "data/split.csv", tmp))
+        except Exception:  # noqa: BLE001 - no split file: no flags
+            return None
+
+
+def finalize(prep: Prepared, parent_run_id: str, reeval: dict | None = None) -> dict:
+    """Log the study's outcome to the parent: best value and parameters (the re-evaluated winner's when there
+    was a re-evaluation), the trials table, the re-evaluation table and verdict, figures, the best model."""
     client = MlflowClient()
     study = load_study(prep, 0, client)
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
@@ -218,6 +260,20 @@ def finalize(prep: Prepared, parent_run_id: str) -> dict:
         mlflow.set_tag("clips.tune_result", "no completed trial")
         return summary
     best = study.best_trial
+    if reeval and reeval.get("winner"):
+        from clips.tuning.reevaluate import verdict_lines
+
+        number = int(reeval["winner"].split()[-1])
+        best = next(t for t in study.trials if t.number == number)
+        lines = verdict_lines(reeval, prep.objective)
+        mlflow.log_table(reeval["table"], "tables/reevaluation.json")
+        mlflow.log_metrics({"winners_curse": reeval["curse"],
+                            "reeval_winner_mean": float(reeval["table"].set_index("candidate").loc[
+                                reeval["winner"], "reeval_mean"])})
+        mlflow.set_tags({"clips.reeval_verdict": " | ".join(lines)[:5000],
+                         "mlflow.note.content": _description(prep.tcfg, prep) + "\n\n**Re-evaluation**: "
+                         + " ".join(f"{line}." for line in lines)})
+        summary |= {"reevaluation": reeval["table"], "verdict": lines, "search_best_trial": study.best_trial.number}
     summary |= {"best_value": best.value, "best_params": best.params, "best_trial": best.number,
                 "best_run_id": best.user_attrs.get("mlflow_run_id")}
     mlflow.log_metric("best_value", best.value)
@@ -274,7 +330,7 @@ def _log_best_model(best_run_id: str) -> None:
     mlflow.set_tag("clips.best_model", uri)
 
 
-def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> dict:
+def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print, reeval_fn=None) -> dict:
     """The ``tune`` command: parent run, worker(s), then the summary on the parent."""
     prep = prepare(tcfg)
     with mlflow.start_run() as parent:  # under `mlflow run` this is the run MLflow created
@@ -301,7 +357,10 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print) -> 
             run_worker(prep, parent.info.run_id, 0, trial_fn, log=log)
         else:
             _spawn_workers(tcfg, parent.info.run_id, slots)
-        summary = finalize(prep, parent.info.run_id)
+        reeval = reevaluate(prep, parent.info.run_id, log, reeval_fn)
+        summary = finalize(prep, parent.info.run_id, reeval)
+        for line in summary.get("verdict", []):
+            log(line)
     return summary
 
 
@@ -334,7 +393,11 @@ def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", m
     if len(slots) > 1:
         _spawn_workers(tcfg, attrs["parent_run_id"], slots)
     else:
-        run_worker(prepare(tcfg), attrs["parent_run_id"], os.getpid() % 1000)
+        prep = prepare(tcfg)
+        run_worker(prep, attrs["parent_run_id"], os.getpid() % 1000)
+        from clips.tuning.reevaluate import join as join_reevaluation
+
+        join_reevaluation(prep, attrs["parent_run_id"])
 
 
 def to_args(tcfg: TuneConfig) -> list[str]:

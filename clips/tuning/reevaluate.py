@@ -1,0 +1,233 @@
+"""Re-evaluation after a search: the winner's curse, measured, and settings chosen on fresh seeds.
+
+One training per trial picks the luckiest trial as much as the best one: two trainings of the same settings
+differ by about 0.1 Dice at the study profile, as much as good settings differ from each other, so the search
+winner's objective overstates what its settings are worth. After the search, the ``reevaluate_top`` best
+trials' settings, the curriculum's defaults and the baseline ``none`` are each trained again with
+``reevaluate_seeds`` fresh seeds on the search's split, as jobs of a queue in the tuning's storage (workers on
+several machines share them; a killed worker's job is trained again). The winner is the trial with the best
+re-evaluated mean objective on the validation patients; the verdict, tuned settings against the defaults and
+against the baseline, is the study's run-aware paired test (clips/study/inference.py) on the *test* patients,
+which no choice was made on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from clips.curricula import BASELINE
+from clips.scaling.queue import JobQueue
+from clips.scaling.workers import worker_name
+from clips.study.inference import pair_runs, run_aware_test
+from clips.tracking.runs import inherited_tags
+from clips.tracking.tables import run_table
+
+VAL_TABLE, TEST_TABLE = "tables/val_per_patient.json", "tables/test_per_patient.json"
+DEFAULTS = "defaults"
+SEED_OFFSET = 1000  # fresh seeds: the search's seed + 1000 + s, never one a trial used
+
+
+@dataclass(frozen=True)
+class Candidate:
+    key: str  # "trial7", "defaults", "none": the job prefix
+    label: str  # "trial 7", "defaults", "none": in run names and tables
+    curriculum: str
+    params: dict = field(default_factory=dict)  # the trial's parameters (empty: the curriculum's defaults)
+    search_value: float = float("nan")  # the search-time objective (trials only)
+
+
+def candidates(study: optuna.Study, top: int, curriculum: str) -> list[Candidate]:
+    """The ``top`` best complete trials, the curriculum's defaults, and the baseline."""
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    best = sorted(done, key=lambda t: t.value, reverse=True)[:top]
+    out = [Candidate(f"trial{t.number}", f"trial {t.number}", curriculum, dict(t.params), float(t.value))
+           for t in best]
+    out.append(Candidate(DEFAULTS, DEFAULTS, curriculum))
+    if curriculum != BASELINE:
+        out.append(Candidate(BASELINE, BASELINE, BASELINE))
+    return out
+
+
+def pick_winner(search: dict[str, float], reevaluated: dict[str, float]) -> str:
+    """The re-evaluated best among the trials (ties: the search's better one)."""
+    trials = [k for k in reevaluated if k in search and np.isfinite(reevaluated[k])]
+    return max(trials, key=lambda k: (reevaluated[k], search[k]))
+
+
+# ----------------------------------------------------------------------------- the work
+def queue_name(study_name: str) -> str:
+    return f"reeval:{study_name}"
+
+
+def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train_fn, log=print,
+             poll_s: float = 2.0) -> None:
+    """Fill the re-evaluation queue and train its jobs until none is left (waiting for other workers' jobs, and
+    training again those a dead worker gave back)."""
+    tcfg = prep.tcfg
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+
+    def close_run(attrs: dict) -> None:
+        run_id = attrs.get("run_id")
+        if run_id and client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, "clips.failure", f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
+            client.set_terminated(run_id, "FAILED")
+
+    queue = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s,
+                     on_dead_worker=close_run, create=True)
+    by_key = {c.key: c for c in cands}
+    queue.fill([f"{c.key}:{s}" for c in cands for s in range(seeds)])
+    queue.set_meta(candidates=[dataclasses.asdict(c) for c in cands], seeds=seeds)  # for `clips tune --join`
+    while True:
+        queue.reap()
+        claim = queue.claim(lambda job: job.split(":")[0] in by_key, worker=worker_name())
+        if claim is None:
+            waiting, running = queue.pending()
+            if not waiting and not running:
+                return
+            time.sleep(poll_s)
+            continue
+        key, s = claim.job.split(":")
+        cand = by_key[key]
+        seed = base_seed(tcfg) + SEED_OFFSET + int(s)
+        with queue.beating(claim):
+            run = client.create_run(parent.info.experiment_id, run_name=f"reeval · {cand.label} · seed {seed}",
+                                    tags={**inherited_tags(parent), "mlflow.parentRunId": parent_run_id,
+                                          "clips.role": "tune_reeval", "clips.reeval_candidate": cand.label,
+                                          "clips.study_name": tcfg.resolved_study_name(),
+                                          "clips.worker": worker_name()})
+            queue.set_attr(claim, "run_id", run.info.run_id)
+            try:
+                train_fn(cand, seed, run.info.run_id, prep)
+            except Exception as exc:  # noqa: BLE001 - one failed job must not stop the re-evaluation
+                if client.get_run(run.info.run_id).info.status == "RUNNING":
+                    client.set_tag(run.info.run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])
+                    client.set_terminated(run.info.run_id, "FAILED")
+                final = queue.fail(claim, f"{type(exc).__name__}: {exc}")
+                log(f"reeval {cand.label} seed {seed} failed{' for good' if final else '; queued again'}: {exc}")
+                continue
+        queue.complete(claim)
+        log(f"reeval {cand.label} · seed {seed}: done")
+
+
+def join(prep, parent_run_id: str, log=print) -> None:
+    """A joining worker (``clips tune --join``) helps with the re-evaluation once the search has queued it."""
+    from clips.errors import ClipsError
+
+    tcfg = prep.tcfg
+    try:
+        meta = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s).meta
+    except ClipsError:
+        return  # no re-evaluation (yet): nothing to help with
+    cands = [Candidate(**c) for c in meta.get("candidates", [])]
+    if cands:
+        run_jobs(prep, parent_run_id, cands, int(meta.get("seeds", 0)), train_candidate, log)
+
+
+def base_seed(tcfg) -> int:
+    return int(tcfg.train.get("seed", 0))
+
+
+def train_candidate(cand: Candidate, seed: int, run_id: str, prep) -> None:
+    """The default job: train the candidate's settings with a fresh seed on the search's split."""
+    from clips.config import build_config
+    from clips.training.trainer import train
+
+    tcfg = prep.tcfg
+    search = build_config(dict(tcfg.train) | {"curriculum": tcfg.curriculum})
+    split_seed = search.split_seed if search.split_seed >= 0 else search.seed  # the split every trial had
+    params = dict(tcfg.train) | {"curriculum": cand.curriculum, "seed": str(seed), "split_seed": str(split_seed)}
+    params |= {k: str(v) for k, v in cand.params.items()}
+    train(build_config(params), log=lambda *_: None, run_id=run_id)
+
+
+# ----------------------------------------------------------------------------- the answer
+def collect(parent_run_id: str, cands: list[Candidate]) -> dict[str, list[tuple[int, pd.DataFrame, pd.DataFrame]]]:
+    """candidate label -> [(seed, validation table, test table)] of its finished re-evaluation runs."""
+    client = MlflowClient()
+    runs = client.search_runs([client.get_run(parent_run_id).info.experiment_id], filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`clips.role` = 'tune_reeval' and "
+        "attributes.status = 'FINISHED'"), max_results=5000)
+    out: dict[str, list] = {c.label: [] for c in cands}
+    for r in runs:
+        label = r.data.tags.get("clips.reeval_candidate")
+        val, test = run_table(client, r.info.run_id, VAL_TABLE), run_table(client, r.info.run_id, TEST_TABLE)
+        if label in out and val is not None:
+            out[label].append((int(r.data.params.get("cfg.seed", 0)), val, test))
+    return out
+
+
+def _per_run(runs, objective, hard, which: int) -> pd.DataFrame:
+    """patient_id, fold (-1: one split), seed (the run's rank), value: the objective's column, signed."""
+    rows = []
+    for rank, run in enumerate(sorted(runs, key=lambda r: r[0])):
+        table = run[which]
+        if table is None:
+            continue
+        if objective.hard_only and hard is not None:
+            table = table[table["patient_id"].isin(hard)]
+        rows.append(pd.DataFrame({"patient_id": table["patient_id"].astype(str), "fold": -1, "seed": rank,
+                                  "d": objective.sign * table[objective.column].to_numpy(float)}))
+    return pd.concat(rows, ignore_index=True).dropna() if rows else pd.DataFrame(columns=["patient_id", "fold",
+                                                                                         "seed", "d"])
+
+
+def summarise(cands: list[Candidate], runs: dict, objective, hard: set[str] | None) -> dict:
+    """The re-evaluation table, the winner, the winner's curse, and the verdicts against defaults and baseline."""
+    rows, reevaluated = [], {}
+    for c in cands:
+        d = _per_run(runs[c.label], objective, hard, 1)
+        r = run_aware_test(d) if len(d) else None
+        mean = float(d.groupby("seed")["d"].mean().mean()) if len(d) else float("nan")
+        reevaluated[c.label] = mean
+        rows.append({"candidate": c.label, "params": ", ".join(f"{k}={v}" for k, v in c.params.items()),
+                     "search_objective": c.search_value, "runs": int(d["seed"].nunique()) if len(d) else 0,
+                     "reeval_mean": mean, "ci_low": r.ci_low if r else float("nan"),
+                     "ci_high": r.ci_high if r else float("nan")})
+    table = pd.DataFrame(rows)
+    trials = {c.label: c.search_value for c in cands if c.key.startswith("trial")}
+    out = {"table": table, "winner": None, "search_winner": None, "curse": float("nan"), "verdicts": []}
+    if not any(np.isfinite(reevaluated.get(k, np.nan)) for k in trials):
+        return out
+    winner = pick_winner(trials, reevaluated)
+    search_winner = max(trials, key=trials.get)
+    out |= {"winner": winner, "search_winner": search_winner,
+            "curse": trials[search_winner] - reevaluated[search_winner]}
+    for ref in (DEFAULTS, BASELINE):
+        if ref not in runs or not runs[ref]:
+            continue
+        a, b = (_per_run(runs[x], objective, hard, 2).rename(columns={"d": "m"}) for x in (winner, ref))
+        res = run_aware_test(pair_runs(a, b, "m")) if len(a) and len(b) else None
+        out["verdicts"].append({"against": ref, "result": res})
+    return out
+
+
+def verdict_lines(summary: dict, objective) -> list[str]:
+    lines = []
+    w = summary["winner"]
+    if w is None:
+        return ["re-evaluation: no trial finished its re-evaluation runs"]
+    t = summary["table"].set_index("candidate")
+    sw = summary["search_winner"]
+    lines.append(f"re-evaluated winner: {w} ({t.loc[w, 'params']}), validation {objective} "
+                 f"{t.loc[w, 'reeval_mean']:.4f} over {t.loc[w, 'runs']} fresh seeds; search winner {sw}: search "
+                 f"objective {t.loc[sw, 'search_objective']:.4f}, re-evaluated {t.loc[sw, 'reeval_mean']:.4f} "
+                 f"(winner's curse {summary['curse']:+.4f})")
+    for v in summary["verdicts"]:
+        r = v["result"]
+        if r is None or not r.testable:
+            lines.append(f"tuned vs {v['against']} on the test patients: no run-aware test "
+                         f"({r.note if r else 'no runs'}); descriptive only")
+            continue
+        better = r.p_value < 0.05 and r.p_randomisation < 0.05
+        word = ("better than" if r.estimate > 0 else "worse than") if better else "not distinguishable from"
+        lines.append(f"tuned settings are {word} {v['against']} on the test patients: {objective} difference "
+                     f"{r.estimate:+.4f} [{r.ci_low:+.4f}, {r.ci_high:+.4f}], p = {r.p_value:.3g}, sign-flip p = "
+                     f"{r.p_randomisation:.3g} (run-aware test, {r.design.describe()})")
+    return lines
