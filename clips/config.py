@@ -68,6 +68,10 @@ class TrainConfig:
     batch_size: int = 2  # patches per step
     lr: float = 2e-3  # AdamW learning rate, cosine-annealed to 0 over the run
     weight_decay: float = 1e-5  # AdamW
+    # Variance reducers (issue #25; off until measured, docs/results.md):
+    ema_decay: float = 0.0  # > 0: validation, checkpoint and final model use a moving average of the weights
+    grad_clip: float = 0.0  # > 0: clip the gradient norm to this
+    warmup_steps: int = 0  # > 0: linear learning-rate warm-up over these steps, then the cosine
     # Loss, L = alpha * L_MS + beta * L_Dice + lambda * L_CE (TMTV-Net, Eq. 1)
     loss_alpha: float = 1e-5  # weight of the Mumford-Shah term
     loss_beta: float = 1.0  # weight of the Dice term
@@ -110,7 +114,8 @@ _RANGES = {
     "epochs": (1, None), "steps_per_epoch": (1, None), "batch_size": (1, None), "lr": (0, None),
     "weight_decay": (0, None), "pos_ratio": (0, 1), "val_fraction": (0, 0.5), "test_fraction": (0, 0.5),
     "loss_alpha": (0, None), "loss_beta": (0, None), "loss_lambda": (0, None), "ms_eta": (0, None),
-    "val_every": (1, None), "sw_overlap": (0, 0.95), "sw_batch_size": (1, None), "threads": (0, None),
+    "val_every": (1, None), "sw_overlap": (0, 0.95), "ema_decay": (0, 0.9999), "grad_clip": (0, None),
+    "warmup_steps": (0, None), "sw_batch_size": (1, None), "threads": (0, None),
     "workers": (-1, 64),
     "table_every": (1, None),
 }

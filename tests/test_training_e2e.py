@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import mlflow.projects
 import mlflow.pytorch
+import numpy as np
 import pytest
 import torch
 
@@ -151,3 +152,30 @@ def test_device_check_runs_on_the_cpu(tmp_path):
     assert rows["e2e_ok"] is True and rows["fp32_step_s_no_loading"] > 0 and rows["inference_s"] > 0
     assert rows["fp32_loader_ratio"] > 0 and "bf16_vs_fp32_step" in rows
     assert "loader_ratio" in out.stdout
+
+
+def test_variance_reducers_the_moving_average_is_what_the_run_delivers(tiny_cohort):
+    """ema_decay: the delivered model is the weights' moving average, not the last step's weights (with the
+    last epoch selected, no validation); grad_clip and warmup_steps run and are logged."""
+    import torch
+
+    from clips.config import build_config
+    from clips.training import checkpoint
+    from clips.training.trainer import train
+
+    cfg = build_config({"data_dir": str(tiny_cohort), "model": "tiny", "epochs": "2", "steps_per_epoch": "3",
+                        "patch_size": "32", "spacing_mm": "10", "val_fraction": "0", "ema_decay": "0.5",
+                        "grad_clip": "1.0", "warmup_steps": "2", "threads": "1"})
+    result = train(cfg, log=lambda *_: None)
+    from clips.config import clips_home
+
+    last = checkpoint.load(clips_home() / "runs" / result.run_id / "checkpoints" / "last.pt")
+    delivered = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model").state_dict()
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    key = next(k for k in delivered if k.endswith("weight") and delivered[k].dim() > 1)
+    assert torch.equal(delivered[key], averaged[key]) and not torch.equal(delivered[key], last["model"][key])
+    params = mlflow.get_run(result.run_id).data.params
+    assert params["cfg.ema_decay"] == "0.5" and params["cfg.grad_clip"] == "1.0" and params["cfg.warmup_steps"] == "2"
+    lrs = [m.value for m in mlflow.MlflowClient().get_metric_history(result.run_id, "lr")]
+    # after epoch 1's 3 steps: 2 of linear warm-up to the full rate, then 1 of the cosine over the 4 steps left
+    assert lrs[0] == pytest.approx(cfg.lr * (1 + np.cos(np.pi / 4)) / 2, rel=1e-6)

@@ -31,7 +31,7 @@ def save_last(path: Path, t, metrics: dict) -> None:
         "scheduler": t.scheduler.state_dict(), "curriculum": t.curriculum.state_dict(),
         "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         "state": dataclasses.asdict(t.state), "config": t.cfg.as_params(), "curriculum_rows": t.clog.rows,
-        "metrics": metrics,
+        "metrics": metrics, "ema": t.ema.state_dict() if t.ema is not None else None,
     }, path)
 
 
@@ -45,6 +45,8 @@ def restore_last(saved: dict, t) -> dict | None:
     torch.set_rng_state(saved["torch_rng"])
     t.state = LoopState(**saved["state"])
     t.clog.rows = saved.get("curriculum_rows", [])
+    if t.ema is not None and saved.get("ema") is not None:
+        t.ema.load_state_dict(saved["ema"])
     return saved.get("metrics")
 
 

@@ -33,10 +33,11 @@ def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weig
 
 
 def optimise(model, curriculum, idx: np.ndarray, x: torch.Tensor, y: torch.Tensor, loss_fn, opt,
-             device: str | torch.device = "cpu", amp: bool = False) -> dict[str, torch.Tensor]:
+             device: str | torch.device = "cpu", amp: bool = False, grad_clip: float = 0.0) -> dict[str, torch.Tensor]:
     """One optimisation step on a loaded batch, with the curriculum's loss-weight and after-step hooks.
 
-    ``amp``: bfloat16 autocast of the forward pass (on CUDA); the loss is computed in float32."""
+    ``amp``: bfloat16 autocast of the forward pass (on CUDA); the loss is computed in float32. ``grad_clip``
+    > 0 clips the gradient norm (after the curriculum has read it)."""
     device = torch.device(device)
     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     if device.type == "cuda":
@@ -51,6 +52,8 @@ def optimise(model, curriculum, idx: np.ndarray, x: torch.Tensor, y: torch.Tenso
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_sq = grad_sq_norm(model) if curriculum.needs_grad_norm else None
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     opt.step()
     curriculum.after_step(StepInfo(np.asarray(idx), per_sample, grad_sq, x, y))
     return terms

@@ -85,6 +85,11 @@ class Training:
     log: object = print
     state: LoopState = field(default_factory=LoopState)
     timer: PhaseTimer = field(default_factory=PhaseTimer)  # where the run's time goes (time/* metrics)
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # the weights' moving average, with ema_decay > 0
+
+    def delivered(self) -> torch.nn.Module:
+        """The network validation judges and the run delivers: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
     compiled: torch.nn.Module | None = None  # the torch.compile'd forward pass, with compile=true
 
     def ids(self, split: str) -> list[str]:
@@ -179,13 +184,18 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     curriculum = curriculum_cls(ctx, options)
     model = holder["model"] = curriculum.wrap_model(net)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * cfg.steps_per_epoch)
+    scheduler = _schedule(optimizer, cfg)
     spool = Spool(run_id, workdir, log)
     patches = PatchDataset(sampler, Augmentation(cfg.augmentation))
+    ema = None
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
     return Training(cfg, cohort, run_id, workdir, Privacy(cfg.privacy), spool, device, model, loss_fn, sampler,
                     patches, curriculum, optimizer, scheduler, np.random.default_rng(cfg.seed),
                     CurriculumLog(train_ids, difficulty), dtable, with_scores(features)[["patient_id", "score_cohort"]],
-                    log)
+                    log, ema=ema)
 
 
 def log_run_parameters(t: Training, data_dir: Path) -> None:
@@ -269,8 +279,10 @@ def run_epoch(t: Training, epoch: int) -> dict:
     forward = _compiled(t) if cfg.compile else t.model
     workers = default_workers(t.device) if cfg.workers < 0 else cfg.workers
     for idx, x, y in epoch_batches(t.patches, plan, workers, t.device.type == "cuda"):
-        terms = optimise(forward, cur, idx, x, y, t.loss_fn, t.optimizer, t.device, cfg.amp)
+        terms = optimise(forward, cur, idx, x, y, t.loss_fn, t.optimizer, t.device, cfg.amp, cfg.grad_clip)
         t.scheduler.step()
+        if t.ema is not None:
+            t.ema.update_parameters(t.model)
         t.state.samples_seen += len(idx)
         np.add.at(loss_sum, idx, terms["total"].detach().cpu().numpy())
         np.add.at(loss_n, idx, 1)
@@ -292,12 +304,13 @@ def validate(t: Training, epoch: int, metrics: dict, full: bool = False) -> Coho
     cfg = t.cfg
     if (epoch + 1) % cfg.val_every and epoch != cfg.epochs - 1:
         return None
-    vd, evaluation = _validate(t.model, t.cohort, t.ids("val"), cfg, full)
+    net = t.delivered()
+    vd, evaluation = _validate(net, t.cohort, t.ids("val"), cfg, full)
     metrics["val_dice"] = vd
     if vd > t.state.best_val_dice and t.curriculum.model_is_final():
         t.state.best_val_dice, t.state.best_epoch = vd, epoch
         best = t.checkpoints / "best.pt"
-        checkpoint.save({"model": t.model.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd}, best)
+        checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd}, best)
         t.spool.log_artifact(best, checkpoint.ARTIFACT_DIR)
     return evaluation
 
@@ -336,6 +349,8 @@ def finish(t: Training) -> TrainResult:
     best = t.checkpoints / "best.pt"
     if best.exists():
         net.load_state_dict(checkpoint.load(best)["model"])
+    elif t.ema is not None:  # no validation (selection last): the average is the delivered network
+        net.load_state_dict(t.ema.module.state_dict())
     # The epoch the weights come from: the final evaluation is logged at that step, and so is the model, which
     # MLflow 3 then shows with that epoch's metrics (not epoch 0's).
     step = t.state.best_epoch if best.exists() and t.state.best_epoch >= 0 else max(t.state.epoch, 0)
@@ -379,6 +394,17 @@ def _log_pending_metrics(run_id: str, epoch: int, metrics: dict | None) -> None:
     logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train_loss")}
     if epoch not in logged:
         mlflow.log_metrics(metrics, step=epoch)
+
+
+def _schedule(optimizer, cfg: TrainConfig):
+    """Cosine annealing to 0 over the run, after a linear warm-up of ``warmup_steps`` when asked."""
+    total = cfg.epochs * cfg.steps_per_epoch
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total - cfg.warmup_steps))
+    if cfg.warmup_steps <= 0:
+        return cosine
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (cfg.warmup_steps + 1), end_factor=1.0,
+                                             total_iters=cfg.warmup_steps)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, cosine], milestones=[cfg.warmup_steps])
 
 
 def _compiled(t: Training):
