@@ -181,10 +181,11 @@ def data_difficulty(data_dir, out, profile, spacing, skip_invalid):
     The same computation as a run's tables/difficulty.json, over every patient of the cohort,
     so the ordering the curricula use can be inspected before training (docs/curricula.md).
     """
-    from clips.config import build_config, clips_home
+    from clips.config import build_config
     from clips.curricula.difficulty import difficulty_of_cohort
     from clips.data.cohort import load_cohort
     from clips.data.preprocess import PreprocessConfig
+    from clips.paths import clips_home
 
     cfg = build_config({"profile": profile} | ({"spacing_mm": str(spacing)} if spacing else {}))
     cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), 0, cfg.val_fraction,
@@ -249,7 +250,7 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
         if value is not None:
             overrides[key] = value
     cfg = build_config(overrides, config_file or config_if_set or None)
-    from clips.config import clips_home
+    from clips.paths import clips_home
     from clips.storage import ensure_writable
 
     ensure_writable(clips_home(), "CLIPS_HOME: caches and checkpoints")

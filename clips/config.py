@@ -7,7 +7,6 @@ unknown names and out-of-range values with one clear line.
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +17,8 @@ from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ConfigError
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
+from clips.paths import EXPERIMENTS_DIR, clips_home
 from clips.values import apply_values
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = Path(os.environ.get("CLIPS_EXPERIMENTS", REPO_ROOT / "experiments"))
-
-
-def clips_home() -> Path:
-    """Where generated cohorts, caches and local checkpoints live (``$CLIPS_HOME``, default ``~/.cache/clips``)."""
-    return Path(os.environ.get("CLIPS_HOME", Path.home() / ".cache" / "clips"))
 
 
 @dataclass

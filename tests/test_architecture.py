@@ -64,6 +64,28 @@ def test_no_import_cycle_in_clips():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+# Infrastructure never reaches up into training: finding $CLIPS_HOME or talking to a server must not import the
+# training configuration (and through it the curricula, the models and torch).
+INFRASTRUCTURE = ("clips.tracking", "clips.scaling", "clips.paths", "clips.errors", "clips.values")
+ABOVE = ("clips.config", "clips.curricula", "clips.training", "clips.study", "clips.tuning", "clips.cli")
+
+
+def _within(module: str, packages) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((m, t) for m, targets in graph.items() if _within(m, INFRASTRUCTURE)
+                  for t in targets if _within(t, ABOVE))
+
+
+def test_infrastructure_never_imports_training():
+    assert upward_imports({"clips.tracking.x": {"clips.config"}, "clips.config": {"clips.paths"}}) == [
+        ("clips.tracking.x", "clips.config")]  # the rule finds a planted violation
+    found = upward_imports(import_graph())
+    assert not found, "infrastructure imports training: " + ", ".join(f"{m} -> {t}" for m, t in found)
+
+
 def test_conda_yaml_lists_exactly_the_packages_of_pyproject():
     """MLflow's environment managers read only conda.yaml's pip list: it must not drift from pyproject.toml."""
     import tomllib

@@ -167,7 +167,7 @@ def test_variance_reducers_the_moving_average_is_what_the_run_delivers(tiny_coho
                         "patch_size": "32", "spacing_mm": "10", "val_fraction": "0", "ema_decay": "0.5",
                         "grad_clip": "1.0", "warmup_steps": "2", "threads": "1"})
     result = train(cfg, log=lambda *_: None)
-    from clips.config import clips_home
+    from clips.paths import clips_home
 
     last = checkpoint.load(clips_home() / "runs" / result.run_id / "checkpoints" / "last.pt")
     delivered = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model").state_dict()

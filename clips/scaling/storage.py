@@ -8,8 +8,8 @@ from urllib.parse import urlparse
 import mlflow
 import optuna
 
-from clips.config import clips_home
 from clips.errors import ClipsError
+from clips.paths import clips_home
 
 
 def default_storage() -> str:

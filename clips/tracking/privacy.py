@@ -19,8 +19,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from clips.config import clips_home
 from clips.errors import ConfigError
+from clips.paths import clips_home
 
 MODES = ("auto", "pseudonymize", "real")
 ID_COLUMNS = ("patient_id", "subject")

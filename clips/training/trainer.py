@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clips.config import TrainConfig, clips_home, example_cohort_dir
+from clips.config import TrainConfig, example_cohort_dir
 from clips.curricula import Curriculum, get_curriculum
 from clips.curricula.difficulty import COHORT_DIFFICULTY, feature_table, with_scores
 from clips.data.augment import Augmentation
@@ -34,6 +34,7 @@ from clips.metrics import dice
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import SegNet
+from clips.paths import clips_home
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy

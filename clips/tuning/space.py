@@ -10,9 +10,10 @@ from pathlib import Path
 import optuna
 import yaml
 
-from clips.config import EXPERIMENTS_DIR, TrainConfig
+from clips.config import TrainConfig
 from clips.curricula import get_curriculum
 from clips.errors import ConfigError
+from clips.paths import EXPERIMENTS_DIR
 
 
 @dataclass(frozen=True)
