@@ -172,3 +172,20 @@ def test_float_prediction_is_named_by_evaluate(tiny_cohort, tmp_path):
     res = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tiny_cohort), "--pred-dir", str(pred),
                                    "--out", str(tmp_path / "out2")])
     assert res.exit_code == 0, res.output
+
+
+def test_two_trainings_starting_together_on_a_fresh_sqlite_store(tmp_path):
+    """The race of MLflow's table creation on a new SQLite store ("duplicate column name"): the store is made
+    under a file lock by the first command, so both processes get through."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/fresh.db")
+    code = ("import os; from clips.tracking.server import require_reachable; "
+            "require_reachable(os.environ['MLFLOW_TRACKING_URI'])")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(errors)[-3000:]
+    assert (tmp_path / "fresh.db").exists()

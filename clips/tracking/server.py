@@ -165,7 +165,11 @@ def health(url: str, timeout: float = 5.0) -> bool:
 
 
 def require_reachable(tracking_uri: str) -> None:
-    """Fail at once, naming the URI, when a remote tracking server does not answer or refuses our credentials."""
+    """Fail at once, naming the URI, when a remote tracking server does not answer or refuses our credentials;
+    a local SQLite store is created here, once, under a file lock."""
+    if tracking_uri.startswith("sqlite:///"):
+        create_sqlite_store(tracking_uri)
+        return
     if not tracking_uri.startswith(("http://", "https://")):
         return
     if not health(tracking_uri):
@@ -180,3 +184,19 @@ def require_reachable(tracking_uri: str) -> None:
         user = os.environ.get("MLFLOW_TRACKING_USERNAME", "(no MLFLOW_TRACKING_USERNAME)")
         raise ClipsError(f"the tracking server {tracking_uri} refused user {user}: "
                          f"{exc.message.splitlines()[0]}") from None
+
+
+def create_sqlite_store(tracking_uri: str) -> None:
+    """Create a fresh local store's tables under an exclusive file lock: two trainings starting together on a
+    new SQLite store otherwise race on MLflow's migrations ("duplicate column name"), and one of them dies."""
+    import fcntl
+    from pathlib import Path
+
+    db = Path(tracking_uri[len("sqlite:///"):])
+    if not db.parent.is_dir():
+        return  # MLflow's own error names the folder
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(tracking_uri).search_experiments(max_results=1)  # creates and migrates the tables once
