@@ -364,3 +364,19 @@ def test_progressive_patch_grows_to_the_full_size(mode):
     assert [max(early.sample_shape(e, (48,) * 3, 2)[0]) for e in (0, 5, 6, 11)] == [24, 40, 48, 48]
     short = cls(CurriculumContext(["a"], 2, 1, 0, np.zeros(1)), cls.parse_options({}))
     assert short.sample_shape(1, (32,) * 3, 2)[0] == (32, 32, 32)  # a short run still ends at the full size
+
+
+def test_progressive_patch_cycles_one_axis_per_stage_as_the_papers_code():
+    from clips.curricula._progressive_patch import stages
+
+    cyc = stages(16, (48, 48, 48), "cycle")
+    assert len(cyc) == 13 and cyc[0] == (16, 16, 16) and cyc[-1] == (48, 48, 48)
+    assert cyc[1:4] == [(24, 16, 16), (24, 24, 16), (24, 24, 24)]
+    assert all(sum(b != a for a, b in zip(p, q)) == 1 and max(q) - max(p) <= 8 for p, q in zip(cyc, cyc[1:]))
+    assert stages(16, (48, 48, 48)) == [(s,) * 3 for s in (16, 24, 32, 40, 48)]  # the default grows all axes
+    assert stages(16, (48, 32, 40), "cycle")[-1] == (48, 32, 40)  # an axis at its final size is skipped
+    cls = get_curriculum("progressive_patch")
+    cur = cls(CurriculumContext(["a"], 26, 1, 0, np.zeros(1)), cls.parse_options({"axes": "cycle"}))
+    assert cur.sample_shape(2, (48, 48, 48), 2)[0] == (24, 16, 16)
+    with pytest.raises(ConfigError, match="unknown progressive_patch axes"):
+        cls.parse_options({"axes": "spiral"})

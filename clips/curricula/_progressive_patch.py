@@ -5,6 +5,10 @@ validation and inference always use the configured size. Stages are the patch si
 ``start`` to the final size in steps of the network's stride, each equally long, the final
 one reached at ``full_at`` of the run (0: the paper's schedule, every stage equally long
 over the whole run, so the final size is trained for the last 1/n of it).
+
+``axes``: ``together`` (the default, CLIPS's reading) grows every axis at each stage, 16^3, 24^3, ..., 48^3 in 5
+stages; ``cycle`` is the paper's code, one axis per stage in turn (x, then y, then z), 16^3, 24x16x16,
+24x24x16, 24^3, ..., 48^3 in 13 stages. The default stays until a study compares the two (docs/curricula.md).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from clips.errors import ConfigError
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE
 
 MODES = ("performance", "resource_efficient")
+AXES = ("together", "cycle")
 
 
 @dataclass
@@ -27,10 +32,13 @@ class ProgressivePatchOptions:
     start: int = 0  # first patch edge in voxels; 0: the smallest the network allows (MIN_PATCH, 16)
     full_at: float = 0.0  # fraction of the run at which the final size is reached; 0: the paper's equal stages
     max_batch: int = 16  # performance mode: the largest batch a small patch may get (memory)
+    axes: str = "together"  # together: every axis grows each stage; cycle: one axis per stage, as the paper's code
 
     def validate(self):
         if self.mode not in MODES:
             raise ConfigError(f"unknown progressive_patch mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.axes not in AXES:
+            raise ConfigError(f"unknown progressive_patch axes {self.axes!r}; known: {', '.join(AXES)}")
         if self.start and (self.start < MIN_PATCH or self.start % PATCH_MULTIPLE):
             raise ConfigError(f"progressive_patch start={self.start}: 0, or a multiple of {PATCH_MULTIPLE} "
                               f"of at least {MIN_PATCH}")
@@ -38,9 +46,19 @@ class ProgressivePatchOptions:
             raise ConfigError("progressive_patch needs 0 <= full_at <= 1 and max_batch >= 1")
 
 
-def stages(start: int, final: tuple) -> list[tuple]:
-    """Patch sizes from ``start`` (per axis, capped at the final size) to ``final``, growing by the stride."""
+def stages(start: int, final: tuple, axes: str = "together") -> list[tuple]:
+    """Patch sizes from ``start`` (per axis, capped at the final size) to ``final``, growing by the stride:
+    every axis at each stage, or with ``axes="cycle"`` one axis per stage in turn."""
     first = [min(max(start, MIN_PATCH), f) for f in final]
+    if axes == "cycle":
+        out, size, axis = [tuple(first)], list(first), 0
+        while tuple(size) != tuple(final):
+            while size[axis] >= final[axis]:
+                axis = (axis + 1) % len(size)
+            size[axis] = min(final[axis], size[axis] + PATCH_MULTIPLE)
+            out.append(tuple(size))
+            axis = (axis + 1) % len(size)
+        return out
     n = 1 + max((f - s) // PATCH_MULTIPLE for s, f in zip(first, final))
     # every axis grows from its start to its final size in the same number of stages
     steps = [(f - s) / PATCH_MULTIPLE for s, f in zip(first, final)]
@@ -69,7 +87,7 @@ class ProgressivePatch(Curriculum):
         self.batch = 0
 
     def sample_shape(self, epoch, patch_size, batch_size):
-        sizes = stages(self.opt.start, tuple(patch_size))
+        sizes = stages(self.opt.start, tuple(patch_size), self.opt.axes)
         # the epoch from which the final size is trained; at the latest the run's last epoch
         full = min(self.final_epoch_fraction(self.opt, len(sizes)) * self.ctx.epochs, self.ctx.epochs - 1)
         k = len(sizes) - 1 if epoch >= full else min(len(sizes) - 1, int(epoch / full * (len(sizes) - 1)))
