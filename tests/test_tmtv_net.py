@@ -207,7 +207,43 @@ def test_import_then_predict_and_evaluate_a_case_through_mlflow(files, tmp_path)
     assert mask.shape == (30, 30, 40) and np.allclose(mask.affine, affine)  # on the PET grid
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
     assert "TMTV (predicted mask)" in (tmp_path / "mask_report.txt").read_text()
+    # the imported model as a teacher (transfer_teacher, difficulty=teacher_loss) or an init_weights source
+    from clips.training.checkpoint import load_network
+
+    teacher = load_network("models:/tmtv-net-released/1")
+    assert type(teacher).__name__ == "ReleasedStage1" and not teacher.training
+    assert torch.equal(teacher.stage1.staking_blocks.weight,
+                       torch.load(files / "e_latest.model", weights_only=True)["staking_blocks.weight"])
+    with torch.no_grad():
+        assert teacher(torch.rand(1, 5, 20, 18, 24)).shape == (1, 2, 20, 18, 24)  # any size, CLIPS's axis order
     ev = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tmp_path / "data"), "--model-uri",
                                   "models:/tmtv-net-released/1", "--out", str(tmp_path / "eval")])
     assert ev.exit_code == 0, ev.output
     assert "1 patient(s) evaluated, 0 error(s)" in ev.output
+
+
+@pytest.mark.parametrize("trainable", ["stacking", "members:1"])
+def test_fine_tuning_starts_from_the_released_weights_and_trains_only_what_it_was_told(files, tiny_cohort,
+                                                                                       trainable):
+    """A real training (finetune_cpu profile, a curriculum) from the released file through MLflow: the
+    parts it was not told to train end bit-identical to the released weights, the parts it was told to change."""
+    import mlflow
+
+    from clips.config import build_config
+    from clips.training.trainer import train
+
+    cfg = build_config({"profile": "finetune_cpu", "data_dir": str(tiny_cohort), "finetune": trainable,
+                        "init_weights": str(files / "e_latest.model"), "curriculum": "predefined",
+                        "steps_per_epoch": "1", "epochs": "1", "lr": "0.01", "threads": "2"})
+    result = train(cfg, log=lambda *_: None)
+    tuned = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model").stage1.state_dict()
+    released = torch.load(files / "e_latest.model", weights_only=True)
+    changed = {k for k in released if not torch.equal(tuned[k], released[k])}
+    if trainable == "stacking":
+        assert changed == {"staking_blocks.weight", "staking_blocks.bias"}
+    else:  # member 1 only, and only the parameters on inference's path get gradients
+        assert changed and all(k.startswith("base_models.1.") for k in changed)
+        assert "base_models.1.model.backbone.middle_block.ops.ops.0.ops.0.weight" in changed
+    run = mlflow.get_run(result.run_id)
+    assert run.data.params["cfg.model"] == "tmtv_net_released" and run.data.params["cfg.finetune"] == trainable
+    assert "test_dice_mean" in run.data.metrics  # evaluated on whole volumes like any CLIPS model

@@ -101,16 +101,38 @@ def load_weights(source: str) -> dict:
     return opened.get("model", opened)
 
 
+def is_released(source: str) -> bool:
+    """The released TMTV-Net ensemble: an imported model (``clips model import-tmtvnet``) or its file."""
+    if source.startswith(("models:/", "runs:/")):
+        try:
+            import mlflow
+
+            meta = (mlflow.models.get_model_info(source).metadata or {}).get("clips", {})
+        except Exception:  # noqa: BLE001 - not a model we can read: not the released one
+            return False
+        return meta.get("kind") == "tmtv_net_released"
+    try:
+        sd = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a CLIPS checkpoint (pickled dicts) or no file: not a released file
+        return False
+    return isinstance(sd, dict) and "staking_blocks.weight" in sd
+
+
 def load_network(source: str):
-    """A whole network (for a teacher): an MLflow model URI, or a CLIPS checkpoint that names its preset."""
+    """A whole network (for a teacher): an MLflow model URI, a CLIPS checkpoint that names its preset, or the
+    released TMTV-Net ensemble (imported, or its file)."""
+    from clips.models import RELEASED_PRESET, build_network
+
+    if is_released(source):
+        net = build_network(RELEASED_PRESET)
+        net.load_released(source)
+        return net.eval()
     opened = _open(source, "teacher")
     if isinstance(opened, torch.nn.Module):
         return opened.eval()
-    from clips.models import SegNet
-
     preset = opened.get("preset") or opened.get("config", {}).get("model")
     if not preset:
         raise ClipsError(f"teacher {source}: the checkpoint does not say which model preset it holds")
-    net = SegNet(preset)
+    net = build_network(preset)
     net.load_state_dict(opened["model"])
     return net.eval()

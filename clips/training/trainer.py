@@ -33,7 +33,7 @@ from clips.losses import LossWeights, TMTVLoss
 from clips.metrics import dice
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
-from clips.models import SegNet
+from clips.models import RELEASED_PRESET, build_network
 from clips.paths import clips_home
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
@@ -165,7 +165,7 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     workdir = clips_home() / "runs" / run_id
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    net = SegNet(cfg.model)
+    net = build_network(cfg.model, cfg.finetune)
     if cfg.init_weights:
         _init_weights(net, cfg.init_weights)
     device = resolve_device(cfg.device)
@@ -419,7 +419,10 @@ def _device_of(net) -> torch.device:
     return next(net.parameters()).device
 
 
-def _init_weights(net: SegNet, source: str) -> None:
+def _init_weights(net, source: str) -> None:
+    if getattr(net, "preset", "") == RELEASED_PRESET and checkpoint.is_released(source):
+        net.load_released(source)  # the released file, or the imported model's artifact: checked key by key
+        return
     sd = checkpoint.load_weights(source)
     try:
         net.load_state_dict(sd)
