@@ -15,7 +15,8 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated.*")
 
 from clips.errors import ClipsError  # noqa: E402 - after the environment set-up above
-from clips.tracking.names import DEFAULT_EXPERIMENT  # noqa: E402
+from clips.tracking import schema  # noqa: E402
+from clips.tracking.schema import DEFAULT_EXPERIMENT  # noqa: E402
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -291,7 +292,7 @@ def _what_to_look_at(run_id: str) -> list[str]:
                                          ("test_tmtv_abs_rel_error_mean", "relative TMTV error")) if k in m]
     if shown:
         out.append("  " + ", ".join(f"{label} {m[k]:.3f}" for k, label in shown)
-                   + " (mean over the test patients; per patient: tables/test_per_patient.json)")
+                   + f" (mean over the test patients; per patient: {schema.TEST_TABLE})")
     figures = [a.path for a in client.list_artifacts(run_id, "figures")]
     if figures:
         out.append("  figures: " + ", ".join(figures))

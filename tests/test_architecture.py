@@ -97,3 +97,45 @@ def test_conda_yaml_lists_exactly_the_packages_of_pyproject():
     conda = yaml.safe_load((root / "conda.yaml").read_text())["dependencies"]
     pip = next(d["pip"] for d in conda if isinstance(d, dict))
     assert [p for p in pip if p != "-e ."] == declared
+
+
+def _schema_strings() -> list[str]:
+    """The tags, tag prefixes and artifact paths of clips/tracking/schema.py (CHECKPOINTS, one plain word that
+    prose uses too, is left out)."""
+    from clips.tracking import schema
+
+    return sorted({v for k, v in vars(schema).items() if k.isupper() and isinstance(v, str)
+                   and (v.startswith(schema.PREFIX) and v != schema.PREFIX or "/" in v)})
+
+
+def literals_outside_schema(sources: dict[str, str], names: list[str]) -> list[tuple[str, int, str]]:
+    """(module, line, name) for each string constant outside the schema that spells one of ``names`` out
+    (docstrings and comments are prose, not schema)."""
+    import re
+
+    pattern = re.compile("|".join(f"(?<![\\w.]){re.escape(n)}(?![\\w/])" for n in names))
+    found = []
+    for module, text in sources.items():
+        tree = ast.parse(text)
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                hit = pattern.search(node.value)
+                if hit:
+                    found.append((module, node.lineno, hit.group(0)))
+    return found
+
+
+def test_the_runs_schema_is_written_in_one_place():
+    names = _schema_strings()
+    assert "clips.role" in names and "tables/test_per_patient.json" in names and "data/split.csv" in names
+    planted = {"clips/x.py": 'client.set_tag(run, "clips.failure", "x")\nf = "tags.`clips.role` = \'a\'"\n'}
+    assert sorted(n for _, _, n in literals_outside_schema(planted, names)) == [
+        "clips.failure", "clips.role"]  # the scan finds planted ones, in a filter string too
+    sources = {str(p.relative_to(PACKAGE.parent)): p.read_text() for p in PACKAGE.rglob("*.py")
+               if p.name != "schema.py"}
+    found = literals_outside_schema(sources, names)
+    assert not found, "schema strings outside clips/tracking/schema.py: " + ", ".join(
+        f"{m}:{line} {n}" for m, line, n in found)

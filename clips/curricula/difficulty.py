@@ -35,7 +35,6 @@ TEACHER_SCORES = ("teacher_loss", "teacher_dice")
 HOT_SUV = 5.0  # physiological high uptake: brain, myocardium, kidneys, bladder
 BLUR_MM = 8.0  # about a clinical PET point-spread FWHM: the background starts 2 widths away
 NO_HOT_MM = 1000.0  # distance recorded when nothing hot remains
-COHORT_DIFFICULTY = "tables/cohort_difficulty.json"  # every patient's cohort score, logged by each run
 
 
 def check_difficulty(name: str, teacher_uri: str = "") -> None:

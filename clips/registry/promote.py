@@ -24,9 +24,9 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from clips.errors import ClipsError
+from clips.tracking import schema
 from clips.tracking.tables import run_table
 
-TABLE = "tables/test_per_patient.json"
 MIN_PAIRED_PATIENTS = 5
 
 
@@ -54,16 +54,16 @@ def best_run(client: MlflowClient, experiment: str, metric: str):
     runs = client.search_runs([exp.experiment_id],
                               filter_string=f"attributes.status = 'FINISHED' and metrics.`{key}` > -1e300",
                               order_by=[f"metrics.`{key}` {'DESC' if higher_is_better else 'ASC'}"], max_results=50)
-    runs = [r for r in runs if r.data.tags.get("clips.role") != "tune_parent"]
+    runs = [r for r in runs if r.data.tags.get(schema.ROLE) != schema.TUNE_PARENT]
     if not runs:
         raise ClipsError(f"no finished run in {experiment!r} has the test-set metric {key}")
     return runs[0], key
 
 
 def _test_table(client: MlflowClient, run_id: str) -> pd.DataFrame:
-    table = run_table(client, run_id, TABLE)
+    table = run_table(client, run_id, schema.TEST_TABLE)
     if table is None:
-        raise ClipsError(f"run {run_id} has no {TABLE}: it was not evaluated on a test set")
+        raise ClipsError(f"run {run_id} has no {schema.TEST_TABLE}: it was not evaluated on a test set")
     return table
 
 
@@ -135,11 +135,11 @@ def promote(experiment: str, model_name: str = "clips-tmtv", metric: str = "dice
         if champion is not None:
             client.set_registered_model_alias(model_name, "previous", champion.version)
         client.set_registered_model_alias(model_name, "champion", version)
-    tags = {"clips.run_id": run.info.run_id, "clips.experiment": experiment, "clips.metric": key,
-            f"clips.{key}": str(run.data.metrics.get(key)),
-            "clips.decision": "promoted" if promoted else "not promoted",
-            "clips.reason": reason}
-    tags |= {f"clips.evidence.{k}": (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v))
+    tags = {schema.PROMOTE_RUN: run.info.run_id, schema.PROMOTE_EXPERIMENT: experiment, schema.PROMOTE_METRIC: key,
+            f"{schema.PREFIX}{key}": str(run.data.metrics.get(key)),
+            schema.DECISION: "promoted" if promoted else "not promoted",
+            schema.REASON: reason}
+    tags |= {f"{schema.EVIDENCE_PREFIX}{k}": (f"{v:.6g}" if isinstance(v, float) and math.isfinite(v) else str(v))
              for k, v in ev.items()}
     for k, v in tags.items():
         client.set_model_version_tag(model_name, version, k, v)
@@ -168,8 +168,8 @@ def _record(decision: Decision) -> Decision:
         client = MlflowClient()
         run_id = os.environ["MLFLOW_RUN_ID"]
         client.set_tag(run_id, "mlflow.runName", f"promote {decision.model_name}")
-        for k, v in {"clips.decision": "promoted" if decision.promoted else "not promoted",
-                     "clips.reason": decision.reason, "clips.challenger_run_id": decision.run_id,
-                     "clips.model_version": decision.version}.items():
+        for k, v in {schema.DECISION: "promoted" if decision.promoted else "not promoted",
+                     schema.REASON: decision.reason, schema.CHALLENGER_RUN: decision.run_id,
+                     schema.MODEL_VERSION: decision.version}.items():
             client.set_tag(run_id, k, str(v)[:5000])
     return decision

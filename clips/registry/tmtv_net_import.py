@@ -15,6 +15,7 @@ import mlflow
 from clips.errors import ClipsError
 from clips.models.tmtv_net import loading
 from clips.models.tmtv_net.pipeline import RELEASED
+from clips.tracking import schema
 
 MODEL_NAME = "tmtv-net-released"
 KIND = "tmtv_net_released"  # the model's metadata["clips"]["kind"]: how clips predict runs it
@@ -34,7 +35,7 @@ def import_released(ensemble: str | None, refiner: str | None, register: str = M
             "stage1_spacing_mm": RELEASED.stage1_spacing_mm, "stage1_tile": list(RELEASED.stage1_tile),
             "stage2_tile": list(RELEASED.stage2_tile), "stages": 2 if "refiner" in files else 1}
     with mlflow.start_run(run_name="tmtv-net-released · import") as run:
-        mlflow.set_tags({"clips.role": "model_import", "mlflow.note.content": DESCRIPTION})
+        mlflow.set_tags({schema.ROLE: schema.MODEL_IMPORT, "mlflow.note.content": DESCRIPTION})
         mlflow.log_params({f"tmtv_net.{k}.sha256": v for k, v in digests.items()}
                           | {f"tmtv_net.{k}.file": p.name for k, p in files.items()})
         info = mlflow.pyfunc.log_model(name="model", python_model=str(CODE),

@@ -10,6 +10,7 @@ import mlflow
 
 from clips.errors import ConfigError
 from clips.scaling.devices import Slot
+from clips.tracking import schema
 
 # Training parameters a joining worker may set for its own machine; the recipe itself is the study's.
 MACHINE_KEYS = ("data_dir", "device", "threads", "workers")
@@ -48,5 +49,5 @@ def spawn_clips_workers(commands: list[list[str]], slots: list[Slot] | None = No
         procs.append(subprocess.Popen([sys.executable, "-m", "clips", *args, *extra], env=env))
     codes = [p.wait() for p in procs]
     if any(codes) and mlflow.active_run() is not None:
-        mlflow.set_tag("clips.worker_exit_codes", ",".join(map(str, codes)))
+        mlflow.set_tag(schema.WORKER_EXIT_CODES, ",".join(map(str, codes)))
     return codes

@@ -29,7 +29,6 @@ import pandas as pd  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from clips.curricula import BASELINE, REGISTRY  # noqa: E402
-from clips.curricula.difficulty import COHORT_DIFFICULTY  # noqa: E402
 from clips.data.cohort import hard_ids  # noqa: E402
 from clips.errors import ClipsError  # noqa: E402
 from clips.metrics.figures import draw_bland_altman  # noqa: E402
@@ -46,7 +45,7 @@ from clips.study.contrasts import (  # noqa: E402
 )
 from clips.study.inference import balanced_core, pair_runs, sign_flip  # noqa: E402
 from clips.study.stats import DETECTION, MEASURES, bootstrap_ci  # noqa: E402
-from clips.tracking.names import CALIBRATION_TAG, DESIGN_TAG, WITHDRAWN_TAG  # noqa: E402
+from clips.tracking import schema  # noqa: E402
 from clips.tracking.tables import run_table  # noqa: E402
 
 NO_PAIRS = "no paired comparison: no contrast has both of its arms in this study"
@@ -71,7 +70,7 @@ def _display_order(run):
 def collect(experiment_id: str, parent_id: str | None = None):
     """(per-patient test rows of every finished child, learning curves, hard patient ids or None)."""
     client = MlflowClient()
-    filt = "attributes.status = 'FINISHED' and tags.`clips.role` = 'study_child'"
+    filt = f"attributes.status = 'FINISHED' and {schema.tag_is(schema.ROLE, schema.STUDY_CHILD)}"
     if parent_id:
         filt += f" and tags.`mlflow.parentRunId` = '{parent_id}'"
     runs = client.search_runs([experiment_id], filter_string=filt, max_results=5000)
@@ -82,14 +81,14 @@ def collect(experiment_id: str, parent_id: str | None = None):
     tests, curves, hard, difficulty = [], [], None, None
     for run in runs:
         variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
-        table = run_table(client, run.info.run_id, "tables/test_per_patient.json")
+        table = run_table(client, run.info.run_id, schema.TEST_TABLE)
         if table is None:
             continue
         fold = int(run.data.params.get("cfg.fold", 0)) if int(run.data.params.get("cfg.folds", 0)) > 1 else -1
         wall_s = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else np.nan
         tests.append(table.assign(variant=variant, seed=seed, fold=fold, run_id=run.info.run_id, wall_s=wall_s))
         if difficulty is None and variant == BASELINE:
-            difficulty = run_table(client, run.info.run_id, COHORT_DIFFICULTY)
+            difficulty = run_table(client, run.info.run_id, schema.COHORT_DIFFICULTY)
         val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_dice")}
         seen = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "samples_seen")}
         curves += [{"variant": variant, "seed": seed, "epoch": s, "samples_seen": seen.get(s), "val_dice": v}
@@ -97,7 +96,7 @@ def collect(experiment_id: str, parent_id: str | None = None):
         if hard is None:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    hard = hard_ids(pd.read_csv(client.download_artifacts(run.info.run_id, "data/split.csv", tmp)))
+                    hard = hard_ids(pd.read_csv(client.download_artifacts(run.info.run_id, schema.SPLIT, tmp)))
                 except Exception:  # noqa: BLE001 - no split file: no flags
                     pass
     if not tests:
@@ -387,13 +386,13 @@ def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, s
     if not parent_id:
         return f"CLIPS curriculum comparison (experiment {experiment_id})", ""
     parent = mlflow.MlflowClient().get_run(parent_id)
-    name = parent.data.tags.get("clips.study_name") or parent.info.run_name or parent_id
+    name = parent.data.tags.get(schema.STUDY_NAME) or parent.info.run_name or parent_id
     params = parent.data.params
     recipe = ", ".join(f"{k[len('train.'):]}={v}" for k, v in sorted(params.items()) if k.startswith("train."))
     design = ", ".join(f"{k[len('study.'):]}={params[k]}" for k in ("study.folds", "study.seeds", "study.selection")
                        if k in params)
-    if parent.data.tags.get(DESIGN_TAG):
-        design += f"; design changed since: {parent.data.tags[DESIGN_TAG]}"
+    if parent.data.tags.get(schema.DESIGN_CHANGES):
+        design += f"; design changed since: {parent.data.tags[schema.DESIGN_CHANGES]}"
     return f"{name}: curriculum comparison", "; ".join(x for x in (recipe or "profile defaults", design) if x)
 
 
@@ -404,7 +403,7 @@ def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log
     notes = []
     if parent_id:
         tags = MlflowClient().get_run(parent_id).data.tags
-        notes = [f"withdrawn: {tags[k]}" for k in sorted(tags) if k.startswith(WITHDRAWN_TAG + ".")]
+        notes = [f"withdrawn: {tags[k]}" for k in sorted(tags) if k.startswith(schema.WITHDRAWN + ".")]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
         title, recipe = _title_and_recipe(experiment_id, parent_id)
@@ -412,7 +411,7 @@ def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log
         if mlflow.active_run() is not None:
             mlflow.log_artifacts(str(out), "comparison")
             passed = result["calibration"]
-            mlflow.set_tag(CALIBRATION_TAG, {True: "passed", False: "failed"}.get(passed, "not possible"))
+            mlflow.set_tag(schema.CALIBRATION, {True: "passed", False: "failed"}.get(passed, "not possible"))
             for _, r in result["summary"][result["summary"]["subset"] == "all"].iterrows():
                 mlflow.log_metric(f"compare.{r['variant']}.dice_mean", float(r["dice"]))
     log(f"comparison of {tests['variant'].nunique()} variants on {tests['patient_id'].nunique()} test patients"

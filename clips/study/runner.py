@@ -24,7 +24,7 @@ from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
 from clips.study.config import Job, StudyConfig
 from clips.study.inference import MIN_SEEDS
-from clips.tracking.names import DESIGN_TAG, WITHDRAWN_TAG
+from clips.tracking import schema
 from clips.tracking.runs import inherited_tags
 
 SELECTIONS = ("inner_val", "last")
@@ -94,15 +94,15 @@ def tuned_params(scfg: StudyConfig) -> dict[str, dict]:
 
 
 def find_parent(client: MlflowClient, experiment_id: str, name: str):
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`clips.study_name` = '{name}' and "
-                              "tags.`clips.role` = 'study_parent'", max_results=1)
+    runs = client.search_runs([experiment_id], filter_string=f"{schema.tag_is(schema.STUDY_NAME, name)} and "
+                              f"{schema.tag_is(schema.ROLE, schema.STUDY_PARENT)}", max_results=1)
     return runs[0] if runs else None
 
 
 def finished_children(client: MlflowClient, experiment_id: str, parent_id: str) -> dict[str, object]:
     runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and "
                               "attributes.status = 'FINISHED'", max_results=5000)
-    return {r.data.tags.get("clips.study_key"): r for r in runs if r.data.tags.get("clips.study_key")}
+    return {r.data.tags.get(schema.STUDY_KEY): r for r in runs if r.data.tags.get(schema.STUDY_KEY)}
 
 
 def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log,
@@ -113,8 +113,8 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
     run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
         **inherited_tags(client.get_run(parent_id)), "mlflow.parentRunId": parent_id,
-        "clips.study_name": scfg.name(), "clips.study_key": job.key, "clips.fold": str(job.fold),
-        "clips.role": "study_child", "clips.worker": worker_name()})
+        schema.STUDY_NAME: scfg.name(), schema.STUDY_KEY: job.key, schema.FOLD: str(job.fold),
+        schema.ROLE: schema.STUDY_CHILD, schema.WORKER: worker_name()})
     run_id = run.info.run_id
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")
@@ -126,8 +126,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
         train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
     except BaseException as exc:
         if client.get_run(run_id).info.status == "RUNNING":  # never leave a child RUNNING
-            client.set_tag(run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])
-            client.set_terminated(run_id, "FAILED")
+            schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
         raise
     return run_id
 
@@ -150,8 +149,7 @@ def open_queue(scfg: StudyConfig, create: bool = False) -> JobQueue:
     def close_run(attrs: dict) -> None:  # a dead worker's child: FAILED, not RUNNING for ever
         run_id = attrs.get("run_id")
         if run_id and client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "clips.failure", f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
-            client.set_terminated(run_id, "FAILED")
+            schema.mark_failed(client, run_id, f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
 
     return JobQueue(scfg.name(), scfg.storage, scfg.heartbeat_grace_s, on_dead_worker=close_run, create=create)
 
@@ -224,12 +222,12 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         existing = find_parent(client, exp, scfg.name())
         if existing and existing.info.run_id != active.info.run_id:
             # Started again: continue the existing study; this run only points to it.
-            mlflow.set_tags({"clips.role": "study_restart", "clips.continues": existing.info.run_id})
+            mlflow.set_tags({schema.ROLE: schema.STUDY_RESTART, schema.CONTINUES: existing.info.run_id})
             parent_id = existing.info.run_id
         else:
             parent_id = active.info.run_id
             # named after the study (not MLflow's random adjective-animal), so the UI lists it by what it is
-            mlflow.set_tags({"clips.role": "study_parent", "clips.study_name": scfg.name(),
+            mlflow.set_tags({schema.ROLE: schema.STUDY_PARENT, schema.STUDY_NAME: scfg.name(),
                              "mlflow.runName": scfg.name(), "mlflow.note.content": study_description(scfg)})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.baseline_seeds": scfg.seeds_of(BASELINE),
@@ -246,8 +244,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         changed = design_changes(queue.meta.get("config"), scfg)
         if changed:  # grown or changed on a restart (e.g. a pilot's baseline seeds, then the arms): say so
             when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            history = client.get_run(parent_id).data.tags.get(DESIGN_TAG, "")
-            client.set_tag(parent_id, DESIGN_TAG, (history + "; " if history else "") + f"{when}: {changed}")
+            history = client.get_run(parent_id).data.tags.get(schema.DESIGN_CHANGES, "")
+            client.set_tag(parent_id, schema.DESIGN_CHANGES, (history + "; " if history else "") + f"{when}: {changed}")
             client.set_tag(parent_id, "mlflow.note.content", study_description(scfg))
             log(f"[{scfg.name()}] design changed on this restart: {changed}")
         queue.set_meta(config=scfg.to_dict(), parent_run_id=parent_id, experiment_id=exp, digest=digest,
@@ -268,7 +266,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         work(scfg, queue, parent_id, log, until_all_done=True)
         failed = {k: queue.errors(k)[-1] for k, v in queue.status().items() if v == "failed"}
         if failed:
-            mlflow.set_tag("clips.failed_children", ",".join(sorted(failed)))
+            mlflow.set_tag(schema.FAILED_CHILDREN, ",".join(sorted(failed)))
             for key, reason in sorted(failed.items()):
                 log(f"[{scfg.name()}] {key} failed for good: {reason}")
     with mlflow.start_run(run_id=parent_id):
@@ -329,12 +327,12 @@ def withdraw_arms(name: str, arms: list[str], storage: str = "", log=print) -> l
     parent = meta["parent_run_id"]
     for arm in arms:
         mine = [j for j in cancelled if j.split(":")[0] == arm]
-        client.set_tag(parent, f"{WITHDRAWN_TAG}.{arm}", (
+        client.set_tag(parent, f"{schema.WITHDRAWN}.{arm}", (
             f"{arm} withdrawn {when}: {len(mine)} waiting job(s) cancelled"
             + (f", {', '.join(r for r in running if r.startswith(arm + ':'))} left to finish" if running else "")
             + f"; {len(seen)} children had finished by then" + (f" ({', '.join(seen)})" if seen else ""))[:5000])
-    before = client.get_run(parent).data.tags.get(WITHDRAWN_TAG, "")
-    client.set_tag(parent, WITHDRAWN_TAG, ",".join(sorted(set(_names(before)) | set(arms))))
+    before = client.get_run(parent).data.tags.get(schema.WITHDRAWN, "")
+    client.set_tag(parent, schema.WITHDRAWN, ",".join(sorted(set(_names(before)) | set(arms))))
     queue.set_meta(withdrawn=sorted(set(meta.get("withdrawn", [])) | set(arms)))
     log(f"study {name}: withdrew {', '.join(arms)}: {len(cancelled)} waiting job(s) cancelled"
         + (f"; still running, kept: {', '.join(running)}" if running else "")

@@ -10,6 +10,7 @@ import mlflow
 from clips.metrics.cohort import CohortEvaluation, write_outputs
 from clips.metrics.figures import bland_altman, tmtv_scatter
 from clips.metrics.summary import headline_metrics
+from clips.tracking import schema
 
 
 def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = None, privacy=None,
@@ -32,7 +33,7 @@ def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = N
             mlflow.log_artifact(str(out / fname), f"evaluation/{name}")
         mlflow.log_artifacts(str(out / "reports"), f"evaluation/{name}/reports")
     if len(result.table):
-        mlflow.log_table(result.table, f"tables/{name}_per_patient.json")
+        mlflow.log_table(result.table, schema.per_patient_table(name))
         mlflow.log_metrics(headline_metrics(summary, name), step=step)
         for fig, fname in ((tmtv_scatter(result.table, f"{name}: TMTV predicted vs true"), "tmtv_scatter.png"),
                            (bland_altman(result.table, f"{name}: TMTV Bland-Altman"), "tmtv_bland_altman.png")):

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-HEARTBEAT_TAG = "clips.heartbeat"
+from clips.tracking import schema
 
 
 def heartbeat_now() -> str:
@@ -20,7 +20,7 @@ def heartbeat_now() -> str:
 
 def last_sign_of_life(run) -> float:
     """Epoch seconds of the run's last heartbeat (older runs wrote epoch seconds themselves)."""
-    beat = run.data.tags.get(HEARTBEAT_TAG)
+    beat = run.data.tags.get(schema.HEARTBEAT)
     if not beat:
         return run.info.start_time / 1000.0
     try:
@@ -44,7 +44,6 @@ def reap(older_than_hours: float, experiment: str | None = None, dry_run: bool =
         age_h = (now - last_sign_of_life(run)) / 3600.0
         if age_h >= older_than_hours:
             if not dry_run:
-                client.set_tag(run.info.run_id, "clips.failure", f"reaped: no sign of life for {age_h:.1f} h")
-                client.set_terminated(run.info.run_id, "FAILED")
+                schema.mark_failed(client, run.info.run_id, f"reaped: no sign of life for {age_h:.1f} h")
             out.append((run, age_h))
     return out

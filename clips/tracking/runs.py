@@ -15,7 +15,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from clips.errors import ClipsError, ConfigError
-from clips.tracking.names import DEFAULT_EXPERIMENT
+from clips.tracking.schema import DEFAULT_EXPERIMENT
 
 
 def use_experiment(name: str = "") -> str | None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 
 from clips.errors import ClipsError
-
-ARTIFACT_DIR = "checkpoints"
+from clips.tracking import schema
 
 
 @dataclass
@@ -72,7 +71,7 @@ def find_last(local_dir: Path, run_id: str) -> dict | None:
     import mlflow  # here, not at the top: benchmarks on machines without MLflow import this module
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{ARTIFACT_DIR}/last.pt",
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{schema.CHECKPOINTS}/last.pt",
                                                    dst_path=str(local_dir.parent / "download"))
     except Exception:  # noqa: BLE001 - MLflow raises several types for "no such artifact"
         return None

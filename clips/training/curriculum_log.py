@@ -9,7 +9,7 @@ import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-LONG_TABLE = "tables/curriculum_long.json"
+from clips.tracking import schema
 
 
 class CurriculumLog:
@@ -35,9 +35,9 @@ class CurriculumLog:
             return
         if privacy is not None:
             table = privacy.table(table)
-        mlflow.log_table(table, LONG_TABLE)
+        mlflow.log_table(table, schema.CURRICULUM_LONG)
         fig = self.figure(table)
-        mlflow.log_figure(fig, "figures/curriculum.png")
+        mlflow.log_figure(fig, schema.CURRICULUM_FIGURE)
         plt.close(fig)
 
     def figure(self, table: pd.DataFrame):

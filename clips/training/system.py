@@ -14,6 +14,8 @@ import time
 
 import torch
 
+from clips.tracking import schema
+
 
 def _cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -91,7 +93,6 @@ class SystemSampler:
         return out
 
 
-BUSY_TAG = "clips.machine_busy"
 BUSY_CORES = 0.5  # other processes using half a core or more: the run's timings are not comparable
 
 
@@ -124,5 +125,5 @@ class BusyWatch:
         text = (f"other processes used {cores:.1f} of {os.cpu_count()} cores {when} (load average "
                 f"{os.getloadavg()[0]:.1f}): this run's timings are not comparable with an idle machine's")
         self.log(f"warning: {text}")
-        set_tag(BUSY_TAG, text)
+        set_tag(schema.MACHINE_BUSY, text)
         self.said = True

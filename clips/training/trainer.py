@@ -20,7 +20,7 @@ import torch
 
 from clips.config import TrainConfig, example_cohort_dir
 from clips.curricula import Curriculum, get_curriculum
-from clips.curricula.difficulty import COHORT_DIFFICULTY, feature_table, with_scores
+from clips.curricula.difficulty import feature_table, with_scores
 from clips.data.augment import Augmentation
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
@@ -35,10 +35,11 @@ from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import RELEASED_PRESET, build_network
 from clips.paths import clips_home
+from clips.tracking import schema
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy
-from clips.tracking.reap import HEARTBEAT_TAG, heartbeat_now
+from clips.tracking.reap import heartbeat_now
 from clips.tracking.resilient import Spool
 from clips.tracking.runs import log_input, log_params_once, run_context
 from clips.training import checkpoint
@@ -98,7 +99,7 @@ class Training:
 
     @property
     def checkpoints(self) -> Path:
-        return self.workdir / "checkpoints"
+        return self.workdir / schema.CHECKPOINTS
 
 
 def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=None) -> TrainResult:
@@ -205,10 +206,10 @@ def log_run_parameters(t: Training, data_dir: Path) -> None:
     t.privacy.ids(t.cohort.table["patient_id"])
     cfg = t.cfg
     log_params_once(run_parameters(cfg, vars(t.curriculum.opt), data_dir))
-    mlflow.set_tags({"mlflow.note.content": run_description(t, data_dir), "clips.curriculum": cfg.curriculum,
-                     "clips.paper": t.curriculum.paper, "clips.profile": cfg.profile,
-                     "clips.cohort_digest": t.cohort.digest})
-    if "clips.role" not in mlflow.get_run(t.run_id).data.tags:  # study children and trials are named already
+    mlflow.set_tags({"mlflow.note.content": run_description(t, data_dir), schema.CURRICULUM: cfg.curriculum,
+                     schema.PAPER: t.curriculum.paper, schema.PROFILE: cfg.profile,
+                     schema.COHORT_DIGEST: t.cohort.digest})
+    if schema.ROLE not in mlflow.get_run(t.run_id).data.tags:  # study children and trials are named already
         mlflow.set_tag("mlflow.runName", f"{cfg.curriculum} · {cfg.profile or 'smoke'} · seed {cfg.seed}")
 
 
@@ -261,8 +262,8 @@ def log_inputs(t: Training) -> None:
     """The cohort as an MLflow dataset, the split, skipped patients, the difficulty table of the training
     patients, and the cohort scores of every patient (a study correlates them with the test error)."""
     _log_data(t.cohort, t.workdir, t.privacy)
-    mlflow.log_table(t.privacy.table(t.difficulty), "tables/difficulty.json")
-    mlflow.log_table(t.privacy.table(t.cohort_scores), COHORT_DIFFICULTY)
+    mlflow.log_table(t.privacy.table(t.difficulty), schema.DIFFICULTY)
+    mlflow.log_table(t.privacy.table(t.cohort_scores), schema.COHORT_DIFFICULTY)
 
 
 def run_epoch(t: Training, epoch: int) -> dict:
@@ -312,7 +313,7 @@ def validate(t: Training, epoch: int, metrics: dict, full: bool = False) -> Coho
         t.state.best_val_dice, t.state.best_epoch = vd, epoch
         best = t.checkpoints / "best.pt"
         checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd}, best)
-        t.spool.log_artifact(best, checkpoint.ARTIFACT_DIR)
+        t.spool.log_artifact(best, schema.CHECKPOINTS)
     return evaluation
 
 
@@ -322,8 +323,8 @@ def save_epoch(t: Training, epoch: int, metrics: dict) -> None:
     t.state.epoch = epoch
     checkpoint.save_last(t.checkpoints / "last.pt", t, metrics)
     t.spool.log_metrics(metrics, step=epoch)
-    t.spool.set_tag(HEARTBEAT_TAG, heartbeat_now())  # `clips runs reap` reads it
-    t.spool.log_artifact(t.checkpoints / "last.pt", checkpoint.ARTIFACT_DIR)
+    t.spool.set_tag(schema.HEARTBEAT, heartbeat_now())  # `clips runs reap` reads it
+    t.spool.log_artifact(t.checkpoints / "last.pt", schema.CHECKPOINTS)
     is_last = epoch == t.cfg.epochs - 1
     if (epoch + 1) % t.cfg.table_every == 0 and not is_last:
         try:
@@ -363,7 +364,7 @@ def finish(t: Training) -> TrainResult:
                 log_evaluation(result, split, privacy=t.privacy, step=step)
         mlflow.log_metric("best_epoch", t.state.best_epoch, step=step)
         t.privacy.save_mapping(t.workdir)
-        mlflow.set_tag("clips.privacy", "pseudonymised ids" if t.privacy.active else "real ids")
+        mlflow.set_tag(schema.PRIVACY, "pseudonymised ids" if t.privacy.active else "real ids")
         log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
                                      "model": cfg.model, "sw_overlap": cfg.sw_overlap}, step=step)
     mlflow.log_metrics(t.timer.metrics(), step=step)

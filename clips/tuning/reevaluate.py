@@ -25,10 +25,10 @@ from clips.curricula import BASELINE
 from clips.scaling.queue import JobQueue
 from clips.scaling.workers import worker_name
 from clips.study.inference import pair_runs, run_aware_test
+from clips.tracking import schema
 from clips.tracking.runs import inherited_tags
 from clips.tracking.tables import run_table
 
-VAL_TABLE, TEST_TABLE = "tables/val_per_patient.json", "tables/test_per_patient.json"
 DEFAULTS = "defaults"
 SEED_OFFSET = 1000  # fresh seeds: the search's seed + 1000 + s, never one a trial used
 
@@ -76,8 +76,7 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
     def close_run(attrs: dict) -> None:
         run_id = attrs.get("run_id")
         if run_id and client.get_run(run_id).info.status == "RUNNING":
-            client.set_tag(run_id, "clips.failure", f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
-            client.set_terminated(run_id, "FAILED")
+            schema.mark_failed(client, run_id, f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
 
     queue = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s,
                      on_dead_worker=close_run, create=True)
@@ -99,16 +98,15 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
         with queue.beating(claim):
             run = client.create_run(parent.info.experiment_id, run_name=f"reeval · {cand.label} · seed {seed}",
                                     tags={**inherited_tags(parent), "mlflow.parentRunId": parent_run_id,
-                                          "clips.role": "tune_reeval", "clips.reeval_candidate": cand.label,
-                                          "clips.study_name": tcfg.resolved_study_name(),
-                                          "clips.worker": worker_name()})
+                                          schema.ROLE: schema.TUNE_REEVAL, schema.REEVAL_CANDIDATE: cand.label,
+                                          schema.STUDY_NAME: tcfg.resolved_study_name(),
+                                          schema.WORKER: worker_name()})
             queue.set_attr(claim, "run_id", run.info.run_id)
             try:
                 train_fn(cand, seed, run.info.run_id, prep)
             except Exception as exc:  # noqa: BLE001 - one failed job must not stop the re-evaluation
                 if client.get_run(run.info.run_id).info.status == "RUNNING":
-                    client.set_tag(run.info.run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])
-                    client.set_terminated(run.info.run_id, "FAILED")
+                    schema.mark_failed(client, run.info.run_id, f"{type(exc).__name__}: {exc}")
                 final = queue.fail(claim, f"{type(exc).__name__}: {exc}")
                 log(f"reeval {cand.label} seed {seed} failed{' for good' if final else '; queued again'}: {exc}")
                 continue
@@ -152,12 +150,12 @@ def collect(parent_run_id: str, cands: list[Candidate]) -> dict[str, list[tuple[
     """candidate label -> [(seed, validation table, test table)] of its finished re-evaluation runs."""
     client = MlflowClient()
     runs = client.search_runs([client.get_run(parent_run_id).info.experiment_id], filter_string=(
-        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and tags.`clips.role` = 'tune_reeval' and "
+        f"tags.`mlflow.parentRunId` = '{parent_run_id}' and {schema.tag_is(schema.ROLE, schema.TUNE_REEVAL)} and "
         "attributes.status = 'FINISHED'"), max_results=5000)
     out: dict[str, list] = {c.label: [] for c in cands}
     for r in runs:
-        label = r.data.tags.get("clips.reeval_candidate")
-        val, test = run_table(client, r.info.run_id, VAL_TABLE), run_table(client, r.info.run_id, TEST_TABLE)
+        label = r.data.tags.get(schema.REEVAL_CANDIDATE)
+        val, test = (run_table(client, r.info.run_id, t) for t in (schema.VAL_TABLE, schema.TEST_TABLE))
         if label in out and val is not None:
             out[label].append((int(r.data.params.get("cfg.seed", 0)), val, test))
     return out

@@ -27,6 +27,7 @@ from clips.progress import Progress
 from clips.scaling.devices import local_slots
 from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
 from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
+from clips.tracking import schema
 from clips.tracking.runs import inherited_tags
 from clips.tuning.config import PRUNERS, TuneConfig
 from clips.tuning.objective import Objective
@@ -40,8 +41,7 @@ def _storage(tcfg: TuneConfig, client: MlflowClient) -> optuna.storages.RDBStora
         run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:
             try:
-                client.set_tag(run_id, "clips.failure", "worker died (heartbeat stale)")
-                client.set_terminated(run_id, "FAILED")
+                schema.mark_failed(client, run_id, "worker died (heartbeat stale)")
             except Exception:  # noqa: BLE001 - best effort: the study must go on
                 pass
         if retry:
@@ -148,9 +148,9 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
         params = prep.space.suggest(trial)
         shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
         run = client.create_run(parent.info.experiment_id, run_name=f"trial {trial.number} · {shown}"[:250], tags={
-            **inherited_tags(parent), "mlflow.parentRunId": parent_run_id, "clips.study_name": study.study_name,
-            "clips.trial_number": str(trial.number), "clips.curriculum": prep.tcfg.curriculum,
-            "clips.worker": worker, "clips.role": "tune_trial"})
+            **inherited_tags(parent), "mlflow.parentRunId": parent_run_id, schema.STUDY_NAME: study.study_name,
+            schema.TRIAL_NUMBER: str(trial.number), schema.CURRICULUM: prep.tcfg.curriculum,
+            schema.WORKER: worker, schema.ROLE: schema.TUNE_TRIAL})
         run_id = run.info.run_id
         trial.set_user_attr("mlflow_run_id", run_id)
         trial.set_user_attr("worker", worker)
@@ -160,8 +160,7 @@ def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_
             client.set_terminated(run_id, "KILLED")
             raise
         except BaseException as exc:
-            client.set_tag(run_id, "clips.failure", f"{type(exc).__name__}: {exc}"[:500])
-            client.set_terminated(run_id, "FAILED")
+            schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
             raise
         client.log_metric(run_id, "objective_final", value)
         client.set_terminated(run_id, "FINISHED")  # train() has ended it already; a custom trial_fn may not
@@ -234,7 +233,7 @@ def _split_of(parent_run_id: str):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            return pd.read_csv(client.download_artifacts(children[0].info.run_id, "data/split.csv", tmp))
+            return pd.read_csv(client.download_artifacts(children[0].info.run_id, schema.SPLIT, tmp))
         except Exception:  # noqa: BLE001 - no split file: no flags
             return None
 
@@ -255,9 +254,9 @@ def finalize(prep: Prepared, parent_run_id: str, reeval: dict | None = None) -> 
     mlflow.log_metrics({f"trials_{k}": v for k, v in summary.items() if k != "study_name"})
     if len(trials):
         trials["duration"] = trials["duration"].astype(str) if "duration" in trials else None
-        mlflow.log_table(trials, "tables/trials.json")
+        mlflow.log_table(trials, schema.TRIALS)
     if not done:
-        mlflow.set_tag("clips.tune_result", "no completed trial")
+        mlflow.set_tag(schema.TUNE_RESULT, "no completed trial")
         return summary
     best = study.best_trial
     if reeval and reeval.get("winner"):
@@ -266,11 +265,11 @@ def finalize(prep: Prepared, parent_run_id: str, reeval: dict | None = None) -> 
         number = int(reeval["winner"].split()[-1])
         best = next(t for t in study.trials if t.number == number)
         lines = verdict_lines(reeval, prep.objective)
-        mlflow.log_table(reeval["table"], "tables/reevaluation.json")
+        mlflow.log_table(reeval["table"], schema.REEVALUATION)
         mlflow.log_metrics({"winners_curse": reeval["curse"],
                             "reeval_winner_mean": float(reeval["table"].set_index("candidate").loc[
                                 reeval["winner"], "reeval_mean"])})
-        mlflow.set_tags({"clips.reeval_verdict": " | ".join(lines)[:5000],
+        mlflow.set_tags({schema.REEVAL_VERDICT: " | ".join(lines)[:5000],
                          "mlflow.note.content": _description(prep.tcfg, prep) + "\n\n**Re-evaluation**: "
                          + " ".join(f"{line}." for line in lines)})
         summary |= {"reevaluation": reeval["table"], "verdict": lines, "search_best_trial": study.best_trial.number}
@@ -281,8 +280,8 @@ def finalize(prep: Prepared, parent_run_id: str, reeval: dict | None = None) -> 
     new = {f"best.{k}": str(v) for k, v in best.params.items() if f"best.{k}" not in existing}
     if new:
         mlflow.log_params(new)
-    mlflow.set_tags({"clips.best_trial": str(best.number), "clips.best_run_id": summary["best_run_id"] or ""}
-                    | {f"clips.best.{k}": str(v) for k, v in best.params.items()})
+    mlflow.set_tags({schema.BEST_TRIAL: str(best.number), schema.BEST_RUN_ID: summary["best_run_id"] or ""}
+                    | {f"{schema.BEST_PREFIX}{k}": str(v) for k, v in best.params.items()})
     _log_figures(study)
     if summary["best_run_id"]:
         _log_best_model(summary["best_run_id"])
@@ -311,7 +310,7 @@ def _log_figures(study: optuna.Study) -> None:
             mlflow.log_figure(fig, f"figures/tune_{name}.png")
             plt.close(fig)
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # too few trials for this plot
-            mlflow.set_tag(f"clips.figure.{name}", f"not drawn: {exc}"[:250])
+            mlflow.set_tag(f"{schema.FIGURE_PREFIX}{name}", f"not drawn: {exc}"[:250])
 
 
 def _log_best_model(best_run_id: str) -> None:
@@ -324,20 +323,20 @@ def _log_best_model(best_run_id: str) -> None:
         net = mlflow.pytorch.load_model(uri, map_location="cpu")
         prep = model_preprocessing(uri)
     except Exception as exc:  # noqa: BLE001 - a custom trial_fn logs no model
-        mlflow.set_tag("clips.best_model", f"not copied: {str(exc).splitlines()[0][:200]}")
+        mlflow.set_tag(schema.BEST_MODEL, f"not copied: {str(exc).splitlines()[0][:200]}")
         return
     log_segmentation_model(net, prep)
-    mlflow.set_tag("clips.best_model", uri)
+    mlflow.set_tag(schema.BEST_MODEL, uri)
 
 
 def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print, reeval_fn=None) -> dict:
     """The ``tune`` command: parent run, worker(s), then the summary on the parent."""
     prep = prepare(tcfg)
     with mlflow.start_run() as parent:  # under `mlflow run` this is the run MLflow created
-        mlflow.set_tags({"clips.role": "tune_parent", "clips.study_name": tcfg.resolved_study_name(),
+        mlflow.set_tags({schema.ROLE: schema.TUNE_PARENT, schema.STUDY_NAME: tcfg.resolved_study_name(),
                          "mlflow.runName": tcfg.resolved_study_name(),
                          "mlflow.note.content": _description(tcfg, prep),
-                         "clips.curriculum": tcfg.curriculum, "clips.objective": str(prep.objective)})
+                         schema.CURRICULUM: tcfg.curriculum, schema.OBJECTIVE: str(prep.objective)})
         existing = MlflowClient().get_run(parent.info.run_id).data.params
         params = {f"tune.{k}": str(v) for k, v in dataclasses.asdict(tcfg).items() if k != "train"}
         params |= {f"train.{k}": str(v) for k, v in tcfg.train.items()}
