@@ -267,6 +267,17 @@ def test_missing_secrets_are_a_clear_error(pg_url, tmp_path):
     with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:  # start made it
         conn.execute(f'DROP DATABASE IF EXISTS "{pg_url.rsplit("/", 1)[1]}_auth" WITH (FORCE)')
     assert "--app-name basic-auth" in res.stdout and "--serve-artifacts" in res.stdout
+    # a secret file others can read is refused, naming it; the owner-only one is taken
+    loose = tmp_path / "admin_password"
+    loose.write_text("s3cret\n")
+    loose.chmod(0o644)
+    args = [sys.executable, "-m", "clips", "server", "start", "--backend-store-uri", pg_url, "--print-command",
+            "--runtime-dir", str(tmp_path), "--admin-password-file", str(loose)]
+    res = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert res.returncode == 2 and f"{loose} is readable by others (mode 0644): chmod 600" in res.stderr
+    loose.chmod(0o600)
+    res = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
     assert "x" not in (tmp_path / "basic_auth.ini").read_text().split("admin_username")[0].split("=")[-1]
 
 

@@ -43,6 +43,12 @@ class ServerConfig:
 def _secret(env: str, path: str, what: str) -> str:
     if path:
         try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except OSError as exc:
+            raise ClipsError(f"cannot read the {what} from {path}: {exc}") from None
+        if mode & 0o077:  # a secret anyone else on the machine can read is not a secret
+            raise ClipsError(f"the {what} file {path} is readable by others (mode {mode:04o}): chmod 600 {path}")
+        try:
             value = Path(path).read_text().strip()
         except OSError as exc:
             raise ClipsError(f"cannot read the {what} from {path}: {exc}") from None
