@@ -520,12 +520,14 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
     from clips.storage import ensure_writable
 
     out = ensure_writable(Path(out), "evaluation output", min_free_mb=50)
+    if use_mlflow is None:
+        use_mlflow = bool(os.environ.get("MLFLOW_RUN_ID"))
+    if model_uri or use_mlflow:  # it talks to the tracking store: check it first, as every command does
+        _reachable()
     if model_uri:
         pred_dir = out / "predictions"
         _predict_cohort(model_uri, data_dir, pred_dir)
     result = evaluate_cohort(data_dir, pred_dir, settings, workers, log=click.echo)
-    if use_mlflow is None:
-        use_mlflow = bool(os.environ.get("MLFLOW_RUN_ID"))
 
     summary = write_outputs(result, out)  # local outputs: real ids
     if use_mlflow:
