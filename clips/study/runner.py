@@ -45,7 +45,7 @@ def check(scfg: StudyConfig) -> None:
             raise ConfigError(f"primary contrast {contrast} with {scfg.seeds} seed(s) per fold cannot be tested: one "
                               f"training's luck moves a whole fold, and it takes at least {MIN_SEEDS} seeds per fold "
                               f"to tell it from an effect (docs/study.md); give --seeds {MIN_SEEDS} or more, or "
-                              "--exploratory to declare no primary contrast")
+                              "--exploratory true to declare no primary contrast")
     if needs_teacher(scfg) and BASELINE not in scfg.curricula:
         raise ConfigError(f"a variant needs a teacher: give teacher_uri, or include the baseline {BASELINE}")
     stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
