@@ -334,6 +334,9 @@ def _study_command(f):
              help="ARM[,ARM]: withdraw arms from the running study --study-name (their waiting jobs are "
                   "cancelled; the parent records when, and which results had been seen)."),
         _opt("--from-study", multiple=True, help="CURRICULUM:OPTUNA_STUDY: use that study's best parameters."),
+        _opt("--reference", multiple=True,
+             help="NAME=MODEL_URI: a fixed model evaluated (not trained) in every fold, an arm to compare with "
+                  "(e.g. released=models:/tmtv-net-released/1)."),
         *_scaling_options(d, "the job queue and of --from-study"),
     ]):
         f = decorator(f)
@@ -346,7 +349,8 @@ def _study_command(f):
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
 @_experiment_option
 @click.pass_context
-def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, out, join, params, experiment, **options):
+def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, reference, out, join, params, experiment,
+          **options):
     """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report.
 
     The children are jobs in a queue (the Optuna storage): `clips study --join NAME --storage URL` adds workers,
@@ -375,7 +379,16 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, out, joi
                     raise click.BadParameter(f"{part!r} is not CURRICULUM:STUDY", param_hint="--from-study")
                 k, v = part.split(":", 1)
                 tuned[k.strip()] = v.strip()
-    scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, **options,
+    references = {}
+    for item in reference:
+        for part in item.split(","):
+            if part.strip():
+                if "=" not in part:
+                    raise click.BadParameter(f"{part!r} is not NAME=MODEL_URI", param_hint="--reference")
+                k, v = part.split("=", 1)
+                references[k.strip()] = v.strip()
+    scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, references=references,
+                       **options,
                        **({"contrasts": []} if exploratory else {"contrasts": _names(contrasts)} if contrasts else {}))
     _reachable(experiment)
     result = run_study(scfg, log=click.echo, compare_out=out or None)

@@ -274,3 +274,33 @@ def test_an_arm_withdrawn_from_a_running_study(tiny_cohort, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "clips", "study", "--withdraw", "smoothing", "--study-name", "w"],
                          capture_output=True, text=True, env=dict(os.environ))
     assert bad.returncode == 2 and "no arm smoothing" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_a_fixed_reference_model_is_an_arm_of_the_study(tiny_cohort, tmp_path):
+    """--reference NAME=URI: a fixed model evaluated in every fold (no training), compared with the trained arm
+    under every seed by the run-aware test."""
+    from clips.config import build_config
+    from clips.training.trainer import train
+
+    fixed = train(build_config({"data_dir": str(tiny_cohort), **TINY}), log=lambda *_: None)
+    scfg = StudyConfig(curricula=["none"], seeds=2, folds=3, study_name="ref", contrasts=[],
+                       references={"frozen": f"runs:/{fixed.run_id}/model"},
+                       train={"data_dir": str(tiny_cohort), **TINY})
+    run_study(scfg, log=lambda *_: None, compare_out=tmp_path / "report")
+    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string="tags.`clips.role` = 'study_child'")
+    refs = [c for c in children if "clips.reference" in c.data.tags]
+    assert sorted(c.data.tags["clips.study_key"] for c in refs) == [f"frozen:{f}:0" for f in range(3)]
+    assert all(c.info.status == "FINISHED" and "cfg.epochs" not in c.data.params for c in refs)  # not trained
+    per_patient = pd.read_csv(tmp_path / "report" / "per_patient.csv")
+    frozen = per_patient[per_patient["curriculum"] == "frozen"]
+    assert len(frozen) == 6 * 2 and (frozen.groupby("patient_id")["dice"].nunique() == 1).all()  # every seed
+    paired = pd.read_csv(tmp_path / "report" / "paired.csv")
+    row = paired[(paired["contrast"] == "frozen vs none") & (paired["measure"] == "dice")
+                 & (paired["subset"] == "all")].iloc[0]
+    assert row["runs"] == 6 and row["patients"] == 6
+    with pytest.raises(Exception, match="no model there"):
+        run_study(StudyConfig(curricula=["none"], seeds=1, folds=3, study_name="bad", contrasts=[],
+                              references={"gone": "runs:/0123456789abcdef/model"},
+                              train={"data_dir": str(tiny_cohort), **TINY}), log=lambda *_: None)

@@ -101,6 +101,11 @@ def collect(experiment_id: str, parent_id: str | None = None):
                     pass
     if not tests:
         raise ClipsError("the study's runs have no test tables")
+    references = {run.info.run_id for run in runs if schema.REFERENCE in run.data.tags}
+    if references:  # a fixed model has no training randomness: the same values under every seed of the study
+        seeds = sorted({t["seed"].iloc[0] for t in tests if t["run_id"].iloc[0] not in references}) or [0]
+        tests = [t for t in tests if t["run_id"].iloc[0] not in references] + [
+            t.assign(seed=s) for t in tests if t["run_id"].iloc[0] in references for s in seeds]
     return pd.concat(tests, ignore_index=True), pd.DataFrame(curves), hard, difficulty
 
 

@@ -45,6 +45,8 @@ class StudyConfig:
     storage: str = ""  # Optuna storage of the job queue and of from_study (default: SQLite beside the MLflow store)
     train: dict = field(default_factory=dict)  # the shared recipe: profile, data_dir, epochs, teacher_uri, ...
     contrasts: list[str] = field(default_factory=lambda: list(PRIMARY_CONTRASTS))  # primary, variant:reference
+    # Fixed models evaluated (not trained) in every fold, name -> model URI (clips/study/reference.py)
+    references: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         # imported here: the command line reads the defaults without importing torch
@@ -75,4 +77,5 @@ class StudyConfig:
 
         folds = range(self.folds) if self.folds > 1 else [-1]
         jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds_of(c))]
+        jobs += [Job(r, f, 0) for r in self.references for f in folds]  # a fixed model: one evaluation a fold
         return sorted(jobs, key=lambda j: not (j.curriculum == BASELINE and j.seed == 0))

@@ -24,6 +24,7 @@ from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
 from clips.study.config import Job, StudyConfig
 from clips.study.inference import MIN_SEEDS
+from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema
 from clips.tracking.runs import inherited_tags
 
@@ -38,18 +39,22 @@ def check(scfg: StudyConfig) -> None:
         raise ConfigError("seeds must be at least 1, and folds 0 (one split) or at least 2")
     if scfg.selection not in SELECTIONS:
         raise ConfigError(f"selection {scfg.selection!r}: one of {', '.join(SELECTIONS)}")
+    arms = set(scfg.curricula) | set(scfg.references)
     for contrast in scfg.contrasts:
-        if contrast.count(":") != 1 or not all(arm in REGISTRY for arm in contrast.split(":")):
-            raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula")
-        if set(contrast.split(":")) <= set(scfg.curricula) and scfg.seeds < MIN_SEEDS:
+        if contrast.count(":") != 1 or not all(arm in REGISTRY or arm in scfg.references
+                                               for arm in contrast.split(":")):
+            raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula or references")
+        if set(contrast.split(":")) <= arms and scfg.seeds < MIN_SEEDS:
             raise ConfigError(f"primary contrast {contrast} with {scfg.seeds} seed(s) per fold cannot be tested: one "
                               f"training's luck moves a whole fold, and it takes at least {MIN_SEEDS} seeds per fold "
                               f"to tell it from an effect (docs/study.md); give --seeds {MIN_SEEDS} or more, or "
                               "--exploratory true to declare no primary contrast")
     if needs_teacher(scfg) and BASELINE not in scfg.curricula:
         raise ConfigError(f"a variant needs a teacher: give teacher_uri, or include the baseline {BASELINE}")
+    check_references(scfg)
     stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
-    for job in scfg.jobs()[:1] + [Job(c, max(scfg.folds - 1, -1), 0) for c in scfg.curricula]:
+    trained = [j for j in scfg.jobs() if j.curriculum in scfg.curricula]
+    for job in trained[:1] + [Job(c, max(scfg.folds - 1, -1), 0) for c in scfg.curricula]:
         build_config(child_params(scfg, job, stand_ins))  # every child's config is valid before the first trains
 
 
@@ -123,7 +128,12 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
             log(f"[{scfg.name()}] {job.key} {line}")
 
     try:
-        train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
+        if job.curriculum in scfg.references:
+            mlflow.MlflowClient().set_tag(run_id, schema.REFERENCE, scfg.references[job.curriculum])
+            evaluate_reference(scfg, job, run_id, log=progress)
+            client.set_terminated(run_id, "FINISHED")
+        else:
+            train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
     except BaseException as exc:
         if client.get_run(run_id).info.status == "RUNNING":  # never leave a child RUNNING
             schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
@@ -133,7 +143,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
 
 def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, experiment_id: str) -> dict:
     """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
-    if not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
+    if job.curriculum in scfg.references or not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
         return tuned
     base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher_job(job).key)
     if base is None:
@@ -158,7 +168,8 @@ def cohort_digest_of(scfg: StudyConfig) -> tuple[str, str]:
     """(data folder, digest) of the cohort the children train on (preprocessed here once, cached for them)."""
     from clips.training.trainer import load_data
 
-    root, cohort = load_data(build_config(child_params(scfg, scfg.jobs()[0], {})), log=lambda *_: None)
+    first = next(j for j in scfg.jobs() if j.curriculum in scfg.curricula)
+    root, cohort = load_data(build_config(child_params(scfg, first, {})), log=lambda *_: None)
     return str(root), cohort.digest
 
 
@@ -178,7 +189,8 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
 
         def ready(key: str, status=status) -> bool:  # a variant that needs a teacher waits until it is settled
             job = jobs.get(key)
-            if job is None or not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
+            if job is None or job.curriculum in scfg.references or not (
+                    needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
                 return job is not None
             return status.get(teacher_job(job).key) in ("done", "failed")
 
@@ -233,7 +245,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                "study.baseline_seeds": scfg.seeds_of(BASELINE),
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
-                               "study.vary_inner_split": scfg.vary_inner_split}
+                               "study.vary_inner_split": scfg.vary_inner_split,
+                               "study.references": ",".join(f"{k}={v}" for k, v in scfg.references.items())}
                               | {f"train.{k}": v for k, v in scfg.train.items()})
         queue = open_queue(scfg, create=True)
         root, digest = cohort_digest_of(scfg)
@@ -274,7 +287,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                contrasts=scfg.contrasts)
 
 
-DESIGN_KEYS = ("curricula", "seeds", "baseline_seeds", "folds", "contrasts", "selection", "vary_inner_split")
+DESIGN_KEYS = ("curricula", "references", "seeds", "baseline_seeds", "folds", "contrasts", "selection",
+               "vary_inner_split")
 
 
 def design_changes(before: dict | None, scfg: StudyConfig) -> str:
@@ -298,6 +312,8 @@ def study_description(scfg: StudyConfig) -> str:
         design += f" ({scfg.seeds_of(BASELINE)} for the baseline {BASELINE}, for the A/A calibration check)"
     if scfg.vary_inner_split:
         design += ", inner validation split varied with the seed"
+    if scfg.references:
+        design += ", fixed reference model(s) " + ", ".join(f"{k} ({v})" for k, v in scfg.references.items())
     recipe = ", ".join(f"{k}={v}" for k, v in sorted(scfg.train.items())) or "the profile's defaults"
     declared = (f"Primary contrasts: {', '.join(scfg.contrasts)}" if scfg.contrasts else
                 "Exploratory: no primary contrast declared")

@@ -1,0 +1,64 @@
+"""Reference arms: a fixed model evaluated, not trained, in every fold of a study (``--reference NAME=URI``).
+
+The row every trained arm is compared with: the released TMTV-Net (``models:/tmtv-net-released/1``), a champion,
+any logged model. In each fold it segments that fold's test patients (the split of the study's own children)
+and logs the full per-patient suite as a study child tagged ``clips.reference``. A fixed model has no training
+randomness: the comparison gives it the same per-patient values under every seed of the study, so that the
+run-aware test pairs it with each trained run of the other arm (clips/study/compare.py).
+"""
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+
+from clips.config import build_config
+from clips.curricula import BASELINE
+from clips.errors import ConfigError
+from clips.metrics.cohort import CohortEvaluation
+from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
+from clips.study.config import Job, StudyConfig
+from clips.tracking import schema
+
+
+def check_references(scfg: StudyConfig) -> None:
+    from clips.curricula import REGISTRY
+
+    for name, uri in scfg.references.items():
+        if name in REGISTRY:
+            raise ConfigError(f"reference {name!r}: that is a curriculum's name; give the reference another one")
+        try:
+            mlflow.models.get_model_info(uri)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
+            raise ConfigError(f"reference {name}={uri}: no model there ({str(exc).splitlines()[0][:200]})") from None
+
+
+def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, log=print) -> None:
+    """Segment the fold's test patients with the reference model and log the per-patient suite to ``run_id``."""
+    from clips.registry.predict import segmenter
+    from clips.study.runner import child_params
+    from clips.training.inference import resolve_device
+    from clips.training.trainer import load_data
+
+    uri = scfg.references[job.curriculum]
+    cfg = build_config(child_params(scfg, Job(BASELINE, job.fold, job.seed), {}))  # the children's own split
+    _, cohort = load_data(cfg, log=lambda *_: None)
+    segment = segmenter(uri, resolve_device(cfg.device))
+    settings = EvalSettings()
+    rows = []
+    for pid in cohort.ids("test"):
+        mask, vols = segment(cohort.files[pid])
+        truth = cohort.files[pid].without_ct()
+        from clips.data.io import load_patient
+
+        gt = load_patient(truth)
+        rows.append(evaluate_patient(pid, gt.seg, mask, gt.pet, gt.affine, settings))
+    from clips.tracking.evaluation import log_evaluation
+    from clips.tracking.privacy import Privacy
+
+    with mlflow.start_run(run_id=run_id, nested=True):  # the study's parent is the active run
+        mlflow.log_params({"cfg.curriculum": job.curriculum, "cfg.seed": job.seed, "cfg.fold": job.fold,
+                           "cfg.folds": scfg.folds, "reference.model_uri": uri})
+        mlflow.set_tag(schema.REFERENCE, uri)
+        log_evaluation(CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings), "test",
+                       privacy=Privacy(cfg.privacy))
+    log(f"reference {job.curriculum} on fold {job.fold}: {len(rows)} test patients")
