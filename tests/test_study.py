@@ -127,6 +127,7 @@ def test_every_patient_once_per_curriculum_and_seed_and_a_teacher_per_fold():
     jobs = scfg.jobs()
     assert len(jobs) == 3 * 3 * 2 and len(set(jobs)) == len(jobs)
     assert {j for j in jobs[:3]} == {Job("none", f, 0) for f in range(3)}  # the teachers first
+    assert [j.seed for j in jobs] == sorted(j.seed for j in jobs)  # then seed by seed: whole seeds first
     assert teacher_job(Job("transfer_teacher", 2, 1)) == Job("none", 2, 0)
     assert Job("smoothing", 1, 0).key == "smoothing:1:0"
     params = child_params(scfg, Job("smoothing", 1, 0), {})

@@ -72,10 +72,12 @@ class StudyConfig:
         return max(self.seeds, self.baseline_seeds) if curriculum == BASELINE else self.seeds
 
     def jobs(self) -> list[Job]:
-        """Every child; the baseline's seed-0 children first (they may teach)."""
+        """Every child; the baseline's seed-0 children first (they may teach), then seed by seed (every arm and
+        fold of seed 1, then of seed 2, ...), so that a study stopped early holds whole seeds of every arm:
+        balanced run pairs for the run-aware test."""
         from clips.curricula import BASELINE
 
         folds = range(self.folds) if self.folds > 1 else [-1]
         jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds_of(c))]
         jobs += [Job(r, f, 0) for r in self.references for f in folds]  # a fixed model: one evaluation a fold
-        return sorted(jobs, key=lambda j: not (j.curriculum == BASELINE and j.seed == 0))
+        return sorted(jobs, key=lambda j: (not (j.curriculum == BASELINE and j.seed == 0), j.seed))
