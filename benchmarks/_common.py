@@ -19,6 +19,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def whole_body_inference_s(net, device: torch.device, patch: int, batch: int, volume: tuple) -> float:
+    """Seconds of one sliding-window inference of a random (5, *volume) image, after a one-window warm-up."""
+    import time
+
+    import numpy as np
+
+    from clips.training.inference import predict_probs
+
+    image = np.random.default_rng(0).random((5, *volume), dtype=np.float32)
+    net.eval()
+    predict_probs(net, image[:, :patch, :patch, :patch], (patch,) * 3, 0.25, batch, device)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    predict_probs(net, image, (patch,) * 3, 0.25, batch, device)
+    sync(device)
+    return time.perf_counter() - t0
+
+
 def generated_cases(folder: Path, patients: int, spacing_mm: float, seed: int = 0):
     """(patient ids, preprocessed cases) of a freshly generated example cohort (4 mm files)."""
     write_cohort(folder / "cohort", patients, seed, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import generated_cases, sync  # noqa: E402
+from _common import generated_cases, sync, whole_body_inference_s  # noqa: E402
 
 from clips.curricula import get_curriculum  # noqa: E402
 from clips.data.augment import Augmentation  # noqa: E402
@@ -31,7 +31,7 @@ from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan
 from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
-from clips.training.inference import predict_probs, resolve_device  # noqa: E402
+from clips.training.inference import resolve_device  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
 
 
@@ -105,14 +105,7 @@ def main():
         ref.append(no_loading_epoch())
     real_s, ref_s = float(np.median(real)), float(np.median(ref))
 
-    image = np.random.default_rng(0).random((5, *volume), dtype=np.float32)
-    net.eval()
-    predict_probs(net, image[:, :patch, :patch, :patch], (patch,) * 3, 0.25, batch, device)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    predict_probs(net, image, (patch,) * 3, 0.25, batch, device)
-    sync(device)
-    infer_s = time.perf_counter() - t0
+    infer_s = whole_body_inference_s(net, device, patch, batch, volume)
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     result = {"device": name, "model": model_name, "patch": patch, "batch": batch, "steps": steps, "workers": workers,

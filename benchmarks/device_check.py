@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import generated_cases, sync  # noqa: E402
+from _common import generated_cases, sync, whole_body_inference_s  # noqa: E402
 
 from clips.curricula import get_curriculum  # noqa: E402
 from clips.data.augment import Augmentation  # noqa: E402
@@ -33,7 +33,7 @@ from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan
 from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
-from clips.training.inference import predict_probs, resolve_device  # noqa: E402
+from clips.training.inference import resolve_device  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
 
 SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile)
@@ -91,18 +91,6 @@ def step_times(device, size, amp: bool, workers: int, folder: Path) -> dict:
             "loader_ratio": float(np.median(r) / np.median(n)), "peak_memory_gb": peak, "net": net}
 
 
-def inference_time(net, device, size) -> float:
-    patch, batch, volume = size[1], size[2], size[5]
-    image = np.random.default_rng(0).random((5, *volume), dtype=np.float32)
-    net.eval()
-    predict_probs(net, image[:, :patch, :patch, :patch], (patch,) * 3, 0.25, batch, device)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    predict_probs(net, image, (patch,) * 3, 0.25, batch, device)
-    sync(device)
-    return time.perf_counter() - t0
-
-
 def end_to_end(size, device, folder: Path) -> dict:
     """One real MLflow training of a few steps through the command line, in its own store and home."""
     env = dict(os.environ, CLIPS_HOME=str(folder / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db")
@@ -132,7 +120,7 @@ def main():
     rows |= {f"fp32_{k}": v for k, v in fp32.items() if k != "net"}
     rows |= {f"bf16_{k}": v for k, v in bf16.items() if k != "net"}
     rows["bf16_vs_fp32_step"] = bf16["step_s_no_loading"] / fp32["step_s_no_loading"]
-    rows["inference_s"] = inference_time(bf16["net"], device, size)
+    rows["inference_s"] = whole_body_inference_s(bf16["net"], device, size[1], size[2], size[5])
     rows["inference_volume"] = "x".join(map(str, size[5]))
     rows |= end_to_end(size, device, folder / "e2e")
     a.out.mkdir(parents=True, exist_ok=True)

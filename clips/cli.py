@@ -41,6 +41,17 @@ def _names(text: str) -> list[str]:
     return [c.strip() for c in text.split(",") if c.strip()]
 
 
+def _pairs(items, sep: str, form: str, hint: str) -> dict[str, str]:
+    """KEY<sep>VALUE items of a repeatable option, each possibly comma-separated, as a dict."""
+    out = {}
+    for part in (p for item in items for p in item.split(",") if p.strip()):
+        if sep not in part:
+            raise click.BadParameter(f"{part!r} is not {form}", param_hint=hint)
+        k, v = part.split(sep, 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
 def _defaults(cls) -> dict:
     """The dataclass's field defaults: the one place a command's defaults are written."""
     import dataclasses
@@ -371,22 +382,8 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
         join_study(join, options["storage"], options["workers"], options["gpus"], machine=train_params,
                    log=click.echo)
         return
-    tuned = {}
-    for item in from_study:
-        for part in item.split(","):
-            if part.strip():
-                if ":" not in part:
-                    raise click.BadParameter(f"{part!r} is not CURRICULUM:STUDY", param_hint="--from-study")
-                k, v = part.split(":", 1)
-                tuned[k.strip()] = v.strip()
-    references = {}
-    for item in reference:
-        for part in item.split(","):
-            if part.strip():
-                if "=" not in part:
-                    raise click.BadParameter(f"{part!r} is not NAME=MODEL_URI", param_hint="--reference")
-                k, v = part.split("=", 1)
-                references[k.strip()] = v.strip()
+    tuned = _pairs(from_study, ":", "CURRICULUM:STUDY", "--from-study")
+    references = _pairs(reference, "=", "NAME=MODEL_URI", "--reference")
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, references=references,
                        **options,
                        **({"contrasts": []} if exploratory else {"contrasts": _names(contrasts)} if contrasts else {}))

@@ -112,7 +112,7 @@ def balanced_core(d: pd.DataFrame) -> tuple[list[np.ndarray], str]:
         grid = grid.reindex(columns=every_seed)  # a run pair one arm lacks is a column of holes
         keep_seeds = grid.columns[grid.notna().mean() > 0.5]
         for s in grid.columns.difference(keep_seeds):
-            dropped.append(f"fold {fold} seed {s} (a failed or missing run)")
+            dropped.append(f"fold {fold} seed {s} (a failed run, or most of its patients without a value)")
         grid = grid[keep_seeds]
         missing = grid.index[grid.isna().any(axis=1)]
         if len(missing):
