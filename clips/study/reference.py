@@ -12,7 +12,6 @@ import mlflow
 import pandas as pd
 
 from clips.config import build_config
-from clips.curricula import BASELINE
 from clips.errors import ConfigError
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
@@ -32,15 +31,15 @@ def check_references(scfg: StudyConfig) -> None:
             raise ConfigError(f"reference {name}={uri}: no model there ({str(exc).splitlines()[0][:200]})") from None
 
 
-def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, log=print) -> None:
-    """Segment the fold's test patients with the reference model and log the per-patient suite to ``run_id``."""
+def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: dict, log=print) -> None:
+    """Segment the fold's test patients with the reference model and log the per-patient suite to ``run_id``.
+    ``split_params``: a trained child's parameters of the same fold (the children's own split)."""
     from clips.registry.predict import segmenter
-    from clips.study.runner import child_params
     from clips.training.inference import resolve_device
     from clips.training.trainer import load_data
 
     uri = scfg.references[job.curriculum]
-    cfg = build_config(child_params(scfg, Job(BASELINE, job.fold, job.seed), {}))  # the children's own split
+    cfg = build_config(split_params)
     _, cohort = load_data(cfg, log=lambda *_: None)
     segment = segmenter(uri, resolve_device(cfg.device))
     settings = EvalSettings()

@@ -130,7 +130,8 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     try:
         if job.curriculum in scfg.references:
             mlflow.MlflowClient().set_tag(run_id, schema.REFERENCE, scfg.references[job.curriculum])
-            evaluate_reference(scfg, job, run_id, log=progress)
+            evaluate_reference(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}),
+                               log=progress)
             client.set_terminated(run_id, "FINISHED")
         else:
             train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
