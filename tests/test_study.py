@@ -305,3 +305,12 @@ def test_a_fixed_reference_model_is_an_arm_of_the_study(tiny_cohort, tmp_path):
         run_study(StudyConfig(curricula=["none"], seeds=1, folds=3, study_name="bad", contrasts=[],
                               references={"gone": "runs:/0123456789abcdef/model"},
                               train={"data_dir": str(tiny_cohort), **TINY}), log=lambda *_: None)
+
+
+def test_a_grown_design_is_described_and_unknown_old_keys_are_not_changes():
+    from clips.study.runner import design_changes
+
+    before = {"curricula": ["none"], "seeds": 4, "folds": 3, "contrasts": ["progressive_patch:none"]}
+    grown = StudyConfig(curricula=["none", "progressive_patch"], seeds=10, folds=3, contrasts=["progressive_patch:none"])
+    assert design_changes(before, grown) == "curricula none -> none,progressive_patch, seeds 4 -> 10"
+    assert design_changes(None, grown) == ""

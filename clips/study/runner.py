@@ -298,7 +298,8 @@ def design_changes(before: dict | None, scfg: StudyConfig) -> str:
     if not before:
         return ""
     now = scfg.to_dict()
-    parts = [f"{k} {_shown(before.get(k))} -> {_shown(now[k])}" for k in DESIGN_KEYS if before.get(k) != now[k]]
+    # a key the earlier design did not have (an older CLIPS) is not a change
+    parts = [f"{k} {_shown(before[k])} -> {_shown(now[k])}" for k in DESIGN_KEYS if k in before and before[k] != now[k]]
     return ", ".join(parts)
 
 
