@@ -311,6 +311,7 @@ def test_a_grown_design_is_described_and_unknown_old_keys_are_not_changes():
     from clips.study.runner import design_changes
 
     before = {"curricula": ["none"], "seeds": 4, "folds": 3, "contrasts": ["progressive_patch:none"]}
-    grown = StudyConfig(curricula=["none", "progressive_patch"], seeds=10, folds=3, contrasts=["progressive_patch:none"])
+    grown = StudyConfig(curricula=["none", "progressive_patch"], seeds=10, folds=3,
+                        contrasts=["progressive_patch:none"])
     assert design_changes(before, grown) == "curricula none -> none,progressive_patch, seeds 4 -> 10"
     assert design_changes(None, grown) == ""
