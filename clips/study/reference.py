@@ -45,12 +45,8 @@ def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: d
     settings = EvalSettings()
     rows = []
     for pid in cohort.ids("test"):
-        mask, vols = segment(cohort.files[pid])
-        truth = cohort.files[pid].without_ct()
-        from clips.data.io import load_patient
-
-        gt = load_patient(truth)
-        rows.append(evaluate_patient(pid, gt.seg, mask, gt.pet, gt.affine, settings))
+        mask, vols = segment(cohort.files[pid])  # the volumes it read hold the SEG too: no second read
+        rows.append(evaluate_patient(pid, vols.seg, mask, vols.pet, vols.affine, settings))
     from clips.tracking.evaluation import log_evaluation
     from clips.tracking.privacy import Privacy
 
