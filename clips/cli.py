@@ -14,9 +14,13 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", message=".*starlette.middleware.wsgi is deprecated.*")
 
-from clips.errors import ClipsError  # noqa: E402 - after the environment set-up above
-from clips.tracking import schema  # noqa: E402
-from clips.tracking.schema import DEFAULT_EXPERIMENT  # noqa: E402
+from clips.data.layout import AFFINE_TOLERANCE_MM  # noqa: E402 - after the environment set-up above
+from clips.errors import ClipsError  # noqa: E402
+from clips.metrics.settings import CONNECTIVITIES, EvalSettings  # noqa: E402
+from clips.tracking.schema import DEFAULT_EXPERIMENT, PRIVACY_MODES  # noqa: E402
+from clips.tracking.server import GRANTABLE, PERMISSIONS, ServerConfig  # noqa: E402
+
+_EVAL, _SERVER = EvalSettings(), ServerConfig()  # the option defaults of evaluate and server start
 
 
 def _params(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -114,7 +118,8 @@ def data():
 
 @data.command("check")
 @click.argument("data_dir", type=click.Path())
-@click.option("--affine-tol", default=1e-2, show_default=True, help="Tolerance (mm) between CT/SEG and PET affines.")
+@click.option("--affine-tol", default=AFFINE_TOLERANCE_MM, show_default=True,
+              help="Tolerance (mm) between CT/SEG and PET affines.")
 def data_check(data_dir, affine_tol):
     """Validate every patient; one line per problem; non-zero exit status if any."""
     from clips.data.check import check_cohort
@@ -269,7 +274,9 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     _reachable(experiment)
     result = run_training(cfg, log=click.echo)
     click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
-    for line in _what_to_look_at(result.run_id):
+    from clips.tracking.summary import what_to_look_at
+
+    for line in what_to_look_at(result.run_id):
         click.echo(line)
 
 
@@ -290,35 +297,8 @@ def _scaling_options(d: dict, what: str) -> list:
     ]
 
 
-def _what_to_look_at(run_id: str) -> list[str]:
-    """The end of a training: the headline figures, where the pictures are, how to open the UI."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    run = client.get_run(run_id)
-    m = run.data.metrics
-    exp = client.get_experiment(run.info.experiment_id)
-    out = [f"  experiment {exp.name}, run {run.info.run_name} ({run_id})"]
-    shown = [(k, label) for k, label in (("test_dice_mean", "test Dice"), ("test_nsd_mean", "NSD"),
-                                         ("test_tmtv_abs_rel_error_mean", "relative TMTV error")) if k in m]
-    if shown:
-        out.append("  " + ", ".join(f"{label} {m[k]:.3f}" for k, label in shown)
-                   + f" (mean over the test patients; per patient: {schema.TEST_TABLE})")
-    figures = [a.path for a in client.list_artifacts(run_id, "figures")]
-    if figures:
-        out.append("  figures: " + ", ".join(figures))
-    uri = mlflow.get_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        out.append(f"  look at it: make ui, or mlflow ui --backend-store-uri {uri}, then "
-                   f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs/{run_id}"
-                   "?workflowType=machine_learning")
-    else:
-        out.append(f"  look at it: {uri.rstrip('/')}/#/experiments/{exp.experiment_id}/runs/{run_id}")
-    return out
-
-
 def _study_command(f):
-    from clips.study.config import PRIMARY_CONTRASTS, StudyConfig
+    from clips.study.config import PRIMARY_CONTRASTS, SELECTIONS, StudyConfig
 
     d = _defaults(StudyConfig)
     for decorator in reversed([
@@ -330,7 +310,7 @@ def _study_command(f):
                   "many seeds per side as the contrasts (otherwise it splits the baseline's seeds in halves)."),
         _opt("--folds", default=d["folds"], type=click.IntRange(0),
              help="Cross-validation folds (>= 2): every patient is tested once per curriculum and seed; 0: one split."),
-        _opt("--selection", default=d["selection"], type=click.Choice(["inner_val", "last"]),
+        _opt("--selection", default=d["selection"], type=click.Choice(SELECTIONS),
              help="Checkpoint: the best on an inner validation split of the training folds, or the last epoch."),
         _opt("--contrasts", default="",
              help="Primary contrasts VARIANT:REFERENCE,...; default: " + ",".join(PRIMARY_CONTRASTS) + "."),
@@ -417,19 +397,10 @@ def compare(experiment, parent, per_patient, contrasts, baseline, out):
         compare_table(per_patient, out, _names(contrasts), baseline or BASELINE, log=click.echo)
         click.echo(f"report: {Path(out) / 'report.html'}")
         return
-    import mlflow
-
-    from clips.study.compare import compare_and_log
+    from clips.study.compare import compare_experiment
 
     _reachable()
-    client = mlflow.MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ClipsError(f"no experiment named {experiment!r}")
-    declared = _names(contrasts) or (
-        _names(client.get_run(parent).data.params.get("study.contrasts", "")) if parent else [])
-    compare_and_log(exp.experiment_id, parent or None, out, log=click.echo,
-                    **({"contrasts": declared} if declared or parent else {}))
+    compare_experiment(experiment, parent or None, out, _names(contrasts), log=click.echo)
     click.echo(f"report: {Path(out) / 'report.html'}")
 
 
@@ -502,15 +473,16 @@ def tune(ctx, worker_of, worker_index, join, params, experiment, **options):
               help="Predicted masks, <patient_id>.nii.gz or <patient_id>_SEG.nii.gz.")
 @click.option("--model-uri", help="Predict with this model first (e.g. models:/clips-tmtv@champion, runs:/ID/model).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--tolerance-mm", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--suv-threshold", default="4.0", show_default=True, help="SUV threshold, or 'none'.")
-@click.option("--connectivity", default=6, show_default=True, type=click.Choice(["6", "18", "26"]),
-              callback=lambda c, p, v: int(v))
-@click.option("--lesion-threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--tolerance-mm", default=_EVAL.tolerance_mm, show_default=True,
+              type=click.FloatRange(min=0, min_open=True))
+@click.option("--suv-threshold", default=str(_EVAL.suv_threshold), show_default=True, help="SUV threshold, or 'none'.")
+@click.option("--connectivity", default=str(_EVAL.connectivity), show_default=True,
+              type=click.Choice([str(n) for n in CONNECTIVITIES]), callback=lambda c, p, v: int(v))
+@click.option("--lesion-threshold", default=_EVAL.lesion_threshold, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Processes.")
 @click.option("--mlflow/--no-mlflow", "use_mlflow", default=None,
               help="Log to MLflow (default: only inside 'mlflow run').")
-@click.option("--privacy", default="auto", show_default=True, type=click.Choice(["auto", "pseudonymize", "real"]),
+@click.option("--privacy", default=PRIVACY_MODES[0], show_default=True, type=click.Choice(PRIVACY_MODES),
               help="Patient ids in what is logged (auto: pseudonyms on a shared server).")
 def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, connectivity, lesion_threshold,
              workers, use_mlflow, privacy):
@@ -518,7 +490,6 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
     import os
 
     from clips.metrics.cohort import evaluate_cohort, write_outputs
-    from clips.metrics.patient import EvalSettings
 
     if bool(pred_dir) == bool(model_uri):
         raise click.UsageError("give exactly one of --pred-dir and --model-uri")
@@ -541,15 +512,9 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
 
     summary = write_outputs(result, out)  # local outputs: real ids
     if use_mlflow:
-        import mlflow
+        from clips.tracking.evaluation import log_evaluation_run
 
-        from clips.tracking.evaluation import log_evaluation
-        from clips.tracking.privacy import Privacy
-
-        with mlflow.start_run():
-            mlflow.log_params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "", "cfg.privacy": privacy,
-                               **{f"cfg.{k}": v for k, v in settings.describe().items()}})
-            log_evaluation(result, "eval", privacy=Privacy(privacy))
+        log_evaluation_run(result, data_dir, model_uri, privacy)
     d = summary["columns"]["dice"]
     click.echo(f"{summary['patients']} patient(s) evaluated, {len(result.errors)} error(s); "
                f"mean Dice {d['mean'] if d['mean'] is not None else float('nan'):.4f}; results in {out}")
@@ -587,7 +552,7 @@ def server():
 def _server_options(f):
     for opt in reversed([
         click.option("--backend-store-uri", envvar="CLIPS_SERVER_DB", show_default=True,
-                     default="postgresql://postgres@127.0.0.1:5432/clips_mlflow",
+                     default=_SERVER.backend_store_uri,
                      help="PostgreSQL URL of the tracking database."),
     ]):
         f = opt(f)
@@ -596,17 +561,17 @@ def _server_options(f):
 
 @server.command("start")
 @_server_options
-@click.option("--artifacts-destination", envvar="CLIPS_SERVER_ARTIFACTS", default="./mlartifacts", show_default=True,
-              help="Folder (or s3://bucket/prefix) where the server keeps artifacts.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-@click.option("--auth/--no-auth", default=True, show_default=True, help="MLflow's basic-auth app.")
-@click.option("--admin-username", default="admin", show_default=True)
+@click.option("--artifacts-destination", envvar="CLIPS_SERVER_ARTIFACTS", default=_SERVER.artifacts_destination,
+              show_default=True, help="Folder (or s3://bucket/prefix) where the server keeps artifacts.")
+@click.option("--host", default=_SERVER.host, show_default=True)
+@click.option("--port", default=_SERVER.port, show_default=True, type=int)
+@click.option("--workers", default=_SERVER.workers, show_default=True, type=click.IntRange(1, 64))
+@click.option("--auth/--no-auth", default=_SERVER.auth, show_default=True, help="MLflow's basic-auth app.")
+@click.option("--admin-username", default=_SERVER.admin_username, show_default=True)
 @click.option("--admin-password-file", default="", help="Else $MLFLOW_AUTH_ADMIN_PASSWORD.")
 @click.option("--secret-key-file", default="", help="Else $MLFLOW_FLASK_SERVER_SECRET_KEY.")
-@click.option("--default-permission", default="READ", show_default=True,
-              type=click.Choice(["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]))
+@click.option("--default-permission", default=_SERVER.default_permission, show_default=True,
+              type=click.Choice(PERMISSIONS))
 @click.option("--auth-db-uri", default="", help="Database of the accounts (default: <backend db>_auth).")
 @click.option("--allowed-hosts", default="", help="Comma-separated Host headers to accept.")
 @click.option("--runtime-dir", default="",
@@ -616,7 +581,7 @@ def server_start(backend_store_uri, artifacts_destination, host, port, workers, 
                  admin_password_file, secret_key_file, default_permission, auth_db_uri, allowed_hosts, runtime_dir,
                  print_command):
     """Start the MLflow tracking server (PostgreSQL, served artifacts, basic auth)."""
-    from clips.tracking.server import ServerConfig, server_command
+    from clips.tracking.server import server_command
 
     cfg = ServerConfig(
         backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination, host=host, port=port,
@@ -669,40 +634,19 @@ def server_user():
 
 @server_user.command("add")
 @click.argument("name")
-@click.option("--permission", required=True, type=click.Choice(["READ", "EDIT", "MANAGE"]))
+@click.option("--permission", required=True, type=click.Choice(GRANTABLE))
 @click.option("--experiment", default="", help="Experiment name; default: every experiment and registered model.")
 @click.option("--password-env", default="CLIPS_NEW_USER_PASSWORD", show_default=True,
               help="Environment variable holding the new user's password (else prompted).")
 def server_user_add(name, permission, experiment, password_env):
     """Create an account (or update its permission) through MLflow's auth API."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.server import get_app_client
+    from clips.tracking.accounts import add_user
 
-    tracking = mlflow.get_tracking_uri()
     _reachable()
-    client = get_app_client("basic-auth", tracking_uri=tracking)
     password = os.environ.get(password_env) or click.prompt(f"password for {name}", hide_input=True,
                                                            confirmation_prompt=True)
-    try:
-        client.create_user(name, password)
-        click.echo(f"user {name} created")
-    except MlflowException as exc:
-        if "already" not in str(exc).lower() and "exists" not in str(exc).lower():
-            raise ClipsError(f"cannot create user {name}: {exc.message.splitlines()[0]}") from None
-        click.echo(f"user {name} exists; updating the permission")
-    if experiment:
-        exp = mlflow.MlflowClient().get_experiment_by_name(experiment)
-        if exp is None:
-            exp_id = mlflow.MlflowClient().create_experiment(experiment)
-        else:
-            exp_id = exp.experiment_id
-        grants = [("experiment", exp_id)]
-    else:
-        grants = [("experiment", "*"), ("registered_model", "*")]
-    for kind, rid in grants:
-        client.grant_user_permission(name, kind, rid, permission)
-    click.echo(f"{name}: {permission} on " + ", ".join(f"{k} {r}" for k, r in grants))
+    for line in add_user(name, password, permission, experiment):
+        click.echo(line)
 
 
 # ----------------------------------------------------------------------------- runs
@@ -796,9 +740,6 @@ def main():
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except ClipsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -139,3 +139,30 @@ def test_the_runs_schema_is_written_in_one_place():
     found = literals_outside_schema(sources, names)
     assert not found, "schema strings outside clips/tracking/schema.py: " + ", ".join(
         f"{m}:{line} {n}" for m, line, n in found)
+
+
+def mlflow_calls(source: str) -> set[str]:
+    """The ``mlflow.<name>`` attributes a module's code uses (``mlflow.MlflowClient``, ``mlflow.start_run``, ...)."""
+    return {n.attr for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute)
+            and isinstance(n.value, ast.Name) and n.value.id == "mlflow"}
+
+
+def test_the_cli_only_wires():
+    """cli.py reads its defaults from their owners and leaves tracking work to the packages that do it."""
+    from clips.cli import cli
+    from clips.metrics.settings import EvalSettings
+    from clips.tracking.server import ServerConfig
+
+    assert mlflow_calls("import mlflow\nmlflow.start_run()\nmlflow.get_tracking_uri()") == {
+        "start_run", "get_tracking_uri"}  # the check sees a planted call
+    assert mlflow_calls((PACKAGE / "cli.py").read_text()) <= {"get_tracking_uri"}
+
+    evaluate = {p.name: p.default for p in cli.commands["evaluate"].params}
+    ev = EvalSettings()
+    assert (evaluate["tolerance_mm"], float(evaluate["suv_threshold"]), int(evaluate["connectivity"]),
+            evaluate["lesion_threshold"]) == (ev.tolerance_mm, ev.suv_threshold, ev.connectivity, ev.lesion_threshold)
+    start = {p.name: p.default for p in cli.commands["server"].commands["start"].params}
+    sc = ServerConfig()
+    for name in ("backend_store_uri", "artifacts_destination", "host", "port", "workers", "auth", "admin_username",
+                 "default_permission"):
+        assert start[name] == getattr(sc, name), name

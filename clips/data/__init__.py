@@ -1,5 +1,4 @@
-"""Data: the example cohort, reading and checking NIfTI cohorts, preprocessing, splits, patches."""
-from clips.data.io import PatientVolumes, load_patient, read_patient
-from clips.data.layout import PatientFiles, discover
+"""Data: the example cohort, reading and checking NIfTI cohorts, preprocessing, splits, patches.
 
-__all__ = ["PatientFiles", "PatientVolumes", "discover", "load_patient", "read_patient"]
+Nothing is re-exported here, so that importing a light module of the package (``layout``) does not import
+nibabel: the command line reads its defaults from these modules when it starts."""

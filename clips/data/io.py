@@ -12,10 +12,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from clips.data.layout import PatientFiles
+from clips.data.layout import AFFINE_TOLERANCE_MM, PatientFiles
 from clips.errors import DataError
 
-AFFINE_TOLERANCE_MM = 1e-2
 SUV_MAX_PLAUSIBLE = 150.0  # above this the PET is almost surely Bq/ml, not SUV
 HU_RANGE = (-3100.0, 5000.0)
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from clips.errors import DataError
 
+# The files of one patient (CT, SEG against the PET) must share a grid to within this (mm, per affine entry).
+AFFINE_TOLERANCE_MM = 1e-2
+
 AUTOPET_FILES = {"ct": "CTres.nii.gz", "pet": "SUV.nii.gz", "seg": "SEG.nii.gz"}
 
 

@@ -1,4 +1,1 @@
-"""Per-patient metrics."""
-from clips.metrics.overlap import dice, volume_ml
-
-__all__ = ["dice", "volume_ml"]
+"""Per-patient metrics (docs/metrics.md). Nothing is re-exported: see the note in ``clips/data``."""

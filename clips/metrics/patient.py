@@ -7,12 +7,11 @@ whole-body patient take tens of milliseconds.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 from scipy.spatial import cKDTree
 
 from clips.errors import DataError
+from clips.metrics.settings import EvalSettings  # noqa: F401 - evaluate_patient's settings, imported from here
 from clips.metrics.sparse import label_components, linear_index, surface_corners
 
 COLUMNS = [
@@ -29,15 +28,6 @@ COUNT_COLUMNS = ["gt_lesions", "pred_lesions", "a1_tp_lesions", "a1_fn_lesions",
 NAN = float("nan")
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    tolerance_mm: float = 5.0
-    suv_threshold: float | None = 4.0  # None: no thresholding
-    connectivity: int = 6
-    lesion_threshold: float = 0.5
-
-    def describe(self) -> dict:
-        return asdict(self)
 
 
 def _ratio(num, den) -> float:
@@ -177,12 +167,13 @@ def check_inputs(patient_id: str, truth, pred, suv, affine) -> tuple[np.ndarray,
 
 
 def evaluate_patient(patient_id: str, truth: np.ndarray, pred: np.ndarray, suv: np.ndarray,
-                     affine: np.ndarray, settings: EvalSettings = EvalSettings()) -> dict:
+                     affine: np.ndarray, settings: EvalSettings | None = None) -> dict:
     """Every column of :data:`COLUMNS` for one patient (all arrays on the patient's grid).
 
     Bad input (shapes, dtypes, NaN, non-binary masks, a degenerate affine) raises
     :class:`DataError` naming the patient.
     """
+    settings = settings or EvalSettings()
     truth, pred, suv, affine = check_inputs(patient_id, truth, pred, suv, affine)
     shape = truth.shape
     spacing = np.linalg.norm(affine[:3, :3], axis=0)

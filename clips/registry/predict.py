@@ -43,7 +43,7 @@ def report(pid: str, mask: np.ndarray, vols, model: str) -> str:
              f"SUVmax in the mask: {float(vols.pet[mask.astype(bool)].max()) if mask.any() else 0.0:.2f}",
              f"grid: {vols.pet.shape}, voxel {voxel_ml * 1000:.2f} mm^3 (the PET grid)"]
     if vols.seg is not None:
-        from clips.metrics import dice
+        from clips.metrics.overlap import dice
 
         lines.append(f"Dice against the SEG.nii.gz found beside it: {dice(vols.seg, mask):.4f}")
     return "\n".join(lines) + "\n"

@@ -401,6 +401,19 @@ def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, s
     return f"{name}: curriculum comparison", "; ".join(x for x in (recipe or "profile defaults", design) if x)
 
 
+def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrasts: list[str], log=print) -> dict:
+    """``clips compare``: the study runs of ``experiment`` (those of ``parent_id`` only, when given), with the
+    contrasts given, else those the parent declared, else the default ones."""
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ClipsError(f"no experiment named {experiment!r}")
+    said = client.get_run(parent_id).data.params.get(schema.CONTRASTS_PARAM, "") if parent_id else ""
+    declared = contrasts or [c.strip() for c in said.split(",") if c.strip()]
+    return compare_and_log(exp.experiment_id, parent_id, out_dir, log=log,
+                           **({"contrasts": declared} if declared or parent_id else {}))
+
+
 def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print,
                     contrasts=PRIMARY_CONTRASTS) -> dict:
     tests, curves, flagged, difficulty = collect(experiment_id, parent_id)

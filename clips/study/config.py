@@ -23,6 +23,9 @@ class Job(NamedTuple):
         return f"{self.curriculum}:{self.fold}:{self.seed}" if self.fold >= 0 else f"{self.curriculum}:{self.seed}"
 
 
+SELECTIONS = ("inner_val", "last")  # how a child picks its checkpoint (StudyConfig.selection)
+
+
 @dataclass
 class StudyConfig:
     curricula: list[str] = field(default_factory=list)  # empty: every registered curriculum

@@ -22,13 +22,11 @@ from clips.scaling.devices import local_slots
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
-from clips.study.config import Job, StudyConfig
+from clips.study.config import SELECTIONS, Job, StudyConfig
 from clips.study.inference import MIN_SEEDS
 from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema
 from clips.tracking.runs import inherited_tags
-
-SELECTIONS = ("inner_val", "last")
 
 
 def check(scfg: StudyConfig) -> None:
@@ -245,7 +243,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.baseline_seeds": scfg.seeds_of(BASELINE),
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
-                               "study.contrasts": ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
+                               schema.CONTRASTS_PARAM: ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
                                "study.vary_inner_split": scfg.vary_inner_split,
                                "study.references": ",".join(f"{k}={v}" for k, v in scfg.references.items())}
                               | {f"train.{k}": v for k, v in scfg.train.items()})

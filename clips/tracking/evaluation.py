@@ -40,3 +40,13 @@ def log_evaluation(result: CohortEvaluation, name: str, out_dir: Path | None = N
             mlflow.log_figure(fig, f"figures/{name}_{fname}")
             plt.close(fig)
     return summary
+
+
+def log_evaluation_run(result: CohortEvaluation, data_dir, model_uri: str, privacy: str) -> None:
+    """``clips evaluate --mlflow``: one run holding what was evaluated, with which settings, and the outputs."""
+    from clips.tracking.privacy import Privacy
+
+    with mlflow.start_run():
+        mlflow.log_params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "", "cfg.privacy": privacy,
+                           **{f"cfg.{k}": v for k, v in result.settings.describe().items()}})
+        log_evaluation(result, "eval", privacy=Privacy(privacy))

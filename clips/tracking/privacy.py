@@ -21,8 +21,8 @@ import pandas as pd
 
 from clips.errors import ConfigError
 from clips.paths import clips_home
+from clips.tracking.schema import PRIVACY_MODES as MODES
 
-MODES = ("auto", "pseudonymize", "real")
 ID_COLUMNS = ("patient_id", "subject")
 
 

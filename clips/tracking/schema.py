@@ -19,6 +19,7 @@ PROFILE = "clips.profile"
 PAPER = "clips.paper"
 COHORT_DIGEST = "clips.cohort_digest"
 PRIVACY = "clips.privacy"  # real or pseudonymised patient ids in the run's tables
+PRIVACY_MODES = ("auto", "pseudonymize", "real")  # the values of the privacy parameter (tracking/privacy.py)
 HEARTBEAT = "clips.heartbeat"  # a training's last sign of life (UTC), read by clips runs reap
 MACHINE_BUSY = "clips.machine_busy"  # other processes shared the run's cores
 CONTINUES = "clips.continues"  # a study restart: the parent it continues
@@ -53,6 +54,9 @@ EVIDENCE_PREFIX = "clips.evidence."  # + a figure of the paired test
 STUDY_PARENT, STUDY_CHILD, STUDY_RESTART = "study_parent", "study_child", "study_restart"
 TUNE_PARENT, TUNE_TRIAL, TUNE_REEVAL = "tune_parent", "tune_trial", "tune_reeval"
 MODEL_IMPORT = "model_import"
+
+# ----------------------------------------------------------------------------- parameters read back
+CONTRASTS_PARAM = "study.contrasts"  # a study parent's declared primary contrasts, comma-separated
 
 # ----------------------------------------------------------------------------- artifacts
 SPLIT = "data/split.csv"  # the run's split with the cohort's own columns (hard flags)

@@ -21,6 +21,7 @@ from clips.errors import ClipsError
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+GRANTABLE = PERMISSIONS[:3]  # what `clips server user add` may give (NO_PERMISSIONS is a default only)
 
 
 @dataclass

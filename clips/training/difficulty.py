@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from clips.curricula.difficulty import TEACHER_SCORES, feature_table, select_score, with_scores
-from clips.metrics import dice
+from clips.metrics.overlap import dice
 from clips.training import checkpoint
 from clips.training.inference import predict_probs, resolve_device
 

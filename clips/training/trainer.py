@@ -30,8 +30,8 @@ from clips.data.sampling import PatchSampler
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ClipsError
 from clips.losses import LossWeights, TMTVLoss
-from clips.metrics import dice
 from clips.metrics.cohort import CohortEvaluation
+from clips.metrics.overlap import dice
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import RELEASED_PRESET, build_network
 from clips.paths import clips_home
