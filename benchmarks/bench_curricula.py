@@ -2,7 +2,10 @@
 
     python benchmarks/bench_curricula.py [--steps 12] [--rounds 3] [--model small] [--json OUT.json]
 
-Each round times `--steps` optimisation steps of every variant in turn (interleaved, so
+Steps go through the trainer's own path (`clips.training.step.take_steps`: the plan, the
+DataLoader with the trainer's CPU default of no worker processes, the `--augmentation` preset, the
+optimiser step with the curriculum's hooks), and each curriculum is made as the trainer makes it
+(`build_curriculum`). Each round times `--steps` optimisation steps of every variant in turn (interleaved, so
 machine noise hits all variants alike); the figure per variant is the median over
 rounds of the mean step time. The per-epoch work of a curriculum (self_paced's scoring
 pass: each training patient's fixed scoring patches, its lesions and some background)
@@ -26,11 +29,13 @@ from _common import generated_cases, sync  # noqa: E402
 
 from clips.curricula import REGISTRY  # noqa: E402
 from clips.curricula.difficulty import cohort_difficulty, select_score  # noqa: E402
+from clips.data.augment import Augmentation  # noqa: E402
+from clips.data.loader import PatchDataset  # noqa: E402
 from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
 from clips.training.inference import resolve_device  # noqa: E402
-from clips.training.step import make_context, train_step  # noqa: E402
+from clips.training.step import Schedule, build_curriculum, take_steps  # noqa: E402
 
 
 def main():
@@ -43,6 +48,7 @@ def main():
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    ap.add_argument("--augmentation", default="default", help="the trainer's preset (none, default, ...)")
     ap.add_argument("--skip-teacher", action="store_true", help="skip the one-off transfer-teacher scoring")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -53,6 +59,11 @@ def main():
     ids, cases = generated_cases(tmp, args.patients, args.spacing)
     difficulty = select_score(cohort_difficulty(ids, cases, spacing), "cohort")
     sampler = PatchSampler(cases, (args.patch,) * 3, 0.67)
+    patches = PatchDataset(sampler, Augmentation(args.augmentation))
+
+    def steps(model, cur, opt, rng, weights, batch, n=args.steps):
+        for _ in take_steps(model, cur, patches, rng, weights, batch, n, loss_fn, opt, device):
+            pass
     loss_fn = TMTVLoss()
     teacher = tmp / "teacher.pt"
     torch.save({"model": SegNet(args.model).state_dict(), "preset": args.model}, teacher)
@@ -62,26 +73,22 @@ def main():
     for name, cls in REGISTRY.items():
         torch.manual_seed(0)
         net = SegNet(args.model).to(device)
-        holder = {}
-        ctx = make_context(ids, 20, args.steps, 0, difficulty, sampler, loss_fn, args.batch,
-                           model=lambda h=holder: h["m"])
-        cur = cls(ctx, cls.parse_options(options.get(name, {})))
-        model = holder["m"] = cur.wrap_model(net)
+        cur, model = build_curriculum(cls, cls.parse_options(options.get(name, {})),
+                                      Schedule(ids, 20, args.steps, 0, args.batch), difficulty, sampler, loss_fn, net)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
         t0 = time.perf_counter()
         weights = cur.epoch_weights(0)
         epoch_s = time.perf_counter() - t0
         setups[name] = (model, cur, opt, np.random.default_rng(0), weights, epoch_s)
         model.train()
-        train_step(model, cur, sampler, loss_fn, opt, setups[name][3], weights, args.batch, device)  # warm-up
+        steps(model, cur, opt, setups[name][3], weights, args.batch, 1)  # warm-up
 
     per_step = {name: [] for name in setups}
     for _ in range(args.rounds):
         for name, (model, cur, opt, rng, weights, _) in setups.items():
             sync(device)
             t0 = time.perf_counter()
-            for _ in range(args.steps):
-                train_step(model, cur, sampler, loss_fn, opt, rng, weights, args.batch, device)
+            steps(model, cur, opt, rng, weights, args.batch)
             sync(device)
             per_step[name].append((time.perf_counter() - t0) / args.steps)
 
@@ -100,8 +107,8 @@ def main():
         result["variants"][name] = {"s_per_step": med, "ratio_to_none": med / base, "epoch_start_s": epoch_s,
                                     "epoch_start_in_steps": epoch_s / base}
         print(f"{name:<18}{med:>9.3f}{med / base:>10.3f}{epoch_s:>15.3f}")
-    result["progressive_patch_epoch_ratio"] = _progressive_schedule(setups["progressive_patch"], sampler, loss_fn,
-                                                                    args, device, base)
+    result["progressive_patch_epoch_ratio"] = _progressive_schedule(setups["progressive_patch"], sampler, steps,
+                                                                    args, base)
     if args.skip_teacher:
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
@@ -118,7 +125,7 @@ def main():
         args.json.write_text(json.dumps(result, indent=1))
 
 
-def _progressive_schedule(setup, sampler, loss_fn, args, device, base: float) -> dict:
+def _progressive_schedule(setup, sampler, steps, args, base: float) -> dict:
     """progressive_patch over its whole schedule (the context's 20 epochs): mean epoch time / none's, per mode.
 
     Each distinct (patch, batch) of the schedule is timed once over ``--steps`` steps; an
@@ -131,12 +138,11 @@ def _progressive_schedule(setup, sampler, loss_fn, args, device, base: float) ->
         per_step = {}
         for patch, batch in sorted(set(shapes)):
             sampler.patch = patch
-            train_step(model, c, sampler, loss_fn, opt, rng, weights, batch, device)  # warm-up at this shape
-            sync(device)
+            steps(model, c, opt, rng, weights, batch, 1)  # warm-up at this shape
+            sync(model_device := next(model.parameters()).device)
             t0 = time.perf_counter()
-            for _ in range(args.steps):
-                train_step(model, c, sampler, loss_fn, opt, rng, weights, batch, device)
-            sync(device)
+            steps(model, c, opt, rng, weights, batch)
+            sync(model_device)
             per_step[(patch, batch)] = (time.perf_counter() - t0) / args.steps
         out[mode] = float(np.mean([per_step[s] for s in shapes]) / base)
         stages = ", ".join(f"{max(p)}^3 x {b}: {per_step[(p, b)]:.3f} s" for p, b in sorted(set(shapes)))

@@ -7,7 +7,7 @@ from monai.transforms import Compose
 from clips.config import build_config
 from clips.curricula import get_curriculum
 from clips.data.augment import Augmentation, _spatial
-from clips.data.loader import PatchDataset, epoch_batches, plan_batch, prefetch_steps
+from clips.data.loader import PatchDataset, epoch_batches, plan_batch
 from clips.data.preprocess import Case
 from clips.data.sampling import PatchSampler
 from clips.errors import ConfigError
@@ -69,4 +69,3 @@ def test_batches_are_the_same_whatever_the_number_of_workers(augmentation):
         # the same patches; a worker computes with one thread, so sums may round differently
         assert np.array_equal(i0, i2) and torch.equal(y0, y2) and torch.allclose(x0, x2, atol=1e-5)
         assert x0.shape == (2, 5, 16, 16, 16) and y0.shape == (2, 1, 16, 16, 16) and y0.dtype == torch.int64
-    assert prefetch_steps(0) == 0 and prefetch_steps(3) == 6

@@ -16,12 +16,14 @@ from clips.curricula._rl_teacher import Exp3S, rescale
 from clips.curricula._self_paced import spl_weights
 from clips.curricula._smoothing import Smoothing, gaussian_kernel1d, smooth3d
 from clips.curricula.pacing import pace
+from clips.data.augment import Augmentation
+from clips.data.loader import PatchDataset, epoch_batches
 from clips.data.preprocess import Case
 from clips.data.sampling import PatchSampler
 from clips.errors import ConfigError
 from clips.losses import TMTVLoss
 from clips.models import SegNet
-from clips.training.step import make_context, train_step
+from clips.training.step import Schedule, build_curriculum, take_steps
 from clips.tuning.space import load_space, ramp_epochs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,11 +224,9 @@ def run_hooks(cls, options, epochs=3, steps=2, seed=0):
     sampler = PatchSampler(cases, (16, 16, 16), 0.7)
     loss_fn = TMTVLoss()
     torch.manual_seed(seed)
-    holder = {}
-    ctx = make_context([c.patient_id for c in cases], epochs, steps, seed, np.arange(len(cases), dtype=float),
-                       sampler, loss_fn, 2, model=lambda: holder["m"])
-    cur = cls(ctx, options)
-    model = holder["m"] = cur.wrap_model(SegNet("tiny"))
+    cur, model = build_curriculum(cls, options, Schedule([c.patient_id for c in cases], epochs, steps, seed, 2),
+                                  np.arange(len(cases), dtype=float), sampler, loss_fn, SegNet("tiny"))
+    patches = PatchDataset(sampler, Augmentation("none"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
@@ -235,8 +235,7 @@ def run_hooks(cls, options, epochs=3, steps=2, seed=0):
         sampler.patch, batch = cur.sample_shape(epoch, (16, 16, 16), 2)
         assert len(sampler.patch) == 3 and all(16 <= p <= 16 and p % 8 == 0 for p in sampler.patch) and batch >= 1
         model.train()
-        for _ in range(steps):
-            idx, terms = train_step(model, cur, sampler, loss_fn, opt, rng, w, batch)
+        for idx, terms in take_steps(model, cur, patches, rng, w, batch, steps, loss_fn, opt):
             assert torch.isfinite(terms["total"]).all() and all(w[np.asarray(idx)] > 0)
         cur.end_epoch(epoch)
         pw = np.asarray(cur.patient_weights(w), float)
@@ -246,7 +245,7 @@ def run_hooks(cls, options, epochs=3, steps=2, seed=0):
         assert all(np.isfinite(float(v)) for v in cur.log_state().values())
         assert isinstance(cur.model_is_final(), bool)
     cur.release()
-    return cur, ctx
+    return cur, cur.ctx
 
 
 def restated_defaults(path) -> list[str]:
@@ -318,7 +317,8 @@ def test_soft_weights_scale_a_sample_not_the_batch():
         sampler = PatchSampler(tiny_cases(2), (16, 16, 16), 1.0)
         cur = cls(CurriculumContext(["P0", "P1"], 1, 1, 0, np.zeros(2)), cls.parse_options({}))
         opt = torch.optim.SGD(net.parameters(), lr=0.0)
-        train_step(net, cur, sampler, TMTVLoss(), opt, np.random.default_rng(0), np.ones(2), 2)
+        list(take_steps(net, cur, PatchDataset(sampler, Augmentation("none")), np.random.default_rng(0), np.ones(2), 2,
+                        1, TMTVLoss(), opt))
         grads[cls] = torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
     assert torch.allclose(grads[Half], 0.5 * grads[get_curriculum("none")], rtol=1e-4, atol=1e-8)
 
@@ -353,9 +353,10 @@ def test_rl_teacher_loss_gain_is_zero_without_an_update():
     cases = tiny_cases(2)
     sampler = PatchSampler(cases, (16, 16, 16), 1.0)
     loss_fn = TMTVLoss()
-    net = SegNet("tiny")
-    ctx = make_context(["P0", "P1"], 1, 1, 0, np.zeros(2), sampler, loss_fn, 2, model=lambda: net)
-    x, y = sampler.batch([0, 1], np.random.default_rng(0))
+    cur, net = build_curriculum(get_curriculum("rl_teacher"), get_curriculum("rl_teacher").parse_options({}),
+                                Schedule(["P0", "P1"], 1, 1, 0, 2), np.zeros(2), sampler, loss_fn, SegNet("tiny"))
+    _, x, y = next(epoch_batches(PatchDataset(sampler, Augmentation("none")), iter([[(0, 1), (1, 2)]]), 0))
+    ctx = cur.ctx
     net.train()
     before = loss_fn(net(x), y, x)["total"].detach()
     assert torch.allclose(before, ctx.batch_losses(x, y), atol=1e-6)

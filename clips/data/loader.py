@@ -3,7 +3,7 @@
 The training process plans each step: which patients (the curriculum's batch hook, or a
 draw by the epoch's weights) and one seed per patch. Workers (torch DataLoader processes)
 crop and augment; the plan is pulled as the loader needs it, so a curriculum that decides
-per step (``rl_teacher``) decides at most ``prefetch_steps(workers)`` steps ahead of the step
+per step (``rl_teacher``) decides at most ``workers * PREFETCH`` steps ahead of the step
 that trains on it. Every patch's randomness comes from its own seed: batches are the same
 whatever the number of workers (up to floating-point rounding: a worker computes with one
 thread). Cases stay memory-mapped; workers share them.
@@ -25,16 +25,11 @@ PREFETCH = 2  # batches each worker prepares ahead
 
 def default_workers(device: torch.device | str = "cuda") -> int:
     """Loader processes by default. With a GPU: the cores but one, at most 8. On the CPU: none, because the
-    step already computes on every core and a worker only competes with it (benchmarks/bench_training.py on
-    2 cores: loading in the training process cost 2.5 % of an epoch, one worker 7.7 %)."""
+    step already computes on every core and a worker only competes with it (measured with
+    benchmarks/bench_training.py: docs/results.md)."""
     if torch.device(device).type != "cuda":
         return 0
     return max(0, min(8, (os.cpu_count() or 1) - 1))
-
-
-def prefetch_steps(workers: int) -> int:
-    """How many steps ahead of training the plan (and so a per-step curriculum's choice) can run."""
-    return workers * PREFETCH
 
 
 class PatchDataset(Dataset):
@@ -76,4 +71,4 @@ def epoch_batches(dataset: PatchDataset, plan: Iterator[list], workers: int, pin
         yield idx.numpy(), x, y
 
 
-__all__ = ["PatchDataset", "default_workers", "epoch_batches", "plan_batch", "prefetch_steps"]
+__all__ = ["PatchDataset", "default_workers", "epoch_batches", "plan_batch"]

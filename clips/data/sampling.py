@@ -65,10 +65,6 @@ class PatchSampler:
             lab = np.pad(lab, pad)
         return img, lab
 
-    def batch(self, indices, rng: np.random.Generator):
-        return _stack([self.crop(int(i), rng) for i in indices])
-
-
 def _stack(crops):
     """(x (N, C, ...) float32, y (N, 1, ...) int64) from (image, label) crops."""
     return torch.from_numpy(np.stack([c[0] for c in crops])), torch.from_numpy(np.stack([c[1] for c in crops]))[:, None]

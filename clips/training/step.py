@@ -1,35 +1,57 @@
-"""One optimisation step and the no-gradient loss passes curricula ask for (no MLflow here: benchmarks use it)."""
+"""How a curriculum is built and how steps are taken, with the no-gradient loss passes curricula ask for (no MLflow
+here: tests and benchmarks use exactly this path)."""
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from clips.curricula import CurriculumContext, StepInfo
+from clips.curricula import Curriculum, CurriculumContext, StepInfo
+from clips.data.loader import PatchDataset, epoch_batches, plan_batch
 from clips.data.sampling import PatchSampler
 
 
-def make_context(patient_ids, epochs: int, steps_per_epoch: int, seed: int, difficulty, sampler: PatchSampler,
-                 loss_fn, batch_size: int, model) -> CurriculumContext:
-    """The curriculum's view of a training: ``model()`` returns the network being trained (it is
-    wrapped by the curriculum after the context exists)."""
-    return CurriculumContext(
-        list(patient_ids), epochs, steps_per_epoch, seed, np.asarray(difficulty, float),
-        score_patients=lambda: scoring_losses(model(), sampler, loss_fn, batch_size),
-        batch_losses=lambda x, y: batch_losses(model(), loss_fn, x, y, training=True),
+@dataclass
+class Schedule:
+    """The shape of the training a curriculum steers."""
+
+    patient_ids: list[str]  # the training patients, in the order the curriculum's hooks index
+    epochs: int
+    steps_per_epoch: int
+    seed: int
+    batch_size: int
+
+
+def build_curriculum(cls: type[Curriculum], options, schedule: Schedule, difficulty, sampler: PatchSampler, loss_fn,
+                     net: torch.nn.Module) -> tuple[Curriculum, torch.nn.Module]:
+    """The curriculum of a training and the network to train (the curriculum's wrapper of ``net``, or ``net``).
+
+    The one way a curriculum is made (trainer, tests, benchmarks): its context asks the *wrapped* network for
+    scoring and batch losses, and the wrapper exists only once the curriculum does, so the context reads it
+    through a holder filled last."""
+    holder: dict = {}
+    ctx = CurriculumContext(
+        list(schedule.patient_ids), schedule.epochs, schedule.steps_per_epoch, schedule.seed,
+        np.asarray(difficulty, float),
+        score_patients=lambda: scoring_losses(holder["model"], sampler, loss_fn, schedule.batch_size),
+        batch_losses=lambda x, y: batch_losses(holder["model"], loss_fn, x, y, training=True),
     )
+    curriculum = cls(ctx, options)
+    holder["model"] = curriculum.wrap_model(net)
+    return curriculum, holder["model"]
 
 
-def train_step(model, curriculum, sampler: PatchSampler, loss_fn, opt, rng, weights, batch_size: int,
-               device: str | torch.device = "cpu"):
-    """One step planned, loaded and taken in this process, without augmentation (benchmarks and tests)."""
-    from clips.data.augment import Augmentation
-    from clips.data.loader import PatchDataset, plan_batch
-
-    items = plan_batch(curriculum, sampler, rng, weights, batch_size)
-    dataset = PatchDataset(sampler, Augmentation("none"))
-    idx, x, y = zip(*(dataset[item] for item in items))
-    return np.asarray(idx), optimise(model, curriculum, np.asarray(idx), torch.stack(x), torch.stack(y), loss_fn, opt,
-                                     device)
+def take_steps(model, curriculum, patches: PatchDataset, rng: np.random.Generator, weights, batch_size: int,
+               steps: int, loss_fn, opt, device: str | torch.device = "cpu", workers: int = 0, amp: bool = False,
+               grad_clip: float = 0.0) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """``steps`` optimisation steps as the trainer takes them: each planned here (the curriculum's batch hook,
+    or a draw by ``weights``), cropped and augmented by ``workers`` loader processes (0: this process), then
+    optimised. Yields (patient indices, loss terms) per step; benchmarks time exactly this path."""
+    plan = (plan_batch(curriculum, patches.sampler, rng, weights, batch_size) for _ in range(steps))
+    for idx, x, y in epoch_batches(patches, plan, workers, torch.device(device).type == "cuda"):
+        yield idx, optimise(model, curriculum, idx, x, y, loss_fn, opt, device, amp, grad_clip)
 
 
 def optimise(model, curriculum, idx: np.ndarray, x: torch.Tensor, y: torch.Tensor, loss_fn, opt,

@@ -24,7 +24,7 @@ from clips.curricula.difficulty import feature_table, with_scores
 from clips.data.augment import Augmentation
 from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
 from clips.data.io import load_patient
-from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan_batch
+from clips.data.loader import PatchDataset, default_workers
 from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.data.synth.version import GENERATOR_VERSION
@@ -47,7 +47,7 @@ from clips.training.checkpoint import LoopState
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.difficulty import difficulty_table
 from clips.training.inference import predict_probs, probs_to_original, resolve_device
-from clips.training.step import make_context, optimise
+from clips.training.step import Schedule, build_curriculum, take_steps
 from clips.training.system import BusyWatch, SystemSampler
 from clips.training.timing import PhaseTimer
 
@@ -180,11 +180,9 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     every = list(cohort.table["patient_id"])
     features = feature_table(every, [cohort.cases[p] for p in every], cfg.spacing_mm)  # once, for both tables
     difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log, features)
-    holder: dict = {}  # the curriculum wraps the network after its context exists
-    ctx = make_context(train_ids, cfg.epochs, cfg.steps_per_epoch, cfg.seed, difficulty, sampler, loss_fn,
-                       cfg.batch_size, model=lambda: holder["model"])
-    curriculum = curriculum_cls(ctx, options)
-    model = holder["model"] = curriculum.wrap_model(net)
+    curriculum, model = build_curriculum(curriculum_cls, options, Schedule(train_ids, cfg.epochs, cfg.steps_per_epoch,
+                                                                           cfg.seed, cfg.batch_size),
+                                         difficulty, sampler, loss_fn, net)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _schedule(optimizer, cfg)
     spool = Spool(run_id, workdir, log)
@@ -277,11 +275,10 @@ def run_epoch(t: Training, epoch: int) -> dict:
     t.model.train()
     sums: dict[str, float] = {}
     loss_sum, loss_n = np.zeros(n), np.zeros(n)
-    plan = (plan_batch(cur, t.sampler, t.rng, weights, batch_size) for _ in range(cfg.steps_per_epoch))
     forward = _compiled(t) if cfg.compile else t.model
     workers = default_workers(t.device) if cfg.workers < 0 else cfg.workers
-    for idx, x, y in epoch_batches(t.patches, plan, workers, t.device.type == "cuda"):
-        terms = optimise(forward, cur, idx, x, y, t.loss_fn, t.optimizer, t.device, cfg.amp, cfg.grad_clip)
+    for idx, terms in take_steps(forward, cur, t.patches, t.rng, weights, batch_size, cfg.steps_per_epoch, t.loss_fn,
+                                 t.optimizer, t.device, workers, cfg.amp, cfg.grad_clip):
         t.scheduler.step()
         if t.ema is not None:
             t.ema.update_parameters(t.model)

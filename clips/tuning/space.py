@@ -62,9 +62,6 @@ class SearchSpace:
     def suggest(self, trial: optuna.Trial) -> dict:
         return {d.name: d.suggest(trial) for d in self.dims}
 
-    def get(self, name: str) -> Dimension | None:
-        return next((d for d in self.dims if d.name == name), None)
-
 
 def load_space(curriculum: str, path: Path | None = None, with_common: bool = False) -> SearchSpace:
     """The curriculum's space, checked against its options and the training parameters."""
