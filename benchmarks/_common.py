@@ -25,7 +25,7 @@ def whole_body_inference_s(net, device: torch.device, patch: int, batch: int, vo
 
     import numpy as np
 
-    from clips.training.inference import predict_probs
+    from clips.inference.sliding_window import predict_probs
 
     image = np.random.default_rng(0).random((5, *volume), dtype=np.float32)
     net.eval()

@@ -32,9 +32,9 @@ from clips.curricula.difficulty import cohort_difficulty, select_score  # noqa: 
 from clips.data.augment import Augmentation  # noqa: E402
 from clips.data.loader import PatchDataset  # noqa: E402
 from clips.data.sampling import PatchSampler  # noqa: E402
+from clips.inference.sliding_window import resolve_device  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
-from clips.training.inference import resolve_device  # noqa: E402
 from clips.training.step import Schedule, build_curriculum, take_steps  # noqa: E402
 
 
@@ -115,7 +115,7 @@ def main():
         return
     t0 = time.perf_counter()
     from clips.config import TrainConfig  # noqa: PLC0415
-    from clips.training.difficulty import teacher_scores  # noqa: PLC0415
+    from clips.training.teacher_scoring import teacher_scores  # noqa: PLC0415
 
     cfg = TrainConfig(patch_size=(args.patch,) * 3)
     teacher_scores(SegNet(args.model).eval(), cases, cfg, loss_fn)

@@ -95,14 +95,15 @@ _experiment_option = click.option(
               help="Also write a PNG of coronal PET MIPs with the lesion outlines.")
 def synth(out, patients, seed, spacing, fov, preview):
     """Generate an example whole-body PET/CT lymphoma cohort (autoPET layout + cohort.csv)."""
-    from clips.data.synth import SynthConfig, render_preview, write_cohort
+    from clips.data.preview import render_preview
+    from clips.data.synth import SynthConfig, write_cohort
 
     try:
         fov_mm = tuple(float(v) for v in fov.split(","))
         assert len(fov_mm) == 3 and min(fov_mm) > 0
     except (ValueError, AssertionError):
         raise click.BadParameter(f"{fov!r}: expected three positive numbers x,y,z", param_hint="--fov") from None
-    from clips.storage import ensure_writable
+    from clips.disk import ensure_writable
 
     ensure_writable(Path(out), "example cohort")
     path = write_cohort(Path(out), patients, seed, SynthConfig(spacing_mm=(spacing,) * 3, fov_mm=fov_mm))
@@ -142,7 +143,7 @@ def data_import_dicom(src, out):
     DICOM SEG) per study; OUT/import_report.csv lists every series used or skipped. Exit status 1 if any patient
     could not be converted (the others are)."""
     from clips.data.dicom import import_dicom
-    from clips.storage import ensure_writable
+    from clips.disk import ensure_writable
 
     ensure_writable(Path(out), "DICOM import")
     result = import_dicom(Path(src), Path(out), log=click.echo)
@@ -159,7 +160,7 @@ def data_import_dicom(src, out):
               help="Upper end of the grey scale (SUV).")
 def data_preview(data_dir, out, patients, suv_max):
     """Picture of a cohort: coronal PET maximum-intensity projections with the lesion outlines."""
-    from clips.data.synth import render_preview
+    from clips.data.preview import render_preview
 
     try:
         click.echo(f"wrote {render_preview(data_dir, out, patients=patients, suv_max=suv_max)}")
@@ -267,8 +268,8 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
         if value is not None:
             overrides[key] = value
     cfg = build_config(overrides, config_file or config_if_set or None)
+    from clips.disk import ensure_writable
     from clips.paths import clips_home
-    from clips.storage import ensure_writable
 
     ensure_writable(clips_home(), "CLIPS_HOME: caches and checkpoints")
     _reachable(experiment)
@@ -498,7 +499,7 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
     except ValueError:
         raise click.BadParameter(f"{suv_threshold!r}: a number or 'none'", param_hint="--suv-threshold") from None
     settings = EvalSettings(tolerance_mm, thr, connectivity, lesion_threshold)
-    from clips.storage import ensure_writable
+    from clips.disk import ensure_writable
 
     out = ensure_writable(Path(out), "evaluation output", min_free_mb=50)
     if use_mlflow is None:
@@ -522,7 +523,7 @@ def evaluate(data_dir, pred_dir, model_uri, out, tolerance_mm, suv_threshold, co
 
 
 def _predict_cohort(model_uri: str, data_dir, pred_dir: Path) -> None:
-    from clips.registry.predict import predict_path
+    from clips.inference.predict import predict_path
 
     for line in predict_path(model_uri, Path(data_dir), pred_dir):
         if line.startswith("error:"):
@@ -720,8 +721,8 @@ def promote(experiment, model_name, metric, alpha, run_id):
               help="Also write each mask as a DICOM SEG over the PET series it was imported from (import-dicom).")
 def predict(model_uri, input_path, out, dicom_seg):
     """Segment one patient (or a folder of patients) with a registered model; mask and a TMTV report."""
-    from clips.registry.predict import predict_path
-    from clips.storage import ensure_writable
+    from clips.disk import ensure_writable
+    from clips.inference.predict import predict_path
 
     ensure_writable(Path(out).parent if str(out).endswith(".nii.gz") else Path(out), "prediction output", 50)
     _reachable()

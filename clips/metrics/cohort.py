@@ -69,7 +69,8 @@ def evaluate_files(files: PatientFiles, pred_path: Path | None, settings: EvalSe
     return evaluate_patient(files.patient_id, vols.seg, pred, vols.pet, vols.affine, settings)
 
 
-def _one(args):
+def _evaluate_job(args):
+    """One patient's (files, prediction, settings) -> (its row, None) or (None, its error line); a pool's unit."""
     files, pred_path, settings = args
     try:
         return evaluate_files(files, pred_path, settings), None
@@ -90,7 +91,7 @@ def evaluate_cohort(data_dir, pred_dir, settings: EvalSettings | None = None, wo
     progress = Progress(len(jobs), "evaluating patients", log)
     results = []
     with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-        for result in (pool.map(_one, jobs, chunksize=1) if pool else map(_one, jobs)):
+        for result in (pool.map(_evaluate_job, jobs, chunksize=1) if pool else map(_evaluate_job, jobs)):
             results.append(result)
             progress.step()
     rows = []

@@ -14,7 +14,8 @@ MIN_PATIENTS = 5
 TOO_FEW = f"too few patients (< {MIN_PATIENTS}) for a fit or an interval"
 
 
-def _f(x) -> float | None:
+def _finite(x) -> float | None:
+    """The value as a float, or None (JSON's null) when it is NaN or infinite."""
     x = float(x)
     return None if math.isnan(x) or math.isinf(x) else x
 
@@ -35,15 +36,16 @@ def tmtv_agreement(table: pd.DataFrame) -> dict:
     sd = float(np.std(diff, ddof=1)) if n >= 2 else float("nan")
     bias = float(np.mean(diff)) if n else float("nan")
     enough = n >= MIN_PATIENTS
-    out |= {"bland_altman_bias_ml": _f(bias), "bland_altman_loa_low_ml": _f(bias - 1.96 * sd) if enough else None,
-            "bland_altman_loa_high_ml": _f(bias + 1.96 * sd) if enough else None}
+    out |= {"bland_altman_bias_ml": _finite(bias),
+            "bland_altman_loa_low_ml": _finite(bias - 1.96 * sd) if enough else None,
+            "bland_altman_loa_high_ml": _finite(bias + 1.96 * sd) if enough else None}
     abs_err = np.abs(diff)
     rel = table["tmtv_abs_rel_error"].to_numpy(float)
     rel = rel[~np.isnan(rel)]
-    out |= {"abs_error_ml_mean": _f(abs_err.mean()) if n else None,
-            "abs_error_ml_sd": _f(abs_err.std(ddof=1)) if n >= 2 else None,
-            "abs_rel_error_mean": _f(rel.mean()) if len(rel) else None,
-            "abs_rel_error_sd": _f(rel.std(ddof=1)) if len(rel) >= 2 else None}
+    out |= {"abs_error_ml_mean": _finite(abs_err.mean()) if n else None,
+            "abs_error_ml_sd": _finite(abs_err.std(ddof=1)) if n >= 2 else None,
+            "abs_rel_error_mean": _finite(rel.mean()) if len(rel) else None,
+            "abs_rel_error_sd": _finite(rel.std(ddof=1)) if len(rel) >= 2 else None}
     return out
 
 
@@ -61,8 +63,8 @@ def summarize(table: pd.DataFrame, settings: dict | None = None) -> dict:
     stats = {}
     for c in COLUMNS[1:]:
         col = table[c].astype(float)
-        stats[c] = {"count": int(col.notna().sum()), "mean": _f(col.mean()), "median": _f(col.median()),
-                    "std": _f(col.std())}
+        stats[c] = {"count": int(col.notna().sum()), "mean": _finite(col.mean()), "median": _finite(col.median()),
+                    "std": _finite(col.std())}
     return {"patients": len(table), "settings": settings or {}, "columns": stats,
             "tmtv": tmtv_agreement(table), "lesions": lesion_totals(table)}
 

@@ -34,8 +34,8 @@ def check_references(scfg: StudyConfig) -> None:
 def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: dict, log=print) -> None:
     """Segment the fold's test patients with the reference model and log the per-patient suite to ``run_id``.
     ``split_params``: a trained child's parameters of the same fold (the children's own split)."""
-    from clips.registry.predict import segmenter
-    from clips.training.inference import resolve_device
+    from clips.inference.predict import segmenter
+    from clips.inference.sliding_window import resolve_device
     from clips.training.trainer import load_data
 
     uri = scfg.references[job.curriculum]

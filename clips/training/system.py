@@ -116,9 +116,10 @@ class BusyWatch:
 
     def tag_if_busy(self, set_tag) -> None:
         """At the start, once the run exists (``set_tag(key, value)``: the run's outage-proof tag setter)."""
-        self.check(-1, self.at_start, set_tag)
+        self.note_if_busy(-1, self.at_start, set_tag)
 
-    def check(self, epoch: int, cores: float | None, set_tag) -> None:
+    def note_if_busy(self, epoch: int, cores: float | None, set_tag) -> None:
+        """After each epoch (``epoch`` -1: at the start), with the cores other processes used meanwhile."""
         if self.said or cores is None or cores < BUSY_CORES:
             return
         when = "at the start" if epoch < 0 else f"in epoch {epoch + 1}"

@@ -29,6 +29,7 @@ from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ClipsError
+from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.overlap import dice
@@ -45,10 +46,9 @@ from clips.tracking.runs import log_input, log_params_once, run_context
 from clips.training import checkpoint
 from clips.training.checkpoint import LoopState
 from clips.training.curriculum_log import CurriculumLog
-from clips.training.difficulty import difficulty_table
-from clips.training.inference import predict_probs, probs_to_original, resolve_device
 from clips.training.step import Schedule, build_curriculum, take_steps
 from clips.training.system import BusyWatch, SystemSampler
+from clips.training.teacher_scoring import difficulty_table
 from clips.training.timing import PhaseTimer
 
 
@@ -118,32 +118,32 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
         data_dir, cohort = load_data(cfg, log)
     with run_context(cfg.resume, run_id) as run:
         with timer("build"):
-            t = build(cfg, cohort, run.info.run_id, log)
-        t.timer = timer
+            training = build(cfg, cohort, run.info.run_id, log)
+        training.timer = timer
         with timer("logging"):
-            log_run_parameters(t, data_dir)
-            busy.tag_if_busy(t.spool.set_tag)
-            if not restore(t):
-                log_inputs(t)
-        first = t.state.epoch + 1
+            log_run_parameters(training, data_dir)
+            busy.tag_if_busy(training.spool.set_tag)
+            if not restore(training):
+                log_inputs(training)
+        first = training.state.epoch + 1
         began = time.perf_counter()
-        system = SystemSampler(t.device)
+        system = SystemSampler(training.device)
         for epoch in range(first, cfg.epochs):
             started = time.perf_counter()
             with timer("steps"):
-                metrics = run_epoch(t, epoch)
+                metrics = run_epoch(training, epoch)
             with timer("validation"):
-                val_eval = validate(t, epoch, metrics, full=on_validation is not None)
+                val_eval = validate(training, epoch, metrics, full=on_validation is not None)
             metrics["epoch_time_s"] = time.perf_counter() - started
             metrics |= system.sample()
-            busy.check(epoch, metrics.get("system/other_cores"), t.spool.set_tag)
+            busy.note_if_busy(epoch, metrics.get("system/other_cores"), training.spool.set_tag)
             with timer("checkpoint"):
-                save_epoch(t, epoch, metrics)
+                save_epoch(training, epoch, metrics)
             if on_validation is not None and val_eval is not None:
                 on_validation(epoch, lambda v=val_eval: v, cohort.table)
             per_epoch = (time.perf_counter() - began) / (epoch - first + 1)
             log(_epoch_line(epoch, cfg.epochs, metrics, per_epoch * (cfg.epochs - epoch - 1)))
-        return finish(t)
+        return finish(training)
 
 
 # ----------------------------------------------------------------------------- phases
@@ -198,16 +198,16 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
                     log, ema=ema)
 
 
-def log_run_parameters(t: Training, data_dir: Path) -> None:
+def log_run_parameters(training: Training, data_dir: Path) -> None:
     """Parameters and tags; on a resumed run, a check that none changed."""
-    t.spool.flush()  # a resumed run first uploads what an outage left behind
-    t.privacy.ids(t.cohort.table["patient_id"])
-    cfg = t.cfg
-    log_params_once(run_parameters(cfg, vars(t.curriculum.opt), data_dir))
-    mlflow.set_tags({"mlflow.note.content": run_description(t, data_dir), schema.CURRICULUM: cfg.curriculum,
-                     schema.PAPER: t.curriculum.paper, schema.PROFILE: cfg.profile,
-                     schema.COHORT_DIGEST: t.cohort.digest})
-    if schema.ROLE not in mlflow.get_run(t.run_id).data.tags:  # study children and trials are named already
+    training.spool.flush()  # a resumed run first uploads what an outage left behind
+    training.privacy.ids(training.cohort.table["patient_id"])
+    cfg = training.cfg
+    log_params_once(run_parameters(cfg, vars(training.curriculum.opt), data_dir))
+    mlflow.set_tags({"mlflow.note.content": run_description(training, data_dir), schema.CURRICULUM: cfg.curriculum,
+                     schema.PAPER: training.curriculum.paper, schema.PROFILE: cfg.profile,
+                     schema.COHORT_DIGEST: training.cohort.digest})
+    if schema.ROLE not in mlflow.get_run(training.run_id).data.tags:  # study children and trials are named already
         mlflow.set_tag("mlflow.runName", f"{cfg.curriculum} · {cfg.profile or 'smoke'} · seed {cfg.seed}")
 
 
@@ -221,12 +221,13 @@ def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -
     return params | {f"curriculum.{k}": str(v) for k, v in curriculum_options.items() if str(v) != ""}
 
 
-def run_description(t: Training, data_dir: Path) -> str:
+def run_description(training: Training, data_dir: Path) -> str:
     """The run's description in the UI (mlflow.note.content): the curriculum in one sentence with its paper, the
     recipe, the data."""
-    cfg, cohort = t.cfg, t.cohort
-    doc = (type(t.curriculum).__doc__ or "").strip().splitlines()
-    what = f"**{cfg.curriculum}**: {doc[0] if doc else ''}" + (f" ({t.curriculum.paper})" if t.curriculum.paper else "")
+    cfg, cohort = training.cfg, training.cohort
+    doc = (type(training.curriculum).__doc__ or "").strip().splitlines()
+    paper = training.curriculum.paper
+    what = f"**{cfg.curriculum}**: {doc[0] if doc else ''}" + (f" ({paper})" if paper else "")
     patch, spacing = "x".join(map(str, cfg.patch_size)), "x".join(f"{v:g}" for v in cfg.spacing_mm)
     recipe = (f"**Recipe** (profile {cfg.profile or 'smoke'}): {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of "
               f"{cfg.batch_size} patches of {patch} voxels at {spacing} mm, {cfg.model} U-Net, "
@@ -243,46 +244,47 @@ def run_description(t: Training, data_dir: Path) -> str:
     return "\n\n".join((what, recipe, data))
 
 
-def restore(t: Training) -> bool:
+def restore(training: Training) -> bool:
     """Continue from the run's last checkpoint when resuming; False for a fresh run."""
-    if not t.cfg.resume:
+    if not training.cfg.resume:
         return False
-    saved = checkpoint.find_last(t.checkpoints, t.run_id)
+    saved = checkpoint.find_last(training.checkpoints, training.run_id)
     if saved is None:
-        raise ClipsError(f"run {t.run_id} has no checkpoint to resume from")
-    metrics = checkpoint.restore_last(saved, t)
-    _log_pending_metrics(t.run_id, t.state.epoch, metrics)
-    t.log(f"resuming run {t.run_id} after epoch {t.state.epoch}")
+        raise ClipsError(f"run {training.run_id} has no checkpoint to resume from")
+    metrics = checkpoint.restore_last(saved, training)
+    _log_pending_metrics(training.run_id, training.state.epoch, metrics)
+    training.log(f"resuming run {training.run_id} after epoch {training.state.epoch}")
     return True
 
 
-def log_inputs(t: Training) -> None:
+def log_inputs(training: Training) -> None:
     """The cohort as an MLflow dataset, the split, skipped patients, the difficulty table of the training
     patients, and the cohort scores of every patient (a study correlates them with the test error)."""
-    _log_data(t.cohort, t.workdir, t.privacy)
-    mlflow.log_table(t.privacy.table(t.difficulty), schema.DIFFICULTY)
-    mlflow.log_table(t.privacy.table(t.cohort_scores), schema.COHORT_DIFFICULTY)
+    _log_data(training.cohort, training.workdir, training.privacy)
+    mlflow.log_table(training.privacy.table(training.difficulty), schema.DIFFICULTY)
+    mlflow.log_table(training.privacy.table(training.cohort_scores), schema.COHORT_DIFFICULTY)
 
 
-def run_epoch(t: Training, epoch: int) -> dict:
+def run_epoch(training: Training, epoch: int) -> dict:
     """The epoch's optimisation steps with the curriculum's hooks; returns the epoch's metrics."""
-    cfg, cur = t.cfg, t.curriculum
-    n = len(t.ids("train"))
+    cfg, cur = training.cfg, training.curriculum
+    n = len(training.ids("train"))
     weights = np.asarray(cur.epoch_weights(epoch), float)
     if weights.shape != (n,) or not np.all(weights >= 0) or weights.sum() <= 0:
         raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
-    t.sampler.patch, batch_size = cur.sample_shape(epoch, cfg.patch_size, cfg.batch_size)
-    t.model.train()
+    training.sampler.patch, batch_size = cur.sample_shape(epoch, cfg.patch_size, cfg.batch_size)
+    training.model.train()
     sums: dict[str, float] = {}
     loss_sum, loss_n = np.zeros(n), np.zeros(n)
-    forward = _compiled(t) if cfg.compile else t.model
-    workers = default_workers(t.device) if cfg.workers < 0 else cfg.workers
-    for idx, terms in take_steps(forward, cur, t.patches, t.rng, weights, batch_size, cfg.steps_per_epoch, t.loss_fn,
-                                 t.optimizer, t.device, workers, cfg.amp, cfg.grad_clip):
-        t.scheduler.step()
-        if t.ema is not None:
-            t.ema.update_parameters(t.model)
-        t.state.samples_seen += len(idx)
+    forward = _compiled(training) if cfg.compile else training.model
+    workers = default_workers(training.device) if cfg.workers < 0 else cfg.workers
+    steps = take_steps(forward, cur, training.patches, training.rng, weights, batch_size, cfg.steps_per_epoch,
+                       training.loss_fn, training.optimizer, training.device, workers, cfg.amp, cfg.grad_clip)
+    for idx, terms in steps:
+        training.scheduler.step()
+        if training.ema is not None:
+            training.ema.update_parameters(training.model)
+        training.state.samples_seen += len(idx)
         np.add.at(loss_sum, idx, terms["total"].detach().cpu().numpy())
         np.add.at(loss_n, idx, 1)
         for k, v in terms.items():
@@ -290,84 +292,86 @@ def run_epoch(t: Training, epoch: int) -> dict:
     cur.end_epoch(epoch)
     measured = cur.measured_losses()
     with np.errstate(invalid="ignore", divide="ignore"):
-        t.clog.record(epoch, cur.patient_weights(weights), measured if measured is not None else loss_sum / loss_n)
+        seen = measured if measured is not None else loss_sum / loss_n
+        training.clog.record(epoch, cur.patient_weights(weights), seen)
     metrics = {f"train_loss{'' if k == 'total' else '_' + k}": v / cfg.steps_per_epoch for k, v in sums.items()}
-    metrics |= {"lr": t.optimizer.param_groups[0]["lr"], "samples_seen": t.state.samples_seen,
+    metrics |= {"lr": training.optimizer.param_groups[0]["lr"], "samples_seen": training.state.samples_seen,
                 "fraction_in_play": float(np.mean(weights > 0))}
     return metrics | {f"curriculum.{k}": float(v) for k, v in cur.log_state().items()}
 
 
-def validate(t: Training, epoch: int, metrics: dict, full: bool = False) -> CohortEvaluation | None:
+def validate(training: Training, epoch: int, metrics: dict, full: bool = False) -> CohortEvaluation | None:
     """On validation epochs: Dice of the network as trained, and a new best checkpoint if it is
     better and the network is the one the run delivers (:meth:`Curriculum.model_is_final`)."""
-    cfg = t.cfg
+    cfg = training.cfg
     if (epoch + 1) % cfg.val_every and epoch != cfg.epochs - 1:
         return None
-    net = t.delivered()
-    vd, evaluation = _validate(net, t.cohort, t.ids("val"), cfg, full)
+    net = training.delivered()
+    vd, evaluation = _validate(net, training.cohort, training.ids("val"), cfg, full)
     metrics["val_dice"] = vd
-    if vd > t.state.best_val_dice and t.curriculum.model_is_final():
-        t.state.best_val_dice, t.state.best_epoch = vd, epoch
-        best = t.checkpoints / "best.pt"
+    if vd > training.state.best_val_dice and training.curriculum.model_is_final():
+        training.state.best_val_dice, training.state.best_epoch = vd, epoch
+        best = training.checkpoints / "best.pt"
         checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd}, best)
-        t.spool.log_artifact(best, schema.CHECKPOINTS)
+        training.spool.log_artifact(best, schema.CHECKPOINTS)
     return evaluation
 
 
-def save_epoch(t: Training, epoch: int, metrics: dict) -> None:
+def save_epoch(training: Training, epoch: int, metrics: dict) -> None:
     """Checkpoint first, with this epoch's metrics, then log them: a process killed in between logs
     them on resume, so the history never has a duplicate or a missing epoch."""
-    t.state.epoch = epoch
-    checkpoint.save_last(t.checkpoints / "last.pt", t, metrics)
-    t.spool.log_metrics(metrics, step=epoch)
-    t.spool.set_tag(schema.HEARTBEAT, heartbeat_now())  # `clips runs reap` reads it
-    t.spool.log_artifact(t.checkpoints / "last.pt", schema.CHECKPOINTS)
-    is_last = epoch == t.cfg.epochs - 1
-    if (epoch + 1) % t.cfg.table_every == 0 and not is_last:
+    training.state.epoch = epoch
+    checkpoint.save_last(training.checkpoints / "last.pt", training, metrics)
+    training.spool.log_metrics(metrics, step=epoch)
+    training.spool.set_tag(schema.HEARTBEAT, heartbeat_now())  # `clips runs reap` reads it
+    training.spool.log_artifact(training.checkpoints / "last.pt", schema.CHECKPOINTS)
+    is_last = epoch == training.cfg.epochs - 1
+    if (epoch + 1) % training.cfg.table_every == 0 and not is_last:
         try:
-            t.clog.log(t.privacy)
+            training.clog.log(training.privacy)
         except Exception:  # noqa: BLE001 - server away: the table is logged again at the end
             pass
 
 
-def finish(t: Training) -> TrainResult:
+def finish(training: Training) -> TrainResult:
     """Upload what an outage kept, evaluate the best network on the patients' own grids, log it all."""
-    cfg = t.cfg
-    t.curriculum.release()
-    with t.timer("logging"):
-        uploaded = t.spool.wait_and_flush(cfg.outage_wait_min)
+    cfg = training.cfg
+    training.curriculum.release()
+    with training.timer("logging"):
+        uploaded = training.spool.wait_and_flush(cfg.outage_wait_min)
     if not uploaded:
         raise ClipsError(
             f"the tracking server {mlflow.get_tracking_uri()} has been unreachable for over "
-            f"{cfg.outage_wait_min:g} min; training is done and checkpointed, and {len(t.spool.pending)} logging "
-            f"operation(s) are kept in {t.spool.path}. When the server is back, run "
-            f"'clips train --resume {t.run_id}' with the same parameters to upload them and finish the run.")
-    with t.timer("logging"):
-        t.clog.log(t.privacy)
-    net = t.model
-    best = t.checkpoints / "best.pt"
+            f"{cfg.outage_wait_min:g} min; training is done and checkpointed, and {len(training.spool.pending)} "
+            f"logging operation(s) are kept in {training.spool.path}. When the server is back, run "
+            f"'clips train --resume {training.run_id}' with the same parameters to upload them and finish the run.")
+    with training.timer("logging"):
+        training.clog.log(training.privacy)
+    net = training.model
+    best = training.checkpoints / "best.pt"
     if best.exists():
         net.load_state_dict(checkpoint.load(best)["model"])
-    elif t.ema is not None:  # no validation (selection last): the average is the delivered network
-        net.load_state_dict(t.ema.module.state_dict())
+    elif training.ema is not None:  # no validation (selection last): the average is the delivered network
+        net.load_state_dict(training.ema.module.state_dict())
     # The epoch the weights come from: the final evaluation is logged at that step, and so is the model, which
     # MLflow 3 then shows with that epoch's metrics (not epoch 0's).
-    step = t.state.best_epoch if best.exists() and t.state.best_epoch >= 0 else max(t.state.epoch, 0)
-    with t.timer("evaluation"):
-        evaluations = {split: _evaluate(net, t.cohort, t.ids(split), cfg) for split in ("val", "test")}
-    with t.timer("logging"):
+    state = training.state
+    step = state.best_epoch if best.exists() and state.best_epoch >= 0 else max(state.epoch, 0)
+    with training.timer("evaluation"):
+        evaluations = {split: _evaluate(net, training.cohort, training.ids(split), cfg) for split in ("val", "test")}
+    with training.timer("logging"):
         for split, result in evaluations.items():
             if len(result.table) or result.errors:
-                log_evaluation(result, split, privacy=t.privacy, step=step)
-        mlflow.log_metric("best_epoch", t.state.best_epoch, step=step)
-        t.privacy.save_mapping(t.workdir)
-        mlflow.set_tag(schema.PRIVACY, "pseudonymised ids" if t.privacy.active else "real ids")
+                log_evaluation(result, split, privacy=training.privacy, step=step)
+        mlflow.log_metric("best_epoch", training.state.best_epoch, step=step)
+        training.privacy.save_mapping(training.workdir)
+        mlflow.set_tag(schema.PRIVACY, "pseudonymised ids" if training.privacy.active else "real ids")
         log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
                                      "model": cfg.model, "sw_overlap": cfg.sw_overlap}, step=step)
-    mlflow.log_metrics(t.timer.metrics(), step=step)
-    t.log(t.timer.split())
-    return TrainResult(t.run_id, t.state.best_val_dice, t.state.best_epoch, evaluations["val"].table,
-                       evaluations["test"].table, t.cohort.table)
+    mlflow.log_metrics(training.timer.metrics(), step=step)
+    training.log(training.timer.split())
+    return TrainResult(training.run_id, training.state.best_val_dice, training.state.best_epoch,
+                       evaluations["val"].table, evaluations["test"].table, training.cohort.table)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -406,11 +410,11 @@ def _schedule(optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, cosine], milestones=[cfg.warmup_steps])
 
 
-def _compiled(t: Training):
+def _compiled(training: Training):
     """The training forward pass through torch.compile, compiled once per run (the module's state stays its own)."""
-    if t.compiled is None:
-        t.compiled = torch.compile(t.model)
-    return t.compiled
+    if training.compiled is None:
+        training.compiled = torch.compile(training.model)
+    return training.compiled
 
 
 def _device_of(net) -> torch.device:

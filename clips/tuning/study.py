@@ -59,8 +59,8 @@ def _pruner(tcfg: TuneConfig, warmup: int, epochs: int):
 
 
 @dataclass
-class Prepared:
-    """Everything checked before the first trial."""
+class TuningSetup:
+    """What every trial and worker of a tuning shares, checked before the first trial."""
 
     tcfg: TuneConfig
     space: SearchSpace
@@ -69,7 +69,7 @@ class Prepared:
     epochs: int
 
 
-def prepare(tcfg: TuneConfig) -> Prepared:
+def prepare(tcfg: TuneConfig) -> TuningSetup:
     if tcfg.pruner not in PRUNERS:
         raise ConfigError(f"unknown pruner {tcfg.pruner!r}; known: {', '.join(PRUNERS)}")
     if tcfg.n_trials < 1 or tcfg.workers < 0:
@@ -78,13 +78,13 @@ def prepare(tcfg: TuneConfig) -> Prepared:
     objective = Objective.parse(tcfg.objective)
     base = build_config(dict(tcfg.train) | {"curriculum": tcfg.curriculum})  # fails now, not in trial 1
     warmup = tcfg.warmup_epochs if tcfg.warmup_epochs >= 0 else ramp_epochs(space, base.epochs)
-    return Prepared(tcfg, space, objective, min(warmup, max(base.epochs - 1, 0)), base.epochs)
+    return TuningSetup(tcfg, space, objective, min(warmup, max(base.epochs - 1, 0)), base.epochs)
 
 
-TrialFn = Callable[[optuna.Trial, dict, str, Prepared], float]
+TrialFn = Callable[[optuna.Trial, dict, str, TuningSetup], float]
 
 
-def train_trial(trial: optuna.Trial, params: dict, run_id: str, prep: Prepared) -> float:
+def train_trial(trial: optuna.Trial, params: dict, run_id: str, prep: TuningSetup) -> float:
     """The default trial: train with the suggested parameters; report and prune on each validation."""
     from clips.training.trainer import train
 
@@ -116,7 +116,7 @@ class _StopWhenDone:
             study.stop()
 
 
-def load_study(prep: Prepared, worker_index: int = 0, client: MlflowClient | None = None) -> optuna.Study:
+def load_study(prep: TuningSetup, worker_index: int = 0, client: MlflowClient | None = None) -> optuna.Study:
     tcfg = prep.tcfg
     client = client or MlflowClient()
     study = optuna.create_study(
@@ -134,7 +134,7 @@ def load_study(prep: Prepared, worker_index: int = 0, client: MlflowClient | Non
     return study
 
 
-def run_worker(prep: Prepared, parent_run_id: str, worker_index: int = 0, trial_fn: TrialFn = train_trial,
+def run_worker(prep: TuningSetup, parent_run_id: str, worker_index: int = 0, trial_fn: TrialFn = train_trial,
                log=print) -> None:
     """Run trials of the study until it holds n_trials finished ones (or the timeout); one line per trial, with
     the count and the time left."""
@@ -197,7 +197,7 @@ def tcfg_timeout(tcfg: TuneConfig) -> float | None:
     return tcfg.timeout_min * 60 if tcfg.timeout_min > 0 else None
 
 
-def reevaluate(prep: Prepared, parent_run_id: str, log=print, train_fn=None) -> dict | None:
+def reevaluate(prep: TuningSetup, parent_run_id: str, log=print, train_fn=None) -> dict | None:
     """After the search: the re-evaluation jobs (clips/tuning/reevaluate.py), then their summary."""
     from clips.data.cohort import hard_ids as _hard
     from clips.tuning import reevaluate as re
@@ -238,7 +238,7 @@ def _split_of(parent_run_id: str):
             return None
 
 
-def finalize(prep: Prepared, parent_run_id: str, reeval: dict | None = None) -> dict:
+def finalize(prep: TuningSetup, parent_run_id: str, reeval: dict | None = None) -> dict:
     """Log the study's outcome to the parent: best value and parameters (the re-evaluated winner's when there
     was a re-evaluation), the trials table, the re-evaluation table and verdict, figures, the best model."""
     client = MlflowClient()
@@ -363,7 +363,7 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print, ree
     return summary
 
 
-def _description(tcfg: TuneConfig, prep: Prepared) -> str:
+def _description(tcfg: TuneConfig, prep: TuningSetup) -> str:
     """The tuning parent's description in the UI."""
     tuned = ", ".join(d.name for d in prep.space.dims)
     return (f"**Tuning {tcfg.resolved_study_name()}**: {tcfg.n_trials} trials of {tcfg.curriculum} ({tuned}), "

@@ -113,13 +113,22 @@ def _pick(candidates: list[Series], decisions: dict, kind: str) -> Series | None
 
 
 def _convert(case: str, members: list[Series], folder: Path, decisions: dict) -> None:
+    """One case's series -> SUV, CTres and SEG NIfTI files on the PET grid, in four phases; ``decisions`` records,
+    per series, whether it was used and why."""
     by_modality = defaultdict(list)
     for s in members:
         by_modality[s.modality].append(s)
-    for s in members:
         if s.modality not in ("PT", "CT", "SEG", "RTSTRUCT"):
             decisions[s.uid] = ("no", f"modality {s.modality or 'missing'} not used")
-    pet = _pick(by_modality["PT"], decisions, "PET")
+    pet, order, affine, suv = _pet_as_suv(by_modality["PT"], decisions)
+    ct_res = _ct_on_pet_grid(by_modality["CT"], pet, affine, suv.shape, decisions)
+    seg = _labels_on_pet_grid(by_modality["SEG"], by_modality["RTSTRUCT"], pet, order, affine, suv.shape, decisions)
+    _write_case(folder, pet, order, affine, suv, ct_res, seg)
+
+
+def _pet_as_suv(pets: list[Series], decisions: dict):
+    """The case's axial PET series, its slice order, its affine and its voxels in SUV."""
+    pet = _pick(pets, decisions, "PET")
     if pet is None:
         raise CaseError("no axial PET series")
     try:
@@ -130,9 +139,14 @@ def _convert(case: str, members: list[Series], folder: Path, decisions: dict) ->
     affine, order = affine_and_order(pet)
     suv = read_volume(pet, order) * np.float32(factor)
     decisions[pet.uid] = ("yes", f"PET, SUV factor {factor:.6g}")
+    return pet, order, affine, suv
 
-    same_frame = [s for s in by_modality["CT"] if s.frame_of_reference == pet.frame_of_reference]
-    for s in by_modality["CT"]:
+
+def _ct_on_pet_grid(cts: list[Series], pet: Series, affine, shape, decisions: dict) -> np.ndarray:
+    """autoPET's CTres: the CT of the PET's frame of reference on the PET grid (linear interpolation, air outside
+    the CT's field of view), in HU."""
+    same_frame = [s for s in cts if s.frame_of_reference == pet.frame_of_reference]
+    for s in cts:
         if s not in same_frame:
             decisions[s.uid] = ("no", "CT of another frame of reference")
     ct_series = _pick(same_frame, decisions, "CT")
@@ -140,13 +154,18 @@ def _convert(case: str, members: list[Series], folder: Path, decisions: dict) ->
         raise CaseError("no axial CT series in the PET's frame of reference")
     ct_affine, ct_order = affine_and_order(ct_series)
     ct = nib.Nifti1Image(read_volume(ct_series, ct_order), ct_affine)
-    # autoPET's CTres: the CT on the PET grid; linear interpolation, air outside the CT's field of view
-    ct_res = resample_from_to(ct, (suv.shape, affine), order=1, mode="constant", cval=-1024.0)
+    ct_res = resample_from_to(ct, (shape, affine), order=1, mode="constant", cval=-1024.0)
     decisions[ct_series.uid] = ("yes", "CT, resampled onto the PET grid")
+    return np.round(ct_res.get_fdata())
 
+
+def _labels_on_pet_grid(segs: list[Series], rtstructs: list[Series], pet: Series, order, affine, shape,
+                        decisions: dict) -> np.ndarray | None:
+    """The union of the DICOM SEGs that reference the PET series and of the RTSTRUCTs in its frame, on the PET grid
+    (None: the case has no labels)."""
     pet_uids = [str(pet.headers[i].SOPInstanceUID) for i in order]
     seg = None
-    for s in by_modality["SEG"]:
+    for s in segs:
         refs = {str(r.SeriesInstanceUID) for r in s.first.get("ReferencedSeriesSequence", [])}
         if pet.uid not in refs:
             decisions[s.uid] = ("no", "DICOM SEG of another series")
@@ -154,18 +173,21 @@ def _convert(case: str, members: list[Series], folder: Path, decisions: dict) ->
         labels = read_seg_on(s.files[0], pet_uids)
         seg = labels if seg is None else np.maximum(seg, labels)
         decisions[s.uid] = ("yes", "labels (DICOM SEG of the PET)")
-    for s in by_modality["RTSTRUCT"]:
+    for s in rtstructs:
         try:
-            labels = read_rtstruct_on(s.files[0], pet.frame_of_reference, affine, suv.shape)
+            labels = read_rtstruct_on(s.files[0], pet.frame_of_reference, affine, shape)
         except ValueError as exc:
             decisions[s.uid] = ("no", str(exc))
             continue
         seg = labels if seg is None else np.maximum(seg, labels)
         decisions[s.uid] = ("yes", "labels (RTSTRUCT contours filled on the PET grid)")
+    return seg
 
+
+def _write_case(folder: Path, pet: Series, order, affine, suv, ct_res, seg) -> None:
+    """The autoPET layout's files, plus the source record that DICOM SEG export reads back."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, data, dtype in (("SUV", suv, np.float32), ("CTres", np.round(ct_res.get_fdata()), np.int16),
-                              ("SEG", seg, np.uint8)):
+    for name, data, dtype in (("SUV", suv, np.float32), ("CTres", ct_res, np.int16), ("SEG", seg, np.uint8)):
         if data is None:
             continue
         img = nib.Nifti1Image(np.asarray(data).astype(dtype), affine)

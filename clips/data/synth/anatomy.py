@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clips.data.phantom import Grid, cylinder_z, ellipsoid, paint
+from clips.data.synth.phantom import Grid, cylinder_z, ellipsoid, paint
 
 # Organ map codes: what the disease, mimic and factor code needs to find again.
 ORGANS = {"liver": 1, "spleen": 2, "kidney": 3, "bladder": 4, "heart": 5, "brain": 6, "bone": 7, "lung": 8,

@@ -8,11 +8,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from clips.data.phantom import Grid
 from clips.data.synth.anatomy import LIVER_CENTER, Phantom, draw_anatomy
 from clips.data.synth.disease import PRESENTATIONS, Lesion, draw_lesion, spleen_scale
 from clips.data.synth.factors import HARD_FACTORS, Drawn, measure
 from clips.data.synth.mimics import Structure, draw_mimic, plan_mimics
+from clips.data.synth.phantom import Grid
 from clips.data.synth.scanner import Scanner, acquire, draw_scanner
 
 DISEASE_FACTORS = tuple(p for p in PRESENTATIONS if p != "usual")  # hard presentations of the disease itself

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clips.data.phantom import blob
 from clips.data.synth.anatomy import (
     BLADDER_CENTER,
     COLLECTING_CENTER,
@@ -22,6 +21,7 @@ from clips.data.synth.anatomy import (
     SPLEEN_CENTER,
     Phantom,
 )
+from clips.data.synth.phantom import blob
 
 # Nodal stations: name -> centre (x, y, z) in mm for a body of scale 1.
 NODAL_STATIONS = {

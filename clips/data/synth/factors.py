@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from clips.data.phantom import Grid
 from clips.data.synth.anatomy import ORGANS
 from clips.data.synth.disease import HIGH_UPTAKE_SUV
 from clips.data.synth.mimics import CODES, DISEASE_LIKE, MANY
+from clips.data.synth.phantom import Grid
 
 NEAR_MM, NEAR_SHARE = 10.0, 0.4
 LOW_COUNTS_COV = 0.15

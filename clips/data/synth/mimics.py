@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clips.data.phantom import ellipsoid, tube
 from clips.data.synth.anatomy import ORGANS, Phantom
 from clips.data.synth.disease import NODAL_STATIONS
+from clips.data.synth.phantom import ellipsoid, tube
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from clips.data.phantom import Grid, gaussian_sigma_vox
+from clips.data.synth.phantom import Grid, gaussian_sigma_vox
 
 LOW_COUNT_COV = (0.17, 0.28)
 

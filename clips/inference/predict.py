@@ -12,10 +12,10 @@ from scipy import ndimage
 from clips.data.io import load_patient, save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
+from clips.inference.sliding_window import predict_files, resolve_device
 from clips.progress import Progress
 from clips.registry.tmtv_net_import import KIND as RELEASED_KIND
 from clips.tracking.model import model_preprocessing
-from clips.training.inference import predict_files, resolve_device
 
 
 def _patients(path: Path) -> tuple[list[PatientFiles], bool]:

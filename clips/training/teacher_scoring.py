@@ -5,9 +5,9 @@ import numpy as np
 import torch
 
 from clips.curricula.difficulty import TEACHER_SCORES, feature_table, select_score, with_scores
+from clips.inference.sliding_window import predict_probs, resolve_device
 from clips.metrics.overlap import dice
 from clips.training import checkpoint
-from clips.training.inference import predict_probs, resolve_device
 
 
 def teacher_scores(teacher, cases, cfg, loss_fn) -> tuple[np.ndarray, np.ndarray]:
