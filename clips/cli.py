@@ -93,7 +93,10 @@ _experiment_option = click.option(
 @click.option("--fov", default="560,300,1000", show_default=True, help="Field of view x,y,z in mm.")
 @click.option("--preview", type=click.Path(dir_okay=False), default=None,
               help="Also write a PNG of coronal PET MIPs with the lesion outlines.")
-def synth(out, patients, seed, spacing, fov, preview):
+@click.option("--layout", default="autopet", show_default=True, type=click.Choice(["autopet", "autopet-release"]),
+              help="autopet: <patient>/{CTres,SUV,SEG}.nii.gz + cohort.csv; autopet-release: a miniature of the "
+                   "public FDG-PET-CT-Lesions release (nested patient/study folders, fdg_metadata.csv).")
+def synth(out, patients, seed, spacing, fov, preview, layout):
     """Generate an example whole-body PET/CT lymphoma cohort (autoPET layout + cohort.csv)."""
     from clips.data.preview import render_preview
     from clips.data.synth import SynthConfig, write_cohort
@@ -106,7 +109,13 @@ def synth(out, patients, seed, spacing, fov, preview):
     from clips.disk import ensure_writable
 
     ensure_writable(Path(out), "example cohort")
-    path = write_cohort(Path(out), patients, seed, SynthConfig(spacing_mm=(spacing,) * 3, fov_mm=fov_mm))
+    cfg = SynthConfig(spacing_mm=(spacing,) * 3, fov_mm=fov_mm)
+    if layout == "autopet-release":
+        from clips.data.synth.release import write_release
+
+        write_release(Path(out), patients, seed, cfg, log=click.echo)
+        return
+    path = write_cohort(Path(out), patients, seed, cfg)
     click.echo(f"wrote {patients} patients and {path}")
     if preview:
         click.echo(f"wrote {render_preview(out, preview, patients=patients)}")
@@ -133,6 +142,27 @@ def data_check(data_dir, affine_tol):
     n_bad = len(report.invalid_ids())
     click.echo(f"{len(report.valid)} valid, {n_bad} invalid patient(s), {len(report.problems)} problem(s)")
     sys.exit(1 if report.problems else 0)
+
+
+@data.command("select")
+@click.argument("release", type=click.Path(exists=True, file_okay=False))
+@click.option("--metadata", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The release's metadata table (autoPET: fdg_metadata.csv).")
+@click.option("--where", "where", multiple=True, help="COLUMN=VALUE[,VALUE...]: keep studies with one of the "
+              "values (repeatable; all must hold), e.g. diagnosis=LYMPHOMA.")
+@click.option("--negatives", default=0, show_default=True, type=click.IntRange(-1),
+              help="Also take this many negative-control studies (empty SEG), at random; -1: all of them.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the negatives' draw.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder of links to the selected studies (nothing is copied); use it as data_dir.")
+def data_select(release, metadata, where, negatives, seed, out):
+    """Select studies of a public release by its metadata (autoPET: diagnosis=LYMPHOMA), as links, with
+    selection.csv saying what was taken and why (docs/reproduce-autopet.md)."""
+    from clips.data.release import Selection, select
+
+    values = {k: [v.strip() for v in vals.split("|") if v.strip()] for k, vals in
+              _pairs([w.replace(",", "|") for w in where], "=", "COLUMN=VALUE", "--where").items()}
+    select(Path(release).resolve(), Path(metadata), Selection(values, negatives, seed), Path(out), log=click.echo)
 
 
 @data.command("import-dicom")
@@ -577,10 +607,13 @@ def _server_options(f):
 @click.option("--allowed-hosts", default="", help="Comma-separated Host headers to accept.")
 @click.option("--runtime-dir", default="",
               help="Where the generated auth config goes (default ~/.config/clips-server).")
+@click.option("--certfile", envvar="CLIPS_SERVER_CERTFILE", default="",
+              help="TLS certificate (PEM): with --keyfile the server speaks HTTPS only (clips server make-cert).")
+@click.option("--keyfile", envvar="CLIPS_SERVER_KEYFILE", default="", help="Its private key (PEM, mode 600).")
 @click.option("--print-command", is_flag=True, help="Print the mlflow server command line and exit.")
 def server_start(backend_store_uri, artifacts_destination, host, port, workers, auth, admin_username,
                  admin_password_file, secret_key_file, default_permission, auth_db_uri, allowed_hosts, runtime_dir,
-                 print_command):
+                 certfile, keyfile, print_command):
     """Start the MLflow tracking server (PostgreSQL, served artifacts, basic auth)."""
     from clips.tracking.server import server_command
 
@@ -589,15 +622,30 @@ def server_start(backend_store_uri, artifacts_destination, host, port, workers, 
         workers=workers, auth=auth, auth_db_uri=auth_db_uri, admin_username=admin_username,
         admin_password_file=admin_password_file, secret_key_file=secret_key_file,
         default_permission=default_permission, allowed_hosts=[h for h in allowed_hosts.split(",") if h],
-        runtime_dir=runtime_dir)
+        runtime_dir=runtime_dir, certfile=certfile, keyfile=keyfile)
     cmd, env = server_command(cfg)
     if print_command:
         click.echo(" ".join(cmd))
         return
-    click.echo(f"tracking server on http://{host}:{port} (health: /health), database "
+    click.echo(f"tracking server on {cfg.scheme}://{host}:{port} (health: /health), database "
                f"{backend_store_uri.split('@')[-1]}, artifacts {artifacts_destination}")
     sys.stdout.flush()
     os.execvpe(cmd[0], cmd, env)
+
+
+@server.command("make-cert")
+@click.option("--host", "hosts", multiple=True, required=True,
+              help="A name or address clients reach the server by (repeatable; the first is the subject).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for server.crt and server.key.")
+@click.option("--days", default=825, show_default=True, type=click.IntRange(1, 825))
+def server_make_cert(hosts, out, days):
+    """A self-signed TLS certificate for a lab without a hospital CA (tracking_server/README.md, TLS)."""
+    from clips.tracking.certificates import CA_ENV, make_self_signed
+
+    cert, key = make_self_signed(list(hosts), Path(out), days)
+    click.echo(f"wrote {cert} and {key} (mode 600), valid {days} days for {', '.join(hosts)}")
+    click.echo(f"  server: clips server start --certfile {cert} --keyfile {key} ...")
+    click.echo(f"  each client: copy {cert.name} over (it holds no secret) and export {CA_ENV}=/path/to/{cert.name}")
 
 
 @server.command("upgrade")

@@ -1,8 +1,10 @@
-"""Disk checks made before long work starts, so a full disk or a read-only folder costs nothing."""
+"""Disk checks made before long work starts, so a full disk, a read-only folder or a secret others can read costs
+nothing."""
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from clips.errors import ClipsError
@@ -26,3 +28,13 @@ def ensure_writable(folder: str | Path, what: str, min_free_mb: float | None = N
         raise ClipsError(f"only {free:.0f} MB free in {folder} ({what}); at least {need:.0f} MB are needed "
                          "(set CLIPS_MIN_FREE_MB to change the limit)")
     return folder
+
+
+def require_owner_only(path: str | Path, what: str) -> None:
+    """Refuse a secret (password, key) file that anyone but its owner may read, naming it and the fix."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError as exc:
+        raise ClipsError(f"cannot read the {what} from {path}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ClipsError(f"the {what} file {path} is readable by others (mode {mode:04o}): chmod 600 {path}")

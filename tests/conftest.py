@@ -1,6 +1,7 @@
 """Shared fixtures: a small generated cohort on real NIfTI files, and an isolated MLflow store."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -47,8 +48,8 @@ def isolated_home(tmp_path_factory, monkeypatch):
         mlflow.end_run()
 
 
-@pytest.fixture
-def pg_url():
+@contextlib.contextmanager
+def fresh_database():
     """A fresh PostgreSQL database on 127.0.0.1:5432 (trust auth), dropped afterwards.
 
     Skipped only when no server answers on a developer machine; under CI=true a missing
@@ -72,3 +73,16 @@ def pg_url():
     finally:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+@pytest.fixture
+def pg_url():
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def pg_url_module():
+    """One database for a module's tests (test_server.py's one server)."""
+    with fresh_database() as url:
+        yield url

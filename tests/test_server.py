@@ -1,9 +1,12 @@
 """The shared tracking server for real: PostgreSQL backend, served artifacts, basic auth, registry promotion."""
 from __future__ import annotations
 
+import http.client
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -19,11 +22,13 @@ from mlflow.exceptions import MlflowException
 
 from clips.models import SegNet
 from clips.registry.promote import promote
+from clips.tracking.certificates import CA_ENV
 from clips.tracking.model import log_segmentation_model
-from clips.tracking.server import health
+from clips.tracking.server import health, probe
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN = ("admin", "admin-pass-for-tests")
+SECRET_KEY = "flask-secret-for-tests"
 pytestmark = pytest.mark.slow
 
 
@@ -34,18 +39,20 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, pg_url: str, tmp: Path):
-        self.pg_url, self.tmp = pg_url, tmp
+    def __init__(self, pg_url: str, tmp: Path, tls: tuple[Path, Path] | None = None):
+        self.pg_url, self.tmp, self.tls = pg_url, tmp, tls
         self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
-        self.env = dict(os.environ, MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret")
+        self.env = dict(os.environ, MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1], MLFLOW_FLASK_SERVER_SECRET_KEY=SECRET_KEY)
         self.env.pop("MLFLOW_TRACKING_URI", None)
 
     def start(self):
         cmd = [sys.executable, "-m", "clips", "server", "start", "--backend-store-uri", self.pg_url,
                "--artifacts-destination", str(self.tmp / "artifacts"), "--port", str(self.port), "--workers", "2",
                "--runtime-dir", str(self.tmp / "runtime")]
+        if self.tls:
+            cmd += ["--certfile", str(self.tls[0]), "--keyfile", str(self.tls[1])]
         self.log = open(self.tmp / f"server-{time.time():.0f}.log", "w")
         # Its own process group: MLflow's server starts helper processes (job consumers) that must go with it.
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -59,8 +66,8 @@ class Server:
     def stop(self):
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
+            try:  # uvicorn's workers take 20 s to drain on SIGTERM; a test's outage needs no grace
+                self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
@@ -73,21 +80,47 @@ class Server:
             self.log.close()
 
 
-@pytest.fixture
-def server(pg_url, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 only, made as a lab would make it."""
+    out = tmp_path_factory.mktemp("tls")
+    res = subprocess.run([sys.executable, "-m", "clips", "server", "make-cert", "--host", "127.0.0.1", "--out",
+                          str(out)], cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0 and f"{CA_ENV}=" in res.stdout, res.stdout + res.stderr
+    assert (out / "server.key").stat().st_mode & 0o777 == 0o600
+    return out / "server.crt", out / "server.key"
+
+
+@pytest.fixture(scope="module")
+def running_server(pg_url_module, certificate, tmp_path_factory):
+    """One HTTPS server for this module's tests (starting one costs tens of seconds on 2 cores); a test that
+    stops it (restart, outage) leaves it running again or the next test's ``server`` starts it."""
     import psycopg
 
-    srv = Server(pg_url, tmp_path)
-    srv.start()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", srv.url)
-    mlflow.set_tracking_uri(srv.url)
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    srv = Server(pg_url_module, tmp_path_factory.mktemp("server"), tls=certificate)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CA_ENV, str(certificate[0]))
+        srv.start()
     yield srv
     srv.stop()
-    name = pg_url.rsplit("/", 1)[1] + "_auth"
-    with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+    name = pg_url_module.rsplit("/", 1)[1] + "_auth"
+    with psycopg.connect(pg_url_module.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def server(running_server, monkeypatch):
+    """The module's server, up, with this test's client (and its subprocesses) pointed at it as the admin and
+    trusting its certificate. Tests use experiments of their own names, so sharing the server shares nothing
+    they assert on."""
+    monkeypatch.setenv(CA_ENV, str(running_server.tls[0]))
+    if running_server.proc is None or running_server.proc.poll() is not None:
+        running_server.start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", running_server.url)
+    mlflow.set_tracking_uri(running_server.url)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
+    return running_server
 
 
 def _as(user, password, monkeypatch):
@@ -106,9 +139,12 @@ def _add_user(server, name, permission, experiment=""):
 
 
 def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatch):
+    """Accounts at work, a two-arm study logged by two workers at once, and then what must not be on the server:
+    no secret anywhere, no patient id or cohort path unless privacy=real says so."""
     # Anonymous requests are refused.
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10)
+        urllib.request.urlopen(f"{server.url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10,
+                               context=ssl.create_default_context(cafile=str(server.tls[0])))
     assert err.value.code == 401
 
     exp_id = mlflow.MlflowClient().create_experiment("shared")
@@ -123,14 +159,14 @@ def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatc
     _as("writer", "writer-password-1", monkeypatch)
     mlflow.MlflowClient().create_run(exp_id)  # may write
 
-    # Two trainings at once, through the server: nothing lost.
-    env = dict(os.environ, MLFLOW_EXPERIMENT_NAME="shared")
-    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(tiny_cohort), "-P", "model=tiny",
-            "-P", "epochs=3", "-P", "steps_per_epoch=2", "-P", "patch_size=32", "-P", "spacing_mm=10"]
-    procs = [subprocess.Popen(args + ["-P", f"seed={i}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    assert all(p.returncode == 0 for p in procs), outs
+    # A study of two arms, its two trainings at once (two local workers), through the server: nothing lost.
+    res = subprocess.run([sys.executable, "-m", "clips", "study", "--curricula", "none,random", "--seeds", "1",
+                          "--exploratory", "true", "--workers", "2", "--study-name", "shared-study",
+                          "--experiment", "shared", "-P", f"data_dir={tiny_cohort}", "-P", "model=tiny",
+                          "-P", "epochs=3", "-P", "steps_per_epoch=2", "-P", "patch_size=32", "-P", "spacing_mm=10"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    outs = [res.stdout + res.stderr]
+    assert res.returncode == 0, outs[0][-3000:]
     client = mlflow.MlflowClient()
     runs = client.search_runs([exp_id], filter_string="attributes.status = 'FINISHED' and params.`cfg.model` = 'tiny'")
     assert len(runs) == 2
@@ -153,6 +189,39 @@ def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatc
     # Many runs of one cohort registering it at the same moment (a study's workers starting together):
     # the server checks, then inserts, so some collide on the unique key; every run still gets its input.
     _log_one_dataset_at_once(exp_id, 8)
+
+    # No secret anywhere it should not be: run parameters and tags, the server's log, the trainings' output, the
+    # generated auth config, the artifacts.
+    secrets = [ADMIN[1], SECRET_KEY, "reader-password-1", "writer-password-1"]
+    _as(*ADMIN, monkeypatch)
+    logged = [str(r.data.params) + str(r.data.tags) for r in client.search_runs([exp_id])]
+    places = {"runs' params and tags": "\n".join(logged), "trainings' output": "\n".join(outs),
+              "server log": "\n".join(f.read_text() for f in server.tmp.glob("server-*.log")),
+              "auth config": (server.tmp / "runtime" / "basic_auth.ini").read_text(),
+              "artifacts": "\n".join(f.read_bytes().decode("latin-1") for f in (server.tmp / "artifacts").rglob("*")
+                                     if f.is_file())}
+    found = [(where, secret) for where, text in places.items() for secret in secrets if secret in text]
+    assert not found, found
+
+    # No patient id or cohort path reached the server with the default privacy: a scan of all it holds (both
+    # databases, every artifact, text or binary) finds none; with privacy=real it finds them, so it can fail.
+    ids = pd.read_csv(tiny_cohort / "cohort.csv")["patient_id"].astype(str).tolist()
+    needles = [i.encode() for i in ids] + [str(tiny_cohort).encode(), str(tiny_cohort.resolve()).encode()]
+    held = _everything_the_server_holds(server)
+    assert _where([b"shared-study"], held)  # the study is there
+    found = _where(needles, held)
+    assert not found, f"found on the server: {found[:20]}"
+    predictions = tiny_cohort.parent / "predictions"
+    predictions.mkdir()
+    for pid in ids:
+        shutil.copyfile(tiny_cohort / pid / "SEG.nii.gz", predictions / f"{pid}.nii.gz")
+    res = subprocess.run([sys.executable, "-m", "clips", "evaluate", "--data-dir", str(tiny_cohort), "--pred-dir",
+                          str(predictions), "--out", str(tiny_cohort.parent / "eval"), "--mlflow", "--privacy", "real"],
+                         cwd=REPO, capture_output=True, text=True,
+                         env=dict(os.environ, MLFLOW_EXPERIMENT_NAME="shared"))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    found = _where(needles, _everything_the_server_holds(server))
+    assert {f.split(" in ")[0] for f in found} >= {*ids, str(tiny_cohort)}, found
 
 
 def _log_one_dataset_at_once(exp_id: str, n: int) -> None:
@@ -347,3 +416,119 @@ def test_server_outage_during_training(server, tiny_cohort, monkeypatch):
     assert _steps(client, run_id) == list(range(8))  # no epoch lost, none twice
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and "test_dice_mean" in run.data.metrics
+
+
+def test_https_only_and_certificate_problems_in_one_line(server, monkeypatch, tmp_path):
+    from clips.tracking.certificates import explain
+
+    assert health(server.url)  # with the certificate trusted
+    plain = server.url.replace("https://", "http://")
+    with pytest.raises((urllib.error.URLError, OSError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(plain + "/health", timeout=10)  # no answer in clear, no redirect
+    assert "does not answer" in probe(plain) and "an https:// server?" in probe(plain)
+
+    def reap(url, trust: bool):
+        env = {k: v for k, v in os.environ.items() if k != CA_ENV} | {"MLFLOW_TRACKING_URI": url}
+        if trust:
+            env[CA_ENV] = str(server.tls[0])
+        return subprocess.run([sys.executable, "-m", "clips", "runs", "reap", "--older-than", "1"], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    untrusted = reap(server.url, trust=False)  # a client that does not have the lab's certificate
+    assert untrusted.returncode == 2 and "Traceback" not in untrusted.stderr, untrusted.stderr
+    line = untrusted.stderr.strip()
+    assert len(line.splitlines()) == 1 and server.url in line and CA_ENV in line and "certificate" in line
+    wrong_name = server.url.replace("127.0.0.1", "localhost")  # the certificate lists 127.0.0.1 only
+    res = reap(wrong_name, trust=True)
+    assert res.returncode == 2 and wrong_name in res.stderr and "make-cert --host" in res.stderr, res.stderr
+    assert reap(server.url, trust=True).returncode == 0
+    expired = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    expired.verify_message = "certificate has expired"
+    assert "renew" in explain(server.url, expired)
+
+
+MATRIX = ("<!-- permission-matrix -->", "<!-- /permission-matrix -->")
+
+
+def permission_matrix() -> tuple[list[str], dict[str, dict[str, bool]]]:
+    """tracking_server/README.md's table: (its columns, {action: {column: allowed}})."""
+    text = (REPO / "tracking_server" / "README.md").read_text()
+    lines = text.split(MATRIX[0])[1].split(MATRIX[1])[0].strip().splitlines()
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    columns = cells[0][1:]
+    return columns, {row[0]: dict(zip(columns, (c == "yes" for c in row[1:]), strict=True)) for row in cells[2:]}
+
+
+def test_permission_matrix(server, monkeypatch):
+    """Every cell of the README's table, tried against the real server as that user."""
+    from mlflow.server import get_app_client
+
+    columns, rows = permission_matrix()
+    admin = mlflow.MlflowClient()
+    auth = get_app_client("basic-auth", tracking_uri=server.url)
+    exp_id = admin.create_experiment("matrix")
+    model = "matrix-model"
+    admin.create_registered_model(model)
+    source_run = admin.create_run(exp_id).info.run_id
+    version = admin.create_model_version(model, f"runs:/{source_run}/model", run_id=source_run).version
+    users = {"admin": ADMIN}
+    for i, column in enumerate(columns[1:]):
+        name, password = f"matrix-user-{i}", f"matrix-password-{i}-long"
+        auth.create_user(name, password)
+        if column in ("READ", "EDIT", "MANAGE", "DENY"):
+            auth.grant_user_permission(name, "experiment", exp_id, column)
+            auth.grant_user_permission(name, "registered_model", model, column)
+        users[column] = (name, password)
+
+    def fresh_run():
+        _as(*ADMIN, monkeypatch)
+        return admin.create_run(exp_id).info.run_id
+
+    actions = {
+        "read the experiment and its runs": lambda c, run: (c.get_experiment(exp_id), c.get_run(source_run)),
+        "create a run in it": lambda c, run: c.create_run(exp_id),
+        "delete a run of it": lambda c, run: c.delete_run(run),
+        "register a new version of the model": lambda c, run: c.create_model_version(
+            model, f"runs:/{source_run}/model", run_id=source_run),
+        "move the model's alias": lambda c, run: c.set_registered_model_alias(model, "champion", version),
+        "create an account": lambda c, run: get_app_client("basic-auth", tracking_uri=server.url).create_user(
+            f"new-{time.time_ns()}", "new-account-password-1"),
+    }
+    assert set(actions) == set(rows), "the README's rows and the test's actions differ"
+    wrong = []
+    for action, expected in rows.items():
+        for column, allowed in expected.items():
+            run = fresh_run()
+            _as(*users[column], monkeypatch)
+            try:
+                actions[action](mlflow.MlflowClient(), run)
+                happened = True
+            except MlflowException as exc:
+                assert "permission" in str(exc).lower() or exc.get_http_status_code() in (401, 403), str(exc)[:300]
+                happened = False
+            if happened != allowed:
+                wrong.append(f"{action} as {column}: {'allowed' if happened else 'refused'}")
+    assert not wrong, wrong
+
+
+def _everything_the_server_holds(server) -> dict[str, bytes]:
+    """Every row of every table of its two databases (runs, registry, accounts) and every artifact file, as bytes,
+    by where it is (``db:<table>``, ``artifact:<path>``)."""
+    import psycopg
+
+    held = {}
+    for db in (server.pg_url, server.pg_url + "_auth"):
+        with psycopg.connect(db) as conn:
+            tables = [r[0] for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")]
+            for table in tables:
+                held[f"db:{table}"] = b"\n".join(repr(row).encode() for row in conn.execute(f'SELECT * FROM "{table}"'))
+    root = server.tmp / "artifacts"
+    # an artifact's path counts too (a report named after a patient would leak the id)
+    held |= {f"artifact:{f.relative_to(root)}": str(f.relative_to(root)).encode() + b"\n" + f.read_bytes()
+             for f in root.rglob("*") if f.is_file()}
+    return held
+
+
+def _where(needles: list[bytes], held: dict[str, bytes]) -> list[str]:
+    return sorted({f"{n.decode()} in {place}" for n in needles for place, data in held.items() if n in data})

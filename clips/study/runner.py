@@ -26,6 +26,7 @@ from clips.study.config import SELECTIONS, Job, StudyConfig
 from clips.study.inference import MIN_SEEDS
 from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema
+from clips.tracking.privacy import Privacy
 from clips.tracking.runs import inherited_tags
 
 
@@ -246,7 +247,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                schema.CONTRASTS_PARAM: ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
                                "study.vary_inner_split": scfg.vary_inner_split,
                                "study.references": ",".join(f"{k}={v}" for k, v in scfg.references.items())}
-                              | {f"train.{k}": v for k, v in scfg.train.items()})
+                              | Privacy(scfg.train.get("privacy", "auto")).params(
+                                  {f"train.{k}": v for k, v in scfg.train.items()}))
         queue = open_queue(scfg, create=True)
         root, digest = cohort_digest_of(scfg)
         known = queue.meta.get("digest")
@@ -314,7 +316,8 @@ def study_description(scfg: StudyConfig) -> str:
         design += ", inner validation split varied with the seed"
     if scfg.references:
         design += ", fixed reference model(s) " + ", ".join(f"{k} ({v})" for k, v in scfg.references.items())
-    recipe = ", ".join(f"{k}={v}" for k, v in sorted(scfg.train.items())) or "the profile's defaults"
+    train = Privacy(scfg.train.get("privacy", "auto")).params(scfg.train)  # what the shared server may see
+    recipe = ", ".join(f"{k}={v}" for k, v in sorted(train.items())) or "the profile's defaults"
     declared = (f"Primary contrasts: {', '.join(scfg.contrasts)}" if scfg.contrasts else
                 "Exploratory: no primary contrast declared")
     return (f"**Study {scfg.name()}**: {len(scfg.curricula)} curricula ({', '.join(scfg.curricula)}), {design}, "

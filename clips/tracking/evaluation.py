@@ -46,7 +46,9 @@ def log_evaluation_run(result: CohortEvaluation, data_dir, model_uri: str, priva
     """``clips evaluate --mlflow``: one run holding what was evaluated, with which settings, and the outputs."""
     from clips.tracking.privacy import Privacy
 
+    pseudonyms = Privacy(privacy)
     with mlflow.start_run():
-        mlflow.log_params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "", "cfg.privacy": privacy,
-                           **{f"cfg.{k}": v for k, v in result.settings.describe().items()}})
-        log_evaluation(result, "eval", privacy=Privacy(privacy))
+        mlflow.log_params(pseudonyms.params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "",
+                                             "cfg.privacy": privacy,
+                                             **{f"cfg.{k}": v for k, v in result.settings.describe().items()}}))
+        log_evaluation(result, "eval", privacy=pseudonyms)

@@ -24,6 +24,7 @@ from clips.paths import clips_home
 from clips.tracking.schema import PRIVACY_MODES as MODES
 
 ID_COLUMNS = ("patient_id", "subject")
+PATH_PARAMS = ("data_dir",)  # parameters that hold a cohort's folder
 
 
 def _key() -> bytes:
@@ -55,6 +56,19 @@ class Privacy:
 
     def ids(self, ids) -> list[str]:
         return [self.id(i) for i in ids]
+
+    def path(self, path) -> str:
+        """A cohort folder as a shared server may see it: a keyed hash of its absolute path
+        (stable on this site, meaningless elsewhere; folder names often hold patient or trial names), or the path
+        itself when ids are real."""
+        if not self.active:
+            return str(path)
+        digest = hmac.new(self._key, str(Path(path).expanduser().resolve()).encode(), hashlib.sha256).hexdigest()
+        return f"/site-local/{digest[:12]}"  # path-shaped: MLflow resolves a dataset source as a path
+
+    def params(self, params: dict) -> dict:
+        """Run parameters with every cohort path (``data_dir``, ``train.data_dir``, ...) through :meth:`path`."""
+        return {k: (self.path(v) if v and k.rsplit(".", 1)[-1] in PATH_PARAMS else v) for k, v in params.items()}
 
     def table(self, df: pd.DataFrame) -> pd.DataFrame:
         if not self.active:

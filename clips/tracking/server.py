@@ -6,8 +6,10 @@ tracking_server/README.md documents, so either can be used.
 """
 from __future__ import annotations
 
+import http.client
 import os
 import socket
+import ssl
 import stat
 import sys
 import urllib.error
@@ -16,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+from clips.disk import require_owner_only
 from clips.errors import ClipsError
+from clips.tracking.certificates import check_pair, client_context, explain
 
 ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
 SECRET_KEY_ENV = "MLFLOW_FLASK_SERVER_SECRET_KEY"
 PERMISSIONS = ("READ", "EDIT", "MANAGE", "NO_PERMISSIONS")
+JOBS_ENV = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 GRANTABLE = PERMISSIONS[:3]  # what `clips server user add` may give (NO_PERMISSIONS is a default only)
 
 
@@ -39,16 +44,17 @@ class ServerConfig:
     default_permission: str = "READ"
     allowed_hosts: list[str] = field(default_factory=list)
     runtime_dir: str = ""  # where the generated auth config goes (not the repo)
+    certfile: str = ""  # TLS: with keyfile, the server speaks HTTPS only (clips server make-cert makes a pair)
+    keyfile: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.certfile else "http"
 
 
 def _secret(env: str, path: str, what: str) -> str:
     if path:
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except OSError as exc:
-            raise ClipsError(f"cannot read the {what} from {path}: {exc}") from None
-        if mode & 0o077:  # a secret anyone else on the machine can read is not a secret
-            raise ClipsError(f"the {what} file {path} is readable by others (mode {mode:04o}): chmod 600 {path}")
+        require_owner_only(path, what)  # a secret anyone else on the machine can read is not a secret
         try:
             value = Path(path).read_text().strip()
         except OSError as exc:
@@ -142,6 +148,10 @@ def server_command(cfg: ServerConfig) -> tuple[list[str], dict[str, str]]:
     if cfg.default_permission not in PERMISSIONS:
         raise ClipsError(f"default permission must be one of {', '.join(PERMISSIONS)}")
     env = dict(os.environ)
+    # MLflow's server jobs run its GenAI features (scorers, prompt optimisation), none of which CLIPS uses; each of
+    # their ~8 consumer processes imports MLflow at every start (about one of 2 cores for tens of seconds) and keeps
+    # its memory. Off unless the site turns them on (MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true).
+    env.setdefault(JOBS_ENV, "false")
     if cfg.auth:
         env[ADMIN_PASSWORD_ENV] = _secret(ADMIN_PASSWORD_ENV, cfg.admin_password_file, "admin password")
         env[SECRET_KEY_ENV] = _secret(SECRET_KEY_ENV, cfg.secret_key_file, "secret key")
@@ -156,6 +166,12 @@ def server_command(cfg: ServerConfig) -> tuple[list[str], dict[str, str]]:
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", cfg.backend_store_uri, "--serve-artifacts",
            "--artifacts-destination", artifacts, "--host", cfg.host, "--port", str(cfg.port),
            "--workers", str(cfg.workers), "--allowed-hosts", ",".join(dict.fromkeys(hosts))]
+    if cfg.certfile or cfg.keyfile:
+        # uvicorn (MLflow's default server) then listens with TLS only: a plain-HTTP request on the port gets no
+        # answer, so no credentials are ever sent in clear and then redirected.
+        check_pair(cfg.certfile, cfg.keyfile)
+        cmd += ["--uvicorn-opts", f"--ssl-certfile {Path(cfg.certfile).resolve()} "
+                                  f"--ssl-keyfile {Path(cfg.keyfile).resolve()}"]
     if cfg.auth:
         runtime = Path(cfg.runtime_dir) if cfg.runtime_dir else Path.home() / ".config" / "clips-server"
         env["MLFLOW_AUTH_CONFIG_PATH"] = str(auth_config(cfg, runtime))
@@ -163,12 +179,30 @@ def server_command(cfg: ServerConfig) -> tuple[list[str], dict[str, str]]:
     return cmd, env
 
 
-def health(url: str, timeout: float = 5.0) -> bool:
+def probe(url: str, timeout: float = 5.0) -> str | None:
+    """None when the server answers GET /health, else why not, in one line (a certificate problem names the fix)."""
+    context = client_context() if url.startswith("https://") else None
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout, context=context) as r:
+            return None if r.status == 200 else f"the tracking server {url} answered GET /health with {r.status}"
+    except ssl.SSLCertVerificationError as exc:
+        return explain(url, exc)
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, ssl.SSLCertVerificationError):
+            return explain(url, exc.reason)
+        return _no_answer(url)
+    except (OSError, ValueError, http.client.HTTPException):
+        return _no_answer(url)
+
+
+def _no_answer(url: str) -> str:
+    hint = " (an https:// server?)" if url.startswith("http://") else ""
+    return (f"the tracking server {url} does not answer (GET /health){hint}; is it running, and is "
+            "MLFLOW_TRACKING_URI right?")
+
+
+def health(url: str, timeout: float = 5.0) -> bool:
+    return probe(url, timeout) is None
 
 
 def require_reachable(tracking_uri: str) -> None:
@@ -179,9 +213,9 @@ def require_reachable(tracking_uri: str) -> None:
         return
     if not tracking_uri.startswith(("http://", "https://")):
         return
-    if not health(tracking_uri):
-        raise ClipsError(f"the tracking server {tracking_uri} does not answer (GET /health); "
-                         "is it running, and is MLFLOW_TRACKING_URI right?")
+    problem = probe(tracking_uri)
+    if problem:
+        raise ClipsError(problem)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

@@ -24,12 +24,17 @@ class LoopState:
 
 def save_last(path: Path, t, metrics: dict) -> None:
     """Everything a killed run needs to continue exactly: ``t`` is the training
-    (:class:`clips.training.trainer.Training`), ``metrics`` the epoch's, logged on resume if they were not."""
+    (:class:`clips.training.trainer.Training`), ``metrics`` the epoch's, logged on resume if they were not.
+
+    The file is mirrored to the run's artifacts, so it holds no patient id and no cohort path when the run's ids
+    are pseudonymised: the curriculum rows name patients by their index, the config's paths go through the
+    run's privacy."""
     save({
         "model": t.model.state_dict(), "preset": t.cfg.model, "optimizer": t.optimizer.state_dict(),
         "scheduler": t.scheduler.state_dict(), "curriculum": t.curriculum.state_dict(),
         "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-        "state": dataclasses.asdict(t.state), "config": t.cfg.as_params(), "curriculum_rows": t.clog.rows,
+        "state": dataclasses.asdict(t.state), "config": t.privacy.params(t.cfg.as_params()),
+        "curriculum_rows": t.clog.indexed_rows(),
         "metrics": metrics, "ema": t.ema.state_dict() if t.ema is not None else None,
     }, path)
 
@@ -43,7 +48,7 @@ def restore_last(saved: dict, t) -> dict | None:
     t.rng.bit_generator.state = saved["numpy_rng"]
     torch.set_rng_state(saved["torch_rng"])
     t.state = LoopState(**saved["state"])
-    t.clog.rows = saved.get("curriculum_rows", [])
+    t.clog.restore_rows(saved.get("curriculum_rows", []))
     if t.ema is not None and saved.get("ema") is not None:
         t.ema.load_state_dict(saved["ema"])
     return saved.get("metrics")

@@ -26,6 +26,17 @@ class CurriculumLog:
             self.rows.append({"patient_id": pid, "epoch": epoch, "difficulty": float(self.difficulty[i]),
                               "included": bool(w[i] > 0), "weight": float(w[i]), "loss": float(losses[i])})
 
+    def indexed_rows(self) -> list[dict]:
+        """The rows with each patient as its index in the training's patient list: what a checkpoint keeps, so
+        that the file, mirrored to the tracking server, names no patient."""
+        index = {pid: i for i, pid in enumerate(self.ids)}
+        return [r | {"patient_id": index[r["patient_id"]]} for r in self.rows]
+
+    def restore_rows(self, rows: list[dict]) -> None:
+        """The inverse of :meth:`indexed_rows` (older checkpoints kept the ids themselves)."""
+        self.rows = [r | {"patient_id": self.ids[r["patient_id"]]} if isinstance(r["patient_id"], int) else r
+                     for r in rows]
+
     def table(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=["patient_id", "epoch", "difficulty", "included", "weight", "loss"])
 

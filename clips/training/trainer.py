@@ -203,7 +203,7 @@ def log_run_parameters(training: Training, data_dir: Path) -> None:
     training.spool.flush()  # a resumed run first uploads what an outage left behind
     training.privacy.ids(training.cohort.table["patient_id"])
     cfg = training.cfg
-    log_params_once(run_parameters(cfg, vars(training.curriculum.opt), data_dir))
+    log_params_once(training.privacy.params(run_parameters(cfg, vars(training.curriculum.opt), data_dir)))
     mlflow.set_tags({"mlflow.note.content": run_description(training, data_dir), schema.CURRICULUM: cfg.curriculum,
                      schema.PAPER: training.curriculum.paper, schema.PROFILE: cfg.profile,
                      schema.COHORT_DIGEST: training.cohort.digest})
@@ -233,7 +233,7 @@ def run_description(training: Training, data_dir: Path) -> str:
               f"{cfg.batch_size} patches of {patch} voxels at {spacing} mm, {cfg.model} U-Net, "
               f"lr {cfg.lr:g}, augmentation {cfg.augmentation}, seed {cfg.seed}.")
     if cfg.data_dir:
-        source = f"`{data_dir}`"
+        source = f"`{training.privacy.path(data_dir)}`"
     else:
         ex = cfg.example
         source = (f"the generated example cohort ({GENERATOR_VERSION} generator, {ex.patients} patients, "
@@ -444,7 +444,7 @@ def _log_data(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
         mlflow.log_artifact(str(workdir / "skipped.json"), "data")
     with warnings.catch_warnings():  # MLflow's source-type guess and integer-column hints are noise here
         warnings.simplefilter("ignore", UserWarning)
-        ds = mlflow.data.from_pandas(table, source=str(cohort.root), name="cohort", digest=cohort.digest)
+        ds = mlflow.data.from_pandas(table, source=privacy.path(cohort.root), name="cohort", digest=cohort.digest)
         log_input(ds, context="training")
 
 

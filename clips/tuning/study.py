@@ -28,6 +28,7 @@ from clips.scaling.devices import local_slots
 from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
 from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
 from clips.tracking import schema
+from clips.tracking.privacy import Privacy
 from clips.tracking.runs import inherited_tags
 from clips.tuning.config import PRUNERS, TuneConfig
 from clips.tuning.objective import Objective
@@ -339,7 +340,8 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print, ree
                          schema.CURRICULUM: tcfg.curriculum, schema.OBJECTIVE: str(prep.objective)})
         existing = MlflowClient().get_run(parent.info.run_id).data.params
         params = {f"tune.{k}": str(v) for k, v in dataclasses.asdict(tcfg).items() if k != "train"}
-        params |= {f"train.{k}": str(v) for k, v in tcfg.train.items()}
+        train = {f"train.{k}": str(v) for k, v in tcfg.train.items()}
+        params |= Privacy(tcfg.train.get("privacy", "auto")).params(train)
         params["tune.storage"] = redact(tcfg.storage or default_storage())
         params["tune.warmup_epochs_resolved"] = str(prep.warmup)
         mlflow.log_params({k: v for k, v in params.items() if k not in existing})
