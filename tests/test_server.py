@@ -129,13 +129,16 @@ def _as(user, password, monkeypatch):
 
 
 def _add_user(server, name, permission, experiment=""):
-    env = dict(os.environ, CLIPS_NEW_USER_PASSWORD=f"{name}-password-1")
-    cmd = [sys.executable, "-m", "clips", "server", "user", "add", name, "--permission", permission]
-    if experiment:
-        cmd += ["--experiment", experiment]
-    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout + res.stderr
-    return res.stdout
+    """`clips server user add`, run in this process (the real command; a subprocess would only add start-up)."""
+    from click.testing import CliRunner
+
+    from clips.cli import cli
+
+    args = ["server", "user", "add", name, "--permission", permission] + (["--experiment", experiment]
+                                                                          if experiment else [])
+    res = CliRunner().invoke(cli, args, env={"CLIPS_NEW_USER_PASSWORD": f"{name}-password-1"})
+    assert res.exit_code == 0, res.output
+    return res.output
 
 
 def test_auth_permissions_and_concurrent_logging(server, tiny_cohort, monkeypatch):
