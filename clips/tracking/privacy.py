@@ -50,8 +50,7 @@ class Privacy:
         if not self.active:
             return patient_id
         if patient_id not in self.mapping:
-            digest = hmac.new(self._key, str(patient_id).encode(), hashlib.sha256).hexdigest()
-            self.mapping[patient_id] = f"P{digest[:12]}"
+            self.mapping[patient_id] = f"P{self._digest(str(patient_id))}"
         return self.mapping[patient_id]
 
     def ids(self, ids) -> list[str]:
@@ -63,8 +62,12 @@ class Privacy:
         itself when ids are real."""
         if not self.active:
             return str(path)
-        digest = hmac.new(self._key, str(Path(path).expanduser().resolve()).encode(), hashlib.sha256).hexdigest()
-        return f"/site-local/{digest[:12]}"  # path-shaped: MLflow resolves a dataset source as a path
+        # path-shaped: MLflow resolves a dataset source as a path
+        return f"/site-local/{self._digest(str(Path(path).expanduser().resolve()))}"
+
+    def _digest(self, text: str) -> str:
+        """The first 12 hex digits of HMAC-SHA-256(site key, text): one rule for ids and paths."""
+        return hmac.new(self._key, text.encode(), hashlib.sha256).hexdigest()[:12]
 
     def params(self, params: dict) -> dict:
         """Run parameters with every cohort path (``data_dir``, ``train.data_dir``, ...) through :meth:`path`."""
