@@ -160,6 +160,24 @@ def test_clearly_worse_trial_is_pruned_and_keeps_its_log(tmp_path):
     assert summary["best_params"]["start_fraction"] == 0.4
 
 
+def test_a_restarted_tuning_draws_new_settings(tmp_path):
+    """A tuning stopped and started again (same study, same seed) goes on with new draws; with the study's seed
+    alone its sampler replayed the first start's settings and trained them a second time."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def trial_fn(trial, params, run_id, prep):
+        return params["start_fraction"]
+
+    for n_trials in (2, 4):  # the second call is the restart: it adds two trials to the two held
+        tcfg = TuneConfig(curriculum="predefined", n_trials=n_trials, storage=storage, study_name="restarted",
+                          pruner="none", reevaluate_top=0, train=dict(TINY))
+        run_tuning(tcfg, trial_fn=trial_fn, log=lambda *_: None)
+    trials = load_study(prepare(tcfg)).trials
+    assert len(trials) == 4
+    first, second = [t.params for t in trials[:2]], [t.params for t in trials[2:]]
+    assert not any(p == q for p in first for q in second), (first, second)
+
+
 @pytest.mark.slow
 def test_two_workers_on_postgresql_and_one_killed(tiny_cohort, pg_url, tmp_path):
     args = [sys.executable, "-m", "clips", "tune", "--curriculum", "predefined", "--n-trials", "4", "--storage", pg_url,

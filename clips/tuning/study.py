@@ -117,14 +117,21 @@ class _StopWhenDone:
             study.stop()
 
 
+def sampler_seed(seed: int, worker_index: int, trials_held: int) -> int:
+    """Reproducible from the study's seed, and never the same for two (worker, start) pairs of one study."""
+    return seed + 1000 * worker_index + 1_000_003 * trials_held
+
+
 def load_study(prep: TuningSetup, worker_index: int = 0, client: MlflowClient | None = None) -> optuna.Study:
     tcfg = prep.tcfg
     client = client or MlflowClient()
     study = optuna.create_study(
         study_name=tcfg.resolved_study_name(), storage=_storage(tcfg, client), load_if_exists=True,
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=tcfg.seed + 1000 * worker_index),
-        pruner=_pruner(tcfg, prep.warmup, prep.epochs),
+        direction="maximize", pruner=_pruner(tcfg, prep.warmup, prep.epochs),
     )
+    # Seeded by worker and by how many trials the study already holds: a restarted (or joining) worker with the
+    # study's seed would otherwise replay the first worker's draws and train settings already tried.
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(tcfg.seed, worker_index, len(study.trials)))
     known = study.user_attrs.get("curriculum")
     if known and known != tcfg.curriculum:
         raise ConfigError(f"study {study.study_name!r} tunes {known!r}, not {tcfg.curriculum!r}: "
