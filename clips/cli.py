@@ -604,6 +604,9 @@ def _server_options(f):
 @click.option("--default-permission", default=_SERVER.default_permission, show_default=True,
               type=click.Choice(PERMISSIONS))
 @click.option("--auth-db-uri", default="", help="Database of the accounts (default: <backend db>_auth).")
+@click.option("--auth-cache-ttl", "auth_cache_ttl_s", default=_SERVER.auth_cache_ttl_s, show_default=True,
+              type=click.IntRange(0, 3600), help="Seconds a worker trusts a password it checked (0: check every "
+              "request; tracking_server/README.md, security).")
 @click.option("--allowed-hosts", default="", help="Comma-separated Host headers to accept.")
 @click.option("--runtime-dir", default="",
               help="Where the generated auth config goes (default ~/.config/clips-server).")
@@ -612,8 +615,8 @@ def _server_options(f):
 @click.option("--keyfile", envvar="CLIPS_SERVER_KEYFILE", default="", help="Its private key (PEM, mode 600).")
 @click.option("--print-command", is_flag=True, help="Print the mlflow server command line and exit.")
 def server_start(backend_store_uri, artifacts_destination, host, port, workers, auth, admin_username,
-                 admin_password_file, secret_key_file, default_permission, auth_db_uri, allowed_hosts, runtime_dir,
-                 certfile, keyfile, print_command):
+                 admin_password_file, secret_key_file, default_permission, auth_db_uri, auth_cache_ttl_s,
+                 allowed_hosts, runtime_dir, certfile, keyfile, print_command):
     """Start the MLflow tracking server (PostgreSQL, served artifacts, basic auth)."""
     from clips.tracking.server import server_command
 
@@ -621,7 +624,8 @@ def server_start(backend_store_uri, artifacts_destination, host, port, workers, 
         backend_store_uri=backend_store_uri, artifacts_destination=artifacts_destination, host=host, port=port,
         workers=workers, auth=auth, auth_db_uri=auth_db_uri, admin_username=admin_username,
         admin_password_file=admin_password_file, secret_key_file=secret_key_file,
-        default_permission=default_permission, allowed_hosts=[h for h in allowed_hosts.split(",") if h],
+        default_permission=default_permission, auth_cache_ttl_s=auth_cache_ttl_s,
+        allowed_hosts=[h for h in allowed_hosts.split(",") if h],
         runtime_dir=runtime_dir, certfile=certfile, keyfile=keyfile)
     cmd, env = server_command(cfg)
     if print_command:

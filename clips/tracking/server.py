@@ -42,6 +42,12 @@ class ServerConfig:
     admin_password_file: str = ""
     secret_key_file: str = ""
     default_permission: str = "READ"
+    # MLflow's basic auth checks the password hash (scrypt) on every request: 290 ms against 17 ms without auth
+    # (benchmarks/bench_auth_cost.py). MLflow's own credential cache skips that for a (user, password) it accepted
+    # within the last auth_cache_ttl_s seconds, in each worker. The price (MLflow's words, basic_auth.ini): a
+    # password changed or a user deleted through one worker may still be accepted by the others for up to this
+    # long. 0 turns the cache off.
+    auth_cache_ttl_s: int = 30
     allowed_hosts: list[str] = field(default_factory=list)
     runtime_dir: str = ""  # where the generated auth config goes (not the repo)
     certfile: str = ""  # TLS: with keyfile, the server speaks HTTPS only (clips server make-cert makes a pair)
@@ -138,7 +144,8 @@ def auth_config(cfg: ServerConfig, runtime: Path) -> Path:
                     f"default_permission = {cfg.default_permission}\n"
                     f"database_uri = {auth_db}\n"
                     f"admin_username = {cfg.admin_username}\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                    f"auth_cache_ttl_seconds = {int(cfg.auth_cache_ttl_s)}\n")
     path.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return path
 
