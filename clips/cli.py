@@ -785,6 +785,28 @@ def predict(model_uri, input_path, out, dicom_seg):
     sys.exit(1 if errors else 0)
 
 
+
+@cli.group()
+def export():
+    """A model in another tool's format (a MONAI bundle)."""
+
+
+@export.command("monai-bundle")
+@click.option("--model-uri", "--model", "model_uri", required=True,
+              help="e.g. models:/clips-tmtv@champion, runs:/ID/model.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New folder for the bundle.")
+def export_monai_bundle(model_uri, out):
+    """Write a MONAI bundle of a CLIPS model: configs/metadata.json, configs/inference.json (MONAI transforms,
+    DynUNet, sliding windows), models/model.pt, docs/README.md with its figures and evidence (docs/export.md)."""
+    from clips.export.monai_bundle import export_bundle
+
+    _reachable()
+    path = export_bundle(model_uri, Path(out))
+    click.echo(f"MONAI bundle of {model_uri}: {path}")
+    click.echo(f"  python -m monai.bundle run --config_file {path}/configs/inference.json --bundle_root {path} "
+               "--dataset_dir CASES")
+
+
 def main():
     try:
         cli(standalone_mode=False)

@@ -33,21 +33,24 @@ assert all(2 ** (len(f) - 1) == PATCH_MULTIPLE for f in PRESETS.values())
 MIN_PATCH = 2 * PATCH_MULTIPLE
 
 
+def dynunet_args(preset: str, in_channels: int = N_CHANNELS, out_channels: int = 2) -> dict:
+    """MONAI DynUNet's arguments for a preset: the one definition, which the MONAI bundle export writes out."""
+    filters = PRESETS[preset]
+    strides = [1] + [2] * (len(filters) - 1)
+    return dict(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, kernel_size=[3] * len(filters),
+                strides=strides, upsample_kernel_size=strides[1:], filters=list(filters),
+                norm_name=("INSTANCE", {"affine": True}), deep_supervision=True,
+                deep_supr_num=DEEP_SUPERVISION_HEADS, res_block=True)
+
+
 class SegNet(nn.Module):
     def __init__(self, preset: str = "small", in_channels: int = N_CHANNELS, out_channels: int = 2):
         super().__init__()
         if preset not in PRESETS:
             raise ConfigError(f"unknown model preset {preset!r}; known: {', '.join(PRESETS)}")
-        filters = PRESETS[preset]
         self.preset = preset
-        strides = [1] + [2] * (len(filters) - 1)
         self.multiple = PATCH_MULTIPLE
-        self.unet = DynUNet(
-            spatial_dims=3, in_channels=in_channels, out_channels=out_channels,
-            kernel_size=[3] * len(filters), strides=strides, upsample_kernel_size=strides[1:],
-            filters=list(filters), norm_name=("INSTANCE", {"affine": True}),
-            deep_supervision=True, deep_supr_num=DEEP_SUPERVISION_HEADS, res_block=True,
-        )
+        self.unet = DynUNet(**dynunet_args(preset, in_channels, out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[2:]

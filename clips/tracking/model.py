@@ -38,10 +38,13 @@ def log_segmentation_model(net, preprocessing: dict, name: str = "model", step: 
 
 def model_preprocessing(model_uri: str) -> dict:
     """The preprocessing settings stored with a CLIPS model."""
-    info = mlflow.models.get_model_info(model_uri)
+    from clips.errors import ClipsError
+
+    try:
+        info = mlflow.models.get_model_info(model_uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a URI that names no model
+        raise ClipsError(f"cannot load model {model_uri}: {str(exc).splitlines()[0]}") from None
     meta = (info.metadata or {}).get("clips")
     if not meta:
-        from clips.errors import ClipsError
-
         raise ClipsError(f"{model_uri} is not a CLIPS model (no preprocessing settings in its metadata)")
     return meta
