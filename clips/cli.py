@@ -165,6 +165,34 @@ def data_select(release, metadata, where, negatives, seed, out):
     select(Path(release).resolve(), Path(metadata), Selection(values, negatives, seed), Path(out), log=click.echo)
 
 
+
+@data.command("export-nnunet")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="nnU-Net base folder: nnUNet_raw/ and nnUNet_preprocessed/ are written under it.")
+@click.option("--folds-from", "folds_from", default="", help="Use the splits of this study's children (its name).")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="With --folds-from: the child seed whose inner validation split to take.")
+@click.option("--id", "dataset_id", default=500, show_default=True, type=click.IntRange(1, 999),
+              help="nnU-Net dataset id (of fold 0; fold k gets id + k).")
+@click.option("--name", default="CLIPS", show_default=True, help="nnU-Net dataset name.")
+@click.option("--copy", is_flag=True, help="Copy the images instead of linking them.")
+@click.option("-P", "--param", "params", multiple=True,
+              help="Training parameter deciding the split, KEY=VALUE (folds, split_seed, val_fraction, profile, ...).")
+def data_export_nnunet(data_dir, out, folds_from, seed, dataset_id, name, copy, params):
+    """Write the cohort and CLIPS's splits (a study's folds with --folds-from) in nnU-Net v2's raw format, with
+    splits_final.json so that nnU-Net trains and validates on CLIPS's patients (docs/data.md)."""
+    from clips.data.nnunet_export import export_nnunet, split_params_of_study
+
+    given = _params(params)
+    if folds_from:
+        _reachable()
+        given = split_params_of_study(folds_from, seed) | given
+    done = export_nnunet(Path(data_dir), Path(out), given, dataset_id, name, copy, log=click.echo)
+    click.echo(f"{len(done)} dataset(s); then: export nnUNet_raw={Path(out).resolve()}/nnUNet_raw "
+               f"nnUNet_preprocessed={Path(out).resolve()}/nnUNet_preprocessed; nnUNetv2_plan_and_preprocess "
+               f"-d {dataset_id}")
+
 @data.command("import-dicom")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Cohort folder to write (autoPET layout).")

@@ -7,7 +7,7 @@ Supported layouts:
   several studies gives one case per study, ``<patient>__<study>``, and both share the
   ``subject`` so that splits never put one person in two sets.
 * nnU-Net: ``root/imagesTr/<case>_0000.nii.gz`` (CT), ``<case>_0001.nii.gz`` (PET, SUV),
-  ``root/labelsTr/<case>.nii.gz``.
+  ``root/labelsTr/<case>.nii.gz``; ``root/imagesTs`` (with ``labelsTs``) given itself reads the test cases.
 """
 from __future__ import annotations
 
@@ -66,7 +66,9 @@ def discover(root: str | Path) -> list[PatientFiles]:
     if not root.is_dir():
         raise DataError(str(root), None, "cohort folder does not exist")
     if (root / "imagesTr").is_dir():
-        return _discover_nnunet(root)
+        return _discover_nnunet(root / "imagesTr", root / "labelsTr")
+    if root.name in ("imagesTr", "imagesTs"):  # one part of an nnU-Net dataset, e.g. its test cases
+        return _discover_nnunet(root, root.parent / root.name.replace("images", "labels"))
     cases = []
     for pdir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if _is_autopet_folder(pdir):
@@ -83,12 +85,14 @@ def discover(root: str | Path) -> list[PatientFiles]:
     return sorted(cases, key=lambda c: c.patient_id)
 
 
-def _discover_nnunet(root: Path) -> list[PatientFiles]:
-    images, labels = root / "imagesTr", root / "labelsTr"
+def _discover_nnunet(images: Path, labels: Path) -> list[PatientFiles]:
     case_ids = sorted({p.name[: -len("_0000.nii.gz")] for p in images.glob("*_000[01].nii.gz")})
     if not case_ids:
-        raise DataError(str(root), "imagesTr", "no <case>_0000.nii.gz / <case>_0001.nii.gz images found")
+        raise DataError(str(images.parent), images.name, "no <case>_0000.nii.gz / <case>_0001.nii.gz images found")
+    # A case CLIPS named <subject>__<study> (a subject's several studies, as clips data export-nnunet writes
+    # them) keeps its subject, so splits still keep one person's studies together.
     return [
-        PatientFiles(c, c, images / f"{c}_0000.nii.gz", images / f"{c}_0001.nii.gz", labels / f"{c}.nii.gz")
+        PatientFiles(c, c.split("__", 1)[0], images / f"{c}_0000.nii.gz", images / f"{c}_0001.nii.gz",
+                     labels / f"{c}.nii.gz")
         for c in case_ids
     ]
