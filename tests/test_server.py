@@ -24,7 +24,7 @@ from clips.models import SegNet
 from clips.registry.promote import promote
 from clips.tracking.certificates import CA_ENV
 from clips.tracking.model import log_segmentation_model
-from clips.tracking.server import health, probe
+from clips.tracking.server import ServerConfig, health, probe
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN = ("admin", "admin-pass-for-tests")
@@ -339,6 +339,8 @@ def test_missing_secrets_are_a_clear_error(pg_url, tmp_path):
     with psycopg.connect(pg_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:  # start made it
         conn.execute(f'DROP DATABASE IF EXISTS "{pg_url.rsplit("/", 1)[1]}_auth" WITH (FORCE)')
     assert "--app-name basic-auth" in res.stdout and "--serve-artifacts" in res.stdout
+    ttl = ServerConfig().auth_cache_ttl_s  # MLflow's credential cache, on by default
+    assert ttl > 0 and f"auth_cache_ttl_seconds = {ttl}" in (tmp_path / "basic_auth.ini").read_text()
     # a secret file others can read is refused, naming it; the owner-only one is taken
     loose = tmp_path / "admin_password"
     loose.write_text("s3cret\n")
