@@ -3,6 +3,7 @@
 The bundle follows MONAI's bundle specification::
 
     <out>/configs/metadata.json    what the network takes and gives, versions, the model's figures
+    <out>/configs/logging.conf     the logging of `monai.bundle run`
     <out>/configs/inference.json   network_def (MONAI's DynUNet), CLIPS's preprocessing as MONAI transforms,
                                    the sliding-window inferer, the post-processing, the writer, an evaluator
     <out>/models/model.pt          the network's state_dict, DynUNet's own keys
@@ -36,7 +37,30 @@ from clips.tracking import schema
 CT, PET = "ct", "pet"
 CHANNEL_KEYS = [f"ch{c}_{name}" for c, (name, _, _) in enumerate(CHANNEL_WINDOWS)]
 RUN_PACKAGES = ("monai", "torch", "numpy", "nibabel")
-OPTIONAL_PACKAGES = ("fire", "pytorch-ignite")  # MONAI's bundle command line and its evaluator (clips[bundle])
+BUNDLE_PACKAGES = ("fire", "pytorch-ignite")  # MONAI's bundle command line and its evaluator (clips[bundle])
+# MONAI's logging configuration for `monai.bundle run` (it looks for configs/logging.conf), the model zoo's form
+LOGGING_CONF = """[loggers]
+keys=root
+
+[handlers]
+keys=consoleHandler
+
+[formatters]
+keys=fullFormatter
+
+[logger_root]
+level=INFO
+handlers=consoleHandler
+
+[handler_consoleHandler]
+class=StreamHandler
+level=INFO
+formatter=fullFormatter
+args=(sys.stdout,)
+
+[formatter_fullFormatter]
+format=%(asctime)s - %(name)s - %(levelname)s - %(message)s
+"""
 
 
 def _version(pkg: str) -> str:
@@ -128,8 +152,10 @@ def metadata(meta: dict, model_uri: str, description: str, figures: dict) -> dic
         "monai_version": _version("monai"),
         "pytorch_version": _version("torch").split("+")[0],
         "numpy_version": _version("numpy"),
-        "required_packages_version": {p: _version(p) for p in RUN_PACKAGES if p not in ("monai", "torch", "numpy")},
-        "optional_packages_version": {p: _version(p) for p in OPTIONAL_PACKAGES},
+        # MONAI 1.6 reads required_packages_version (optional_packages_version, the older specification's name,
+        # is deprecated and rewritten to it): nibabel, and MONAI's bundle command line and evaluator
+        "required_packages_version": {p: _version(p) for p in RUN_PACKAGES + BUNDLE_PACKAGES
+                                      if p not in ("monai", "torch", "numpy")},
         "name": "CLIPS lymphoma lesion segmentation (FDG PET/CT)",
         "task": "Lesion segmentation of whole-body FDG PET/CT for total metabolic tumour volume",
         "description": description,
@@ -195,6 +221,7 @@ def export_bundle(model_uri: str, out: Path) -> Path:
     (out / "models").mkdir()
     (out / "docs").mkdir()
     torch.save(_state_dict(net), out / "models" / "model.pt")
+    (out / "configs" / "logging.conf").write_text(LOGGING_CONF)
     (out / "configs" / "inference.json").write_text(json.dumps(inference_config(meta), indent=2) + "\n")
     (out / "configs" / "metadata.json").write_text(
         json.dumps(metadata(meta, model_uri, description, metrics), indent=2) + "\n")
