@@ -48,6 +48,9 @@ python -m monai.bundle verify_net_in_out network_def --meta_file configs/metadat
 python -m monai.bundle run --config_file configs/inference.json --bundle_root . --dataset_dir /path/to/cases
 ```
 
+A bundle's configs are code (MONAI evaluates their `$` expressions and `_target_` names as Python): run a
+bundle only from a source you trust, as MONAI's own warning says.
+
 Masks are written to `eval/<case>/CTres_seg.nii.gz` (uint8, the PET grid). `--output_dir` moves them;
 `--device "$torch.device('cpu')"` forces the CPU.
 
