@@ -148,7 +148,10 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     FAILED, and the comparison is written once. A worker with other data refuses."""
     mlflow.search_experiments()  # create the local store's tables before two processes race to
     params = [x for k, v in (TINY | {"data_dir": str(tiny_cohort)}).items() for x in ("-P", f"{k}={v}")]
-    start = ["study", "--curricula", "none,random,anti", "--seeds", "1", "--study-name", "q", "--storage", pg_url,
+    # Six jobs, and the second worker starts as soon as the queue exists: tiny children take ~3 s on a fast
+    # machine, and with three jobs the first worker had claimed them all before the second one was up (CI,
+    # 2026-12-02), so the second had nothing to be killed in.
+    start = ["study", "--curricula", "none,random,anti", "--seeds", "2", "--study-name", "q", "--storage", pg_url,
              "--heartbeat-grace-s", "6", "--workers", "1", "--out", str(tmp_path / "report"), *params]
     logs = {n: open(tmp_path / f"{n}.log", "w") for n in ("a", "b", "c")}
     a = _clips(start, tmp_path / "home_a", logs["a"])
@@ -162,8 +165,15 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
         return [t for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
                 if t.user_attrs.get("worker", "").endswith(f":{pid}") and "run_id" in t.user_attrs]
 
+    def queue_exists():
+        try:
+            optuna.load_study(study_name="queue:q", storage=poll)
+            return True
+        except KeyError:
+            return False
+
     deadline = time.time() + 300
-    while not running_of(a.pid):
+    while not queue_exists():
         assert a.poll() is None and time.time() < deadline, (tmp_path / "a.log").read_text()[-3000:]
         time.sleep(0.3)
     b = _clips(["study", "--join", "q", "--storage", pg_url, "--workers", "1", "-P", "threads=1"],
@@ -183,7 +193,7 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     runs = client.search_runs([client.get_experiment_by_name("clips").experiment_id], max_results=200)
     children = [r for r in runs if r.data.tags.get("clips.role") == "study_child"]
     finished = [r.data.tags["clips.study_key"] for r in children if r.info.status == "FINISHED"]
-    assert sorted(finished) == ["anti:0", "none:0", "random:0"]  # every job exactly once
+    assert sorted(finished) == [f"{c}:{s}" for c in ("anti", "none", "random") for s in (0, 1)]  # each once
     assert not [r for r in runs if r.info.status == "RUNNING"]
     dead = client.get_run(killed.user_attrs["run_id"])
     assert dead.info.status == "FAILED" and "heartbeat" in dead.data.tags["clips.failure"]
@@ -192,7 +202,7 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     assert parent.info.run_name == "q"  # named after the study, not adjective-animal-123
     assert {r.data.tags.get("mlflow.source.name") for r in children} == {parent.data.tags["mlflow.source.name"]}
     assert {r.info.run_name for r in children if r.info.status == "FINISHED"} == {
-        "none · seed 0", "random · seed 0", "anti · seed 0"}  # curriculum first: truncation keeps it
+        f"{c} · seed {s}" for c in ("none", "random", "anti") for s in (0, 1)}  # curriculum first: truncation keeps it
     report = (tmp_path / "report" / "comparison.md").read_text().splitlines()
     assert report[0] == "# q: curriculum comparison" and report[2].startswith("Recipe: ") and "model=tiny" in report[2]
 
