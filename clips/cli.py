@@ -165,7 +165,6 @@ def data_select(release, metadata, where, negatives, seed, out):
     select(Path(release).resolve(), Path(metadata), Selection(values, negatives, seed), Path(out), log=click.echo)
 
 
-
 @data.command("export-nnunet")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False),
@@ -192,6 +191,7 @@ def data_export_nnunet(data_dir, out, folds_from, seed, dataset_id, name, copy, 
     click.echo(f"{len(done)} dataset(s); then: export nnUNet_raw={Path(out).resolve()}/nnUNet_raw "
                f"nnUNet_preprocessed={Path(out).resolve()}/nnUNet_preprocessed; nnUNetv2_plan_and_preprocess "
                f"-d {dataset_id}")
+
 
 @data.command("import-dicom")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
@@ -811,7 +811,6 @@ def predict(model_uri, input_path, out, dicom_seg):
         click.echo(line)
         errors += line.startswith("error:")
     sys.exit(1 if errors else 0)
-
 
 
 @cli.group()

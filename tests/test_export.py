@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import nibabel as nib
@@ -16,7 +15,6 @@ import torch
 from clips.models import SegNet
 from clips.tracking.model import log_segmentation_model
 
-REPO = Path(__file__).resolve().parent.parent
 # The mandatory keys of MONAI's bundle specification (docs/source/mb_specification.rst, "metadata.json File"),
 # with MONAI 1.6's required_packages_version for the older optional_packages_version: MONAI's verify_metadata
 # fetches its JSON schema from the internet, so the test checks them itself.

@@ -9,7 +9,7 @@ def _table(d: dict) -> str:
 
 
 def render(model_uri: str, meta: dict, description: str, metrics: dict, provenance: dict) -> str:
-    params = provenance.pop("params", {})
+    params = provenance.get("params", {})
     data = {k: v for k, v in params.items() if k.startswith(("cfg.data", "cfg.curriculum", "cfg.profile",
                                                                "cfg.epochs", "cfg.seed", "data."))}
     return f"""# CLIPS lymphoma lesion segmentation: MONAI bundle
@@ -36,7 +36,7 @@ Mean figures of the run (validation and test patients of its split):
 {_table(metrics)}
 Registry evidence (promotion's paired test against the previous champion):
 
-{_table({k: v for k, v in provenance.items() if k != 'run'})}
+{_table({k: v for k, v in provenance.items() if k not in ('run', 'params')})}
 ## Running it
 Needs `monai` with `fire` and `pytorch-ignite` (MONAI's bundle command line and evaluator; `pip install
 'clips[bundle]'` or `pip install "monai[fire,ignite]"`), nothing else; offline. Cases in the autoPET layout,

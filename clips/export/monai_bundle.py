@@ -31,12 +31,12 @@ import torch
 from clips.data.layout import AUTOPET_FILES
 from clips.data.preprocess import CHANNEL_WINDOWS, N_CHANNELS
 from clips.errors import ClipsError
+from clips.export.bundle_readme import render as render_readme
 from clips.models.unet import MIN_PATCH, dynunet_args
 from clips.tracking import schema
 
 CT, PET = "ct", "pet"
 CHANNEL_KEYS = [f"ch{c}_{name}" for c, (name, _, _) in enumerate(CHANNEL_WINDOWS)]
-RUN_PACKAGES = ("monai", "torch", "numpy", "nibabel")
 BUNDLE_PACKAGES = ("fire", "pytorch-ignite")  # MONAI's bundle command line and its evaluator (clips[bundle])
 # MONAI's logging configuration for `monai.bundle run` (it looks for configs/logging.conf), the model zoo's form
 LOGGING_CONF = """[loggers]
@@ -154,8 +154,7 @@ def metadata(meta: dict, model_uri: str, description: str, figures: dict) -> dic
         "numpy_version": _version("numpy"),
         # MONAI 1.6 reads required_packages_version (optional_packages_version, the older specification's name,
         # is deprecated and rewritten to it): nibabel, and MONAI's bundle command line and evaluator
-        "required_packages_version": {p: _version(p) for p in RUN_PACKAGES + BUNDLE_PACKAGES
-                                      if p not in ("monai", "torch", "numpy")},
+        "required_packages_version": {p: _version(p) for p in ("nibabel", *BUNDLE_PACKAGES)},
         "name": "CLIPS lymphoma lesion segmentation (FDG PET/CT)",
         "task": "Lesion segmentation of whole-body FDG PET/CT for total metabolic tumour volume",
         "description": description,
@@ -225,11 +224,5 @@ def export_bundle(model_uri: str, out: Path) -> Path:
     (out / "configs" / "inference.json").write_text(json.dumps(inference_config(meta), indent=2) + "\n")
     (out / "configs" / "metadata.json").write_text(
         json.dumps(metadata(meta, model_uri, description, metrics), indent=2) + "\n")
-    (out / "docs" / "README.md").write_text(_readme(model_uri, meta, description, metrics, provenance))
+    (out / "docs" / "README.md").write_text(render_readme(model_uri, meta, description, metrics, provenance))
     return out
-
-
-def _readme(model_uri, meta, description, metrics, provenance) -> str:
-    from clips.export.bundle_readme import render
-
-    return render(model_uri, meta, description, metrics, provenance)

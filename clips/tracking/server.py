@@ -42,9 +42,10 @@ class ServerConfig:
     admin_password_file: str = ""
     secret_key_file: str = ""
     default_permission: str = "READ"
-    # MLflow's basic auth checks the password hash (scrypt) on every request: 290 ms against 17 ms without auth
-    # (benchmarks/bench_auth_cost.py). MLflow's own credential cache skips that for a (user, password) it accepted
-    # within the last auth_cache_ttl_s seconds, in each worker. The price (MLflow's words, basic_auth.ini): a
+    # MLflow's basic auth checks the password hash (scrypt) on every request, most of a small server's load
+    # (measured by benchmarks/bench_auth_cost.py; figures in tracking_server/README.md, security). MLflow's own
+    # credential cache skips that for a (user, password) it accepted within the last auth_cache_ttl_s seconds,
+    # in each worker. The price (MLflow's words, basic_auth.ini): a
     # password changed or a user deleted through one worker may still be accepted by the others for up to this
     # long. 0 turns the cache off.
     auth_cache_ttl_s: int = 30

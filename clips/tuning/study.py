@@ -131,7 +131,8 @@ def load_study(prep: TuningSetup, worker_index: int = 0, client: MlflowClient | 
     )
     # Seeded by worker and by how many trials the study already holds: a restarted (or joining) worker with the
     # study's seed would otherwise replay the first worker's draws and train settings already tried.
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(tcfg.seed, worker_index, len(study.trials)))
+    held = len(study.get_trials(deepcopy=False))
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(tcfg.seed, worker_index, held))
     known = study.user_attrs.get("curriculum")
     if known and known != tcfg.curriculum:
         raise ConfigError(f"study {study.study_name!r} tunes {known!r}, not {tcfg.curriculum!r}: "
