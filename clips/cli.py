@@ -294,11 +294,13 @@ def _extra_options(args: list[str]) -> dict[str, str]:
 @cli.command()
 @click.option("--curriculum", default="", help="Also list this curriculum's options.")
 @click.option("--profile", default="", help="Show the values of this profile (experiments/profiles.yaml).")
-def params(curriculum, profile):
+@click.option("--peer", default="", help="Also list this peer arm's options (clips study --peer-option).")
+def params(curriculum, profile, peer):
     """List every training parameter with its default and meaning (-P name=value sets it)."""
     from clips.config import describe_parameters
+    from clips.peers import get_peer
 
-    for line in describe_parameters(curriculum or None, profile or None):
+    for line in describe_parameters(curriculum or None, profile or None, get_peer(peer) if peer else None):
         click.echo(line)
 
 
@@ -387,6 +389,11 @@ def _study_command(f):
         _opt("--reference", multiple=True,
              help="NAME=MODEL_URI: a fixed model evaluated (not trained) in every fold, an arm to compare with "
                   "(e.g. released=models:/tmtv-net-released/1)."),
+        _opt("--peers", default="",
+             help="Peer arms trained on the same folds and seeds by their own method (nnunet: nnU-Net v2, needs "
+                  "clips[nnunet]); docs/peers.md."),
+        _opt("--peer-option", multiple=True,
+             help="NAME.KEY=VALUE: a peer's option (e.g. nnunet.budget=wall; `clips params --peer nnunet`)."),
         *_scaling_options(d, "the job queue and of --from-study"),
     ]):
         f = decorator(f)
@@ -399,8 +406,8 @@ def _study_command(f):
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
 @_experiment_option
 @click.pass_context
-def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, reference, out, join, params, experiment,
-          **options):
+def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, reference, peers, peer_option, out, join,
+          params, experiment, **options):
     """Every curriculum x fold x seed as a child run with one training recipe, then the comparison report.
 
     The children are jobs in a queue (the Optuna storage): `clips study --join NAME --storage URL` adds workers,
@@ -424,6 +431,7 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
     tuned = _pairs(from_study, ":", "CURRICULUM:STUDY", "--from-study")
     references = _pairs(reference, "=", "NAME=MODEL_URI", "--reference")
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, references=references,
+                       peers=_names(peers), peer_options=_pairs(peer_option, "=", "NAME.KEY=VALUE", "--peer-option"),
                        **options,
                        **({"contrasts": []} if exploratory else {"contrasts": _names(contrasts)} if contrasts else {}))
     _reachable(experiment)

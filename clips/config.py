@@ -182,16 +182,19 @@ def example_cohort_dir(cfg: TrainConfig) -> Path:
 
 
 
-def describe_parameters(curriculum: str | None = None, profile: str | None = None) -> list[str]:
+def describe_parameters(curriculum: str | None = None, profile: str | None = None, peer=None) -> list[str]:
     """One line per training parameter (name, value, the comment beside its field in this file),
-    and per option of ``curriculum``: ``clips params``. The code is the one place they are written."""
+    per option of ``curriculum`` and per option of the peer arm ``peer`` (a class of clips/peers, which build on
+    this module; set with ``--peer-option NAME.KEY=VALUE``): ``clips params``. The code is the one place they
+    are written."""
     import inspect
     import re
 
     cfg = build_config({"profile": profile} if profile else {})
     rows = []
     for cls, prefix, obj in [(TrainConfig, "", cfg), (ExampleCohort, "example.", cfg.example)] + (
-            [(get_curriculum(curriculum).Options, "", get_curriculum(curriculum).Options())] if curriculum else []):
+            [(get_curriculum(curriculum).Options, "", get_curriculum(curriculum).Options())] if curriculum else []) + (
+            [(peer.Options, f"{peer.name}.", peer.Options())] if peer else []):
         for line in inspect.getsource(cls).splitlines():
             m = re.match(r"\s+(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", line)
             if m and m.group(1) in {f.name for f in dataclasses.fields(cls)} and m.group(1) != "example":

@@ -67,8 +67,10 @@ def _write_label(src: Path, dst: Path) -> None:
     nib.save(nib.Nifti1Image(data, img.affine, header), dst)
 
 
-def write_dataset(cohort, out: Path, dataset_id: int, name: str, copy: bool = False) -> Exported:
-    """One split of ``cohort`` (clips.data.cohort.Cohort) as an nnU-Net raw dataset with its splits_final.json."""
+def write_dataset(cohort, out: Path, dataset_id: int, name: str, copy: bool = False, source: str = "") -> Exported:
+    """One split of ``cohort`` (clips.data.cohort.Cohort) as an nnU-Net raw dataset with its splits_final.json.
+    ``source``: what dataset.json's description names as the origin (default: the cohort folder's name; a study
+    names none, because nnU-Net copies dataset.json into the model that the study logs)."""
     dataset = f"Dataset{dataset_id:03d}_{name}"
     raw = out / "nnUNet_raw" / dataset
     if raw.exists():
@@ -87,8 +89,9 @@ def write_dataset(cohort, out: Path, dataset_id: int, name: str, copy: bool = Fa
     (raw / "dataset.json").write_text(json.dumps({
         "channel_names": CHANNELS, "labels": LABELS, "numTraining": len(ids["train"]) + len(ids["val"]),
         "file_ending": ".nii.gz", "name": dataset,
-        "description": f"CLIPS export of {cohort.root.name}: {len(ids['train'])} train, {len(ids['val'])} val "
-                       f"(splits_final.json), {len(ids['test'])} test (imagesTs)"}, indent=2) + "\n")
+        "description": f"CLIPS export of {source or cohort.root.name}: {len(ids['train'])} train, "
+                       f"{len(ids['val'])} val (splits_final.json), {len(ids['test'])} test (imagesTs)"},
+        indent=2) + "\n")
     splits = out / "nnUNet_preprocessed" / dataset / "splits_final.json"
     splits.parent.mkdir(parents=True, exist_ok=True)
     splits.write_text(json.dumps([{"train": ids["train"], "val": ids["val"]}], indent=2) + "\n")

@@ -50,6 +50,10 @@ class StudyConfig:
     contrasts: list[str] = field(default_factory=lambda: list(PRIMARY_CONTRASTS))  # primary, variant:reference
     # Fixed models evaluated (not trained) in every fold, name -> model URI (clips/study/reference.py)
     references: dict[str, str] = field(default_factory=dict)
+    # Peer arms: other methods trained on the same folds and seeds by their own trainer (clips/peers: nnunet),
+    # and their options, NAME.KEY -> VALUE (e.g. nnunet.budget: wall)
+    peers: list[str] = field(default_factory=list)
+    peer_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         # imported here: the command line reads the defaults without importing torch
@@ -82,5 +86,6 @@ class StudyConfig:
 
         folds = range(self.folds) if self.folds > 1 else [-1]
         jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds_of(c))]
+        jobs += [Job(p, f, s) for p in self.peers for f in folds for s in range(self.seeds)]
         jobs += [Job(r, f, 0) for r in self.references for f in folds]  # a fixed model: one evaluation a fold
         return sorted(jobs, key=lambda j: (not (j.curriculum == BASELINE and j.seed == 0), j.seed))

@@ -24,6 +24,7 @@ from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
 from clips.study.config import SELECTIONS, Job, StudyConfig
 from clips.study.inference import MIN_SEEDS
+from clips.study.peer_arm import check_peers, run_peer, waits_for
 from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema
 from clips.tracking.privacy import Privacy
@@ -38,11 +39,12 @@ def check(scfg: StudyConfig) -> None:
         raise ConfigError("seeds must be at least 1, and folds 0 (one split) or at least 2")
     if scfg.selection not in SELECTIONS:
         raise ConfigError(f"selection {scfg.selection!r}: one of {', '.join(SELECTIONS)}")
-    arms = set(scfg.curricula) | set(scfg.references)
+    arms = set(scfg.curricula) | set(scfg.references) | set(scfg.peers)
     for contrast in scfg.contrasts:
-        if contrast.count(":") != 1 or not all(arm in REGISTRY or arm in scfg.references
+        if contrast.count(":") != 1 or not all(arm in REGISTRY or arm in scfg.references or arm in scfg.peers
                                                for arm in contrast.split(":")):
-            raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula or references")
+            raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula, references "
+                              "or peers")
         if set(contrast.split(":")) <= arms and scfg.seeds < MIN_SEEDS:
             raise ConfigError(f"primary contrast {contrast} with {scfg.seeds} seed(s) per fold cannot be tested: one "
                               f"training's luck moves a whole fold, and it takes at least {MIN_SEEDS} seeds per fold "
@@ -51,6 +53,7 @@ def check(scfg: StudyConfig) -> None:
     if needs_teacher(scfg) and BASELINE not in scfg.curricula:
         raise ConfigError(f"a variant needs a teacher: give teacher_uri, or include the baseline {BASELINE}")
     check_references(scfg)
+    check_peers(scfg)
     stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
     trained = [j for j in scfg.jobs() if j.curriculum in scfg.curricula]
     for job in trained[:1] + [Job(c, max(scfg.folds - 1, -1), 0) for c in scfg.curricula]:
@@ -132,6 +135,13 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
             evaluate_reference(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}),
                                log=progress)
             client.set_terminated(run_id, "FINISHED")
+        elif job.curriculum in scfg.peers:
+            waited = waits_for(scfg, job)
+            baseline = finished_children(client, experiment_id, parent_id).get(waited.key) if waited else None
+            if waited and baseline is None:
+                raise ConfigError(f"{job.key} needs the wall time of {waited.key}, which did not finish")
+            run_peer(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}), baseline,
+                     log=log)
         else:
             train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
     except BaseException as exc:
@@ -143,7 +153,8 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
 
 def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, experiment_id: str) -> dict:
     """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
-    if job.curriculum in scfg.references or not (needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
+    if job.curriculum in scfg.references or job.curriculum in scfg.peers or not (
+            needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
         return tuned
     base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher_job(job).key)
     if base is None:
@@ -189,6 +200,9 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
 
         def ready(key: str, status=status) -> bool:  # a variant that needs a teacher waits until it is settled
             job = jobs.get(key)
+            if job is not None and job.curriculum in scfg.peers:
+                waited = waits_for(scfg, job)
+                return waited is None or status.get(waited.key) in ("done", "failed")
             if job is None or job.curriculum in scfg.references or not (
                     needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
                 return job is not None
@@ -246,7 +260,9 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                schema.CONTRASTS_PARAM: ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
                                "study.vary_inner_split": scfg.vary_inner_split,
-                               "study.references": ",".join(f"{k}={v}" for k, v in scfg.references.items())}
+                               "study.references": ",".join(f"{k}={v}" for k, v in scfg.references.items()),
+                               "study.peers": ",".join(scfg.peers),
+                               "study.peer_options": ",".join(f"{k}={v}" for k, v in scfg.peer_options.items())}
                               | Privacy(scfg.train.get("privacy", "auto")).params(
                                   {f"train.{k}": v for k, v in scfg.train.items()}))
         queue = open_queue(scfg, create=True)
@@ -288,7 +304,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                contrasts=scfg.contrasts)
 
 
-DESIGN_KEYS = ("curricula", "references", "seeds", "baseline_seeds", "folds", "contrasts", "selection",
+DESIGN_KEYS = ("curricula", "references", "peers", "seeds", "baseline_seeds", "folds", "contrasts", "selection",
                "vary_inner_split")
 
 
@@ -316,6 +332,8 @@ def study_description(scfg: StudyConfig) -> str:
         design += ", inner validation split varied with the seed"
     if scfg.references:
         design += ", fixed reference model(s) " + ", ".join(f"{k} ({v})" for k, v in scfg.references.items())
+    if scfg.peers:
+        design += ", peer arm(s) " + ", ".join(scfg.peers) + " (their own trainers, the same folds; clips/peers)"
     train = Privacy(scfg.train.get("privacy", "auto")).params(scfg.train)  # what the shared server may see
     recipe = ", ".join(f"{k}={v}" for k, v in sorted(train.items())) or "the profile's defaults"
     declared = (f"Primary contrasts: {', '.join(scfg.contrasts)}" if scfg.contrasts else
@@ -333,7 +351,8 @@ def withdraw_arms(name: str, arms: list[str], storage: str = "", log=print) -> l
     seen). Returns the cancelled jobs."""
     queue = JobQueue(name, storage)
     meta = queue.meta
-    known = StudyConfig.from_dict(meta["config"]).curricula
+    design = StudyConfig.from_dict(meta["config"])
+    known = design.curricula + design.peers
     unknown = [a for a in arms if a not in known]
     if unknown:
         raise ConfigError(f"study {name!r} has no arm {', '.join(unknown)}; its arms: {', '.join(known)}")

@@ -39,6 +39,7 @@ BEST_PREFIX = "clips.best."  # + a tuned parameter's name
 FIGURE_PREFIX = "clips.figure."  # + a figure's name: why it was not drawn
 REEVAL_CANDIDATE = "clips.reeval_candidate"
 REFERENCE = "clips.reference"  # a study child that evaluated a fixed model (its URI), not a training
+PEER = "clips.peer"  # a study child of a peer arm (clips/peers): the peer's name
 REEVAL_VERDICT = "clips.reeval_verdict"
 # promotion's evidence on the model version (and the promote run)
 PROMOTE_RUN = "clips.run_id"
