@@ -2,7 +2,7 @@
 
 Per fold (its train/val/test patients; a folder per distinct split, so seeds with one split share it)::
 
-    $CLIPS_HOME/nnunet/<study>/split-<digest>/
+    $CLIPS_HOME/peers/nnunet/<study>/split-<digest>/
         nnUNet_raw/Dataset500_CLIPS/        clips/data/nnunet_export.py: CT _0000, SUV _0001, labels 0/1
         nnUNet_preprocessed/Dataset500_CLIPS/  splits_final.json = CLIPS's train/val; plans; preprocessed data
         seed<s>/nnUNet_results/, seed<s>/pred/, seed<s>/*.log   one training per seed
@@ -82,11 +82,12 @@ class NnUNet(Peer):
 
     # ------------------------------------------------------------------------- the child
     def run(self, job: PeerJob) -> None:
+        from clips.inference.sliding_window import resolve_device
         from clips.metrics.cohort import CohortEvaluation, evaluate_files, find_prediction
         from clips.metrics.patient import COLUMNS, EvalSettings
         from clips.tracking.evaluation import log_evaluation
         from clips.tracking.privacy import Privacy
-        from clips.training.trainer import load_data
+        from clips.training.trainer import load_data, log_cohort
 
         cfg, opts = job.cfg, self.options
         _, cohort = load_data(cfg, log=lambda *_: None)
@@ -96,9 +97,9 @@ class NnUNet(Peer):
         seed_dir = split_dir / f"seed{cfg.seed}"
         seed_dir.mkdir(parents=True, exist_ok=True)
         budget = self.budget(job)
-        env = self.environment(split_dir, seed_dir, budget, cfg)
-        device, checkpoint = _device(cfg.device), ("checkpoint_best.pth" if job.selection == "inner_val"
-                                                   else "checkpoint_final.pth")
+        device = resolve_device(cfg.device)
+        env = self.environment(split_dir, seed_dir, budget, cfg, device)
+        checkpoint = "checkpoint_best.pth" if job.selection == "inner_val" else "checkpoint_final.pth"
         mlflow.log_params(self.parameters(cfg, budget, checkpoint))
         began = time.perf_counter()
         plans = self.prepare(cohort, split_dir, cfg, env, job.log)
@@ -107,14 +108,14 @@ class NnUNet(Peer):
         if not (fold_dir / "checkpoint_final.pth").exists():
             job.log(f"nnunet: training (seed {cfg.seed}, {_budget_line(budget)})")
             resume = "resume" if (fold_dir / "checkpoint_latest.pth").exists() else "fresh"
-            _step("train", [DATASET, CONFIGURATION, device, resume], env, seed_dir / "train.log")
+            _step("train", [DATASET, CONFIGURATION, device.type, resume], env, seed_dir / "train.log")
         trained = time.perf_counter()
         pred = seed_dir / "pred"
         test_ids = cohort.ids("test")
         if not all((pred / f"{pid}.nii.gz").exists() for pid in test_ids):
             job.log(f"nnunet: predicting {len(test_ids)} test patients")
             _step("predict", [str(fold_dir.parent), checkpoint, str(split_dir / "nnUNet_raw" / DATASET / "imagesTs"),
-                              str(pred), device, "tta" if opts.tta else "no_tta"], env, seed_dir / "predict.log")
+                              str(pred), device.type, "tta" if opts.tta else "no_tta"], env, seed_dir / "predict.log")
         predicted = time.perf_counter()
         settings = EvalSettings()
         rows = [evaluate_files(cohort.files[pid], find_prediction(pred, pid), settings) for pid in test_ids]
@@ -126,7 +127,7 @@ class NnUNet(Peer):
                            "nnunet.target_spacing_mm": ",".join(f"{s:g}" for s in plans["spacing"]),
                            "nnunet.batch_size": plans["batch_size"], "nnunet.normalization":
                            ",".join(plans["normalization_schemes"])})
-        _log_split(cohort, privacy, seed_dir)
+        log_cohort(cohort, seed_dir, privacy)
         log_evaluation(CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings), "test", privacy=privacy)
         self.log_model(fold_dir, checkpoint, seed_dir, privacy)
         job.log(f"nnunet: {len(rows)} test patients scored; {steps['epochs']} epochs, {steps['steps']} steps")
@@ -136,9 +137,9 @@ class NnUNet(Peer):
         """What nnUNetTrainerCLIPS reads: the epochs, iterations and validation batches, and a wall time."""
         cfg, opts = job.cfg, self.options
         common = {"seed": cfg.seed, "threads": cfg.threads, "val_iterations": opts.val_iterations,
-                  "batch_size": cfg.batch_size, "budget": opts.budget}
+                  "budget": opts.budget}  # the batch size is in the plans (prepare)
         if opts.budget == "nnunet":
-            return common | NNUNET_DEFAULT | {"batch_size": 0}  # 0: nnU-Net's planned batch size
+            return common | NNUNET_DEFAULT
         if opts.budget == "wall":
             if job.baseline_wall_s <= 0:
                 raise ClipsError("peer nnunet: budget=wall needs the fold's baseline child, which has no wall time")
@@ -146,16 +147,18 @@ class NnUNet(Peer):
                              "wall_s": job.baseline_wall_s}
         return common | {"epochs": cfg.epochs, "iterations_per_epoch": cfg.steps_per_epoch}
 
-    def environment(self, split_dir: Path, seed_dir: Path, budget: dict, cfg) -> dict:
+    def environment(self, split_dir: Path, seed_dir: Path, budget: dict, cfg, device) -> dict:
+        """nnU-Net's folders, the budget file, its augmentation workers and, for a named GPU (``cuda:1``), that GPU
+        as the only one it sees (nnU-Net's ``-device`` takes a type only)."""
         budget_file = seed_dir / "budget.json"
         budget_file.write_text(json.dumps(budget, indent=1) + "\n")
         workers = self.options.data_workers if self.options.data_workers >= 0 else cfg.workers
         if workers < 0:
             from clips.data.loader import default_workers
-            from clips.inference.sliding_window import resolve_device
 
-            workers = default_workers(resolve_device(cfg.device))
-        return os.environ | {
+            workers = default_workers(device)
+        gpu = {"CUDA_VISIBLE_DEVICES": str(device.index)} if device.type == "cuda" and device.index is not None else {}
+        return os.environ | gpu | {
             "nnUNet_raw": str(split_dir / "nnUNet_raw"), "nnUNet_preprocessed": str(split_dir / "nnUNet_preprocessed"),
             "nnUNet_results": str(seed_dir / "nnUNet_results"),
             "CLIPS_NNUNET_BUDGET": str(budget_file), DA_WORKERS: str(workers)}
@@ -220,13 +223,6 @@ def _split_digest(cohort) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:10]
 
 
-def _device(name: str) -> str:
-    """nnU-Net's -device (cpu, cuda, mps): the type only; a named GPU is chosen with CUDA_VISIBLE_DEVICES."""
-    from clips.inference.sliding_window import resolve_device
-
-    return resolve_device(name).type
-
-
 @contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -275,12 +271,3 @@ def _budget_line(budget: dict) -> str:
     if budget.get("wall_s"):
         return f"{budget['wall_s']:.0f} s of wall time"
     return f"{budget['epochs']} x {budget['iterations_per_epoch']} steps"
-
-
-def _log_split(cohort, privacy, folder: Path) -> None:
-    from clips.tracking import schema
-
-    table = privacy.table(cohort.table)
-    path = folder / Path(schema.SPLIT).name
-    table.to_csv(path, index=False)
-    mlflow.log_artifact(str(path), str(Path(schema.SPLIT).parent))

@@ -84,6 +84,19 @@ def teacher_job(job: Job) -> Job:
     return Job(BASELINE, job.fold, 0)
 
 
+def _needs_own_teacher(scfg: StudyConfig, job: Job) -> bool:
+    return (job.curriculum in scfg.curricula and needs_teacher(scfg)
+            and get_curriculum(job.curriculum).needs_teacher)
+
+
+def prerequisite(scfg: StudyConfig, job: Job) -> Job | None:
+    """The child ``job`` waits for: a variant's teacher, or the baseline whose wall time a peer's budget is;
+    None when it waits for nothing."""
+    if job.curriculum in scfg.peers:
+        return waits_for(scfg, job)
+    return teacher_job(job) if _needs_own_teacher(scfg, job) else None
+
+
 def tuned_params(scfg: StudyConfig) -> dict[str, dict]:
     """Best parameters of finished tune studies, per curriculum (``-P from_study=smoothing:name,...``)."""
     if not scfg.from_study:
@@ -153,8 +166,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
 
 def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, experiment_id: str) -> dict:
     """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
-    if job.curriculum in scfg.references or job.curriculum in scfg.peers or not (
-            needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
+    if not _needs_own_teacher(scfg, job):
         return tuned
     base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher_job(job).key)
     if base is None:
@@ -198,15 +210,12 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
         queue.reap()
         status = queue.status()
 
-        def ready(key: str, status=status) -> bool:  # a variant that needs a teacher waits until it is settled
+        def ready(key: str, status=status) -> bool:  # a job waits until its prerequisite is settled
             job = jobs.get(key)
-            if job is not None and job.curriculum in scfg.peers:
-                waited = waits_for(scfg, job)
-                return waited is None or status.get(waited.key) in ("done", "failed")
-            if job is None or job.curriculum in scfg.references or not (
-                    needs_teacher(scfg) and get_curriculum(job.curriculum).needs_teacher):
-                return job is not None
-            return status.get(teacher_job(job).key) in ("done", "failed")
+            if job is None:
+                return False
+            before = prerequisite(scfg, job)
+            return before is None or status.get(before.key) in ("done", "failed")
 
         claim = queue.claim(ready, worker=worker_name())
         if claim is not None:

@@ -260,7 +260,7 @@ def restore(training: Training) -> bool:
 def log_inputs(training: Training) -> None:
     """The cohort as an MLflow dataset, the split, skipped patients, the difficulty table of the training
     patients, and the cohort scores of every patient (a study correlates them with the test error)."""
-    _log_data(training.cohort, training.workdir, training.privacy)
+    log_cohort(training.cohort, training.workdir, training.privacy)
     mlflow.log_table(training.privacy.table(training.difficulty), schema.DIFFICULTY)
     mlflow.log_table(training.privacy.table(training.cohort_scores), schema.COHORT_DIFFICULTY)
 
@@ -433,7 +433,9 @@ def _init_weights(net, source: str) -> None:
                          f"{str(exc).splitlines()[0]}") from None
 
 
-def _log_data(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
+def log_cohort(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
+    """The run's split (data/split.csv), skipped patients and the cohort as the run's MLflow dataset input; a
+    peer arm's child logs the same (clips/peers)."""
     table = privacy.table(cohort.table)
     split_file = workdir / "split.csv"
     table.to_csv(split_file, index=False)
