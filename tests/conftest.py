@@ -86,3 +86,53 @@ def pg_url_module():
     """One database for a module's tests (test_server.py's one server)."""
     with fresh_database() as url:
         yield url
+
+
+# ----------------------------------------------------------------------------- the suite's time, and the machine's
+# The same suite took 18 and 25 minutes on two CI runs of one machine (its speed varies by tens of per cent), so a
+# suite time means little alone: a full run also times the study profile's training step (benchmarks/bench_step.py)
+# at its start and end, and the summary states the suite's time in those steps too.
+FULL_SUITE = 100  # tests collected: below this (a module, a -k selection) nothing is timed
+_clock: dict = {}
+
+
+def _study_step_s(threads: int) -> float:
+    import torch
+
+    from benchmarks.bench_step import make_step, seconds
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return seconds(make_step(48, 2), repeats=3)
+    finally:
+        torch.set_num_threads(before)
+
+
+def pytest_sessionstart(session):
+    import time
+
+    _clock["session_start"] = time.perf_counter()  # as pytest's own "in N s" counts: collection included
+
+
+def pytest_collection_finish(session):
+    if len(session.items) >= FULL_SUITE and not session.config.option.collectonly:
+        import torch
+
+        _clock["threads"] = torch.get_num_threads()
+        _clock["step_start"] = _study_step_s(_clock["threads"])
+        _clock["t0"] = _clock["session_start"]
+
+
+def pytest_terminal_summary(terminalreporter):
+    if "t0" not in _clock:
+        return
+    import time
+
+    wall = time.perf_counter() - _clock["t0"]
+    end = _study_step_s(_clock["threads"])
+    mean = (_clock["step_start"] + end) / 2
+    terminalreporter.write_line(
+        f"suite time: {wall:.0f} s ({wall / 60:.1f} min); the machine: one study-profile training step took "
+        f"{_clock['step_start']:.3f} s at the start and {end:.3f} s at the end ({_clock['threads']} threads), "
+        f"so the suite took {wall / mean:.0f} study steps")
