@@ -200,13 +200,15 @@ def test_import_then_predict_and_evaluate_a_case_through_mlflow(files, tmp_path)
     for name, data in (("SUV", suv), ("CTres", ct), ("SEG", sphere.astype(np.uint8))):
         nib.save(nib.Nifti1Image(data.astype(np.float32 if name != "SEG" else np.uint8), affine),
                  str(case / f"{name}.nii.gz"))
+    # The cohort folder, as clips evaluate --model-uri predicts it (the same predict_path; evaluate's --model-uri
+    # path itself is tested with a CLIPS model in test_training_e2e): one pass of the released tiles, not two.
     res = CliRunner().invoke(cli, ["predict", "--model-uri", "models:/tmtv-net-released/1", "--input",
-                                   str(case), "--out", str(tmp_path / "mask.nii.gz")])
+                                   str(tmp_path / "data"), "--out", str(tmp_path / "pred")])
     assert res.exit_code == 0, res.output
-    mask = nib.load(str(tmp_path / "mask.nii.gz"))
+    mask = nib.load(str(tmp_path / "pred" / "P001.nii.gz"))
     assert mask.shape == (30, 30, 40) and np.allclose(mask.affine, affine)  # on the PET grid
     assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1}
-    assert "TMTV (predicted mask)" in (tmp_path / "mask_report.txt").read_text()
+    assert "TMTV (predicted mask)" in (tmp_path / "pred" / "P001_report.txt").read_text()
     # the imported model as a teacher (transfer_teacher, difficulty=teacher_loss) or an init_weights source
     from clips.training.checkpoint import load_network
 
@@ -216,8 +218,8 @@ def test_import_then_predict_and_evaluate_a_case_through_mlflow(files, tmp_path)
                        torch.load(files / "e_latest.model", weights_only=True)["staking_blocks.weight"])
     with torch.no_grad():
         assert teacher(torch.rand(1, 5, 20, 18, 24)).shape == (1, 2, 20, 18, 24)  # any size, CLIPS's axis order
-    ev = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tmp_path / "data"), "--model-uri",
-                                  "models:/tmtv-net-released/1", "--out", str(tmp_path / "eval")])
+    ev = CliRunner().invoke(cli, ["evaluate", "--data-dir", str(tmp_path / "data"), "--pred-dir",
+                                  str(tmp_path / "pred"), "--out", str(tmp_path / "eval")])
     assert ev.exit_code == 0, ev.output
     assert "1 patient(s) evaluated, 0 error(s)" in ev.output
 
