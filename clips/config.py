@@ -55,7 +55,7 @@ class TrainConfig:
     workers: int = -1  # loader processes preparing patches during the step; -1: GPU the cores but one, CPU 0
     # Model and optimisation
     model: str = "small"  # network preset: tiny, small, large (clips/models/unet.py), or tmtv_net_released
-    finetune: str = "stacking"  # tmtv_net_released: what trains: stacking, members, members:0,2, all
+    finetune: str = "stacking"  # tmtv_net_released: what trains: stacking, members, members:0,2, all, or refiner
     epochs: int = 5
     steps_per_epoch: int = 20  # optimisation steps per epoch
     batch_size: int = 2  # patches per step
@@ -122,9 +122,9 @@ def _validate(cfg: TrainConfig):
         raise ConfigError(f"model preset {cfg.model!r} is now {RENAMED[cfg.model]!r}: a DynUNet with TMTV-Net's "
                           "channel widths, not the released TMTV-Net (docs/tmtv_net.md)")
     if cfg.model == "tmtv_net_released":
-        from clips.models.tmtv_net.finetune import parse_trainable
+        from clips.models.tmtv_net.finetune import check_trainable
 
-        parse_trainable(cfg.finetune)
+        check_trainable(cfg.finetune)
     elif cfg.model not in PRESETS:
         raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}, tmtv_net_released")
     for name, (lo, hi) in _RANGES.items():

@@ -247,3 +247,41 @@ def test_fine_tuning_starts_from_the_released_weights_and_trains_only_what_it_wa
     run = mlflow.get_run(result.run_id)
     assert run.data.params["cfg.model"] == "tmtv_net_released" and run.data.params["cfg.finetune"] == "members:1"
     assert "test_dice_mean" in run.data.metrics  # evaluated on whole volumes like any CLIPS model
+
+
+def test_refiner_fine_tuning_trains_the_refiner_fed_by_the_frozen_ensemble(files, tiny_cohort):
+    """finetune=refiner (stage 2): a real training from both released files changes the refiner and leaves the whole
+    ensemble bit-identical; the sixth channel is stage 1's foreground probability, resampled through 6 mm."""
+    import mlflow
+
+    from clips.config import build_config
+    from clips.models.tmtv_net.cascade import ReleasedCascade
+    from clips.training.trainer import train
+
+    import nibabel as nib
+
+    for f in tiny_cohort.glob("*/*.nii.gz"):  # a 30 cm slab of each body: every evaluation pass runs stage 1 at 6 mm
+        nib.save(nib.load(str(f)).slicer[:, :, 35:65], str(f))
+    both = f"{files / 'e_latest.model'},{files / 'r_latest.model'}"
+    cfg = build_config({"profile": "finetune_cpu", "data_dir": str(tiny_cohort), "finetune": "refiner",
+                        "init_weights": both, "curriculum": "none", "spacing_mm": "12", "patch_size": "16",
+                        "steps_per_epoch": "2", "epochs": "1", "lr": "0.01", "threads": "2"})
+    result = train(cfg, log=lambda *_: None)
+    tuned = mlflow.pytorch.load_model(f"runs:/{result.run_id}/model")
+    assert isinstance(tuned, ReleasedCascade) and tuned.spacing_mm == (12.0, 12.0, 12.0)
+    ensemble = torch.load(files / "e_latest.model", weights_only=True)
+    assert all(torch.equal(tuned.stage1.stage1.state_dict()[k], v) for k, v in ensemble.items())
+    refiner = torch.load(files / "r_latest.model", weights_only=True)
+    changed = {k for k, v in refiner.items() if not torch.equal(tuned.refiner.state_dict()[k], v)}
+    assert "model.ops.0.ops.0.ops.0.weight" in changed  # the 9^3 input convolution, which sees the sixth channel
+    assert "test_dice_mean" in mlflow.get_run(result.run_id).data.metrics
+    # The sixth channel: on a 6 mm grid nothing is resampled, so it is the ensemble's own foreground softmax.
+    at_6mm = ReleasedCascade((6.0, 6.0, 6.0))
+    at_6mm.load_released(both)
+    x = torch.rand(1, 5, 16, 16, 32)
+    with torch.no_grad():
+        direct = torch.softmax(at_6mm.stage1(x), dim=1)[:, 1:2]
+        assert torch.allclose(at_6mm.stage1_probability(x), direct, atol=1e-6)
+        assert at_6mm(x).shape == (1, 2, 16, 16, 32)
+    with pytest.raises(ClipsError, match="needs both released files"):
+        at_6mm.load_released(str(files / "e_latest.model"))

@@ -4,11 +4,16 @@ from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, SegNet, build_
 RELEASED_PRESET = "tmtv_net_released"  # the released TMTV-Net's stage-1 ensemble (clips/models/tmtv_net/finetune.py)
 
 
-def build_network(model: str, finetune: str = "stacking"):
-    """The network a training trains: a CLIPS U-Net preset, or the released TMTV-Net ensemble to fine-tune."""
+def build_network(model: str, finetune: str = "stacking", spacing_mm=(6.0, 6.0, 6.0)):
+    """The network a training trains: a CLIPS U-Net preset, or the released TMTV-Net to fine-tune (its stage-1
+    ensemble, or with finetune=refiner its refiner fed by the frozen ensemble, at the run's ``spacing_mm``)."""
     if model == RELEASED_PRESET:
-        from clips.models.tmtv_net.finetune import ReleasedStage1
+        from clips.models.tmtv_net.finetune import REFINER, ReleasedStage1
 
+        if finetune.strip().lower() == REFINER:
+            from clips.models.tmtv_net.cascade import ReleasedCascade
+
+            return ReleasedCascade(spacing_mm)
         return ReleasedStage1(finetune)
     return SegNet(model)
 

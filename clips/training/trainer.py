@@ -166,7 +166,7 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     workdir = clips_home() / "runs" / run_id
     workdir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    net = build_network(cfg.model, cfg.finetune)
+    net = build_network(cfg.model, cfg.finetune, cfg.spacing_mm)
     if cfg.init_weights:
         _init_weights(net, cfg.init_weights)
     device = resolve_device(cfg.device)
@@ -422,8 +422,8 @@ def _device_of(net) -> torch.device:
 
 
 def _init_weights(net, source: str) -> None:
-    if getattr(net, "preset", "") == RELEASED_PRESET and checkpoint.is_released(source):
-        net.load_released(source)  # the released file, or the imported model's artifact: checked key by key
+    if getattr(net, "preset", "") == RELEASED_PRESET and checkpoint.is_released(source.split(",")[0]):
+        net.load_released(source)  # the released file(s), or the imported model's artifacts: checked key by key
         return
     sd = checkpoint.load_weights(source)
     try:

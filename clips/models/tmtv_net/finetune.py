@@ -10,7 +10,8 @@ pipeline.py, reads the stored order and is the faithful path).
 ``trainable``: ``stacking`` (the official recipe: the four U-Nets frozen, only the 1^3 stacking layer learns),
 ``members`` (the U-Nets, stacking frozen), ``members:0,2`` (those U-Nets), ``all``. The members are then trained
 through the stacking output (their foreground probabilities with gradients); the official code trains each U-Net
-on its own with deep supervision, which this does not reproduce.
+on its own with deep supervision, which this does not reproduce. ``refiner``: stage 2 instead, the refiner fed by the
+frozen ensemble (clips/models/tmtv_net/cascade.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ from clips.models.tmtv_net._stacking import MEMBERS, Stacking
 from clips.models.tmtv_net._unet import MULTIPLE
 
 PRESET = "tmtv_net_released"
+REFINER = "refiner"  # finetune=refiner: stage 2 trains (cascade.py); every other value names a stage-1 part
+
+
+def check_trainable(text: str) -> None:
+    """Refuses, in one line, a ``finetune`` value that names nothing to train."""
+    if text.strip().lower() != REFINER:
+        parse_trainable(text)
 
 
 def parse_trainable(text: str) -> tuple[bool, tuple[int, ...]]:
@@ -41,7 +49,8 @@ def parse_trainable(text: str) -> tuple[bool, tuple[int, ...]]:
             idx = ()
         if idx and all(0 <= i < MEMBERS for i in idx):
             return False, idx
-    raise ConfigError(f"finetune={text!r}: stacking, members, members:0,2 (indices 0-{MEMBERS - 1}) or all")
+    raise ConfigError(f"finetune={text!r}: stacking, members, members:0,2 (indices 0-{MEMBERS - 1}), all or "
+                      f"{REFINER}")
 
 
 class ReleasedStage1(nn.Module):
