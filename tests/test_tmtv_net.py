@@ -253,12 +253,11 @@ def test_refiner_fine_tuning_trains_the_refiner_fed_by_the_frozen_ensemble(files
     """finetune=refiner (stage 2): a real training from both released files changes the refiner and leaves the whole
     ensemble bit-identical; the sixth channel is stage 1's foreground probability, resampled through 6 mm."""
     import mlflow
+    import nibabel as nib
 
     from clips.config import build_config
     from clips.models.tmtv_net.cascade import ReleasedCascade
     from clips.training.trainer import train
-
-    import nibabel as nib
 
     for f in tiny_cohort.glob("*/*.nii.gz"):  # a 30 cm slab of each body: every evaluation pass runs stage 1 at 6 mm
         nib.save(nib.load(str(f)).slicer[:, :, 35:65], str(f))
@@ -275,6 +274,11 @@ def test_refiner_fine_tuning_trains_the_refiner_fed_by_the_frozen_ensemble(files
     changed = {k for k, v in refiner.items() if not torch.equal(tuned.refiner.state_dict()[k], v)}
     assert "model.ops.0.ops.0.ops.0.weight" in changed  # the 9^3 input convolution, which sees the sixth channel
     assert "test_dice_mean" in mlflow.get_run(result.run_id).data.metrics
+    from clips.tracking import schema
+    from clips.training.checkpoint import load_network  # its checkpoint as a teacher: rebuilt as the cascade it is
+
+    last = mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=f"{schema.CHECKPOINTS}/last.pt")
+    assert isinstance(load_network(last), ReleasedCascade)
     # The sixth channel: on a 6 mm grid nothing is resampled, so it is the ensemble's own foreground softmax.
     at_6mm = ReleasedCascade((6.0, 6.0, 6.0))
     at_6mm.load_released(both)
@@ -285,3 +289,35 @@ def test_refiner_fine_tuning_trains_the_refiner_fed_by_the_frozen_ensemble(files
         assert at_6mm(x).shape == (1, 2, 16, 16, 32)
     with pytest.raises(ClipsError, match="needs both released files"):
         at_6mm.load_released(str(files / "e_latest.model"))
+
+
+def _sitk_resample(volume, spacing_zyx, target_zyx, size_zyx, fill):
+    """SimpleITK's linear resampling as the official code calls it: same origin and direction, a new spacing and
+    size, a fill value (arrays in SimpleITK's (z, y, x) order, its spacings in (x, y, z))."""
+    sitk = pytest.importorskip("SimpleITK")  # nnU-Net's dependency: the test extra, and so CI, has it
+    img = sitk.GetImageFromArray(volume.astype(np.float32))
+    img.SetSpacing(tuple(float(s) for s in spacing_zyx[::-1]))
+    f = sitk.ResampleImageFilter()
+    f.SetInterpolator(sitk.sitkLinear)
+    f.SetOutputSpacing(tuple(float(s) for s in target_zyx[::-1]))
+    f.SetSize([int(s) for s in size_zyx[::-1]])
+    f.SetOutputOrigin(img.GetOrigin())
+    f.SetOutputDirection(img.GetDirection())
+    f.SetDefaultPixelValue(float(fill))
+    return sitk.GetArrayFromImage(f.Execute(img))
+
+
+@pytest.mark.parametrize("shape,spacing", [((96, 80, 80), (3.0, 2.04, 2.04)), ((60, 48, 48), (4.0, 4.0, 4.0)),
+                                           ((71, 53, 67), (3.27, 3.65, 3.65))])
+def test_resampling_equals_simpleitks_both_ways(shape, spacing):
+    """The pipeline's two resamplings (native -> 6 mm with the CT fill; the 6 mm probability back onto the native
+    grid with fill 0) against SimpleITK's, which the official code uses, on autoPET-like, coarse and odd grids."""
+    rng = np.random.default_rng(0)
+    ct = rng.normal(0, 300, shape).astype(np.float32)
+    size6 = tuple(int(round(n * s / 6.0)) for n, s in zip(shape, spacing))
+    ours = resample_scaled(ct, spacing, 6.0, -1024.0)
+    assert ours.shape == size6
+    np.testing.assert_allclose(ours, _sitk_resample(ct, spacing, (6.0,) * 3, size6, -1024.0), atol=2e-3)
+    prob6 = rng.random(size6).astype(np.float32)
+    back = resample_scaled(prob6, (6.0,) * 3, spacing, 0.0, size=shape)
+    np.testing.assert_allclose(back, _sitk_resample(prob6, (6.0,) * 3, spacing, shape, 0.0), atol=1e-5)

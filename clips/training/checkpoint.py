@@ -137,6 +137,8 @@ def load_network(source: str):
     preset = opened.get("preset") or opened.get("config", {}).get("model")
     if not preset:
         raise ClipsError(f"teacher {source}: the checkpoint does not say which model preset it holds")
-    net = build_network(preset)
+    config = opened.get("config", {})  # a fine-tuned refiner is rebuilt with its own finetune value and spacing
+    spacing = [float(v) for v in str(config.get("spacing_mm", "6,6,6")).split(",")]
+    net = build_network(preset, config.get("finetune", "stacking"), spacing * (3 // len(spacing)))
     net.load_state_dict(opened["model"])
     return net.eval()

@@ -56,15 +56,16 @@ def windows(ct: np.ndarray, suv: np.ndarray) -> np.ndarray:
 def resample_scaled(volume: np.ndarray, spacing: tuple[float, ...], target: float | tuple[float, ...],
                     fill: float, size: tuple[int, ...] | None = None) -> np.ndarray:
     """Linear resampling onto a grid with the same origin and spacing ``target``: new voxel j sits at old
-    continuous index j * target / spacing. Inside the old image (continuous index within [-0.5, n - 0.5], as
-    ITK counts it) neighbours are clamped to the border; outside, ``fill``. Default size: round(n * spacing /
+    continuous index j * target / spacing. Inside the old image (continuous index within [-0.5, n - 0.5), as
+    ITK counts it: half-open, checked against SimpleITK in the tests) neighbours are clamped to the border;
+    outside, ``fill``. Default size: round(n * spacing /
     target), the official rule."""
     spacing = np.asarray(spacing, float)
     target = np.broadcast_to(np.asarray(target, float), spacing.shape)
     n = np.asarray(volume.shape)
     size = tuple(int(round(v)) for v in n * spacing / target) if size is None else tuple(size)
     axes = [np.arange(s) * t / sp for s, t, sp in zip(size, target, spacing)]
-    inside = [(a >= -0.5) & (a <= m - 0.5) for a, m in zip(axes, n)]
+    inside = [(a >= -0.5) & (a < m - 0.5) for a, m in zip(axes, n)]
     coords = np.meshgrid(*[np.clip(a, 0, m - 1) for a, m in zip(axes, n)], indexing="ij")
     out = ndimage.map_coordinates(volume.astype(np.float32), coords, order=1, mode="nearest")
     mask = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
