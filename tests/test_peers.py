@@ -50,6 +50,14 @@ def test_nnunet_is_an_arm_of_a_study_on_clips_split(tiny_cohort, tmp_path):
     assert "nnunet/logs/train.log" in {a.path for a in client.list_artifacts(peer.info.run_id, "nnunet/logs")}
 
 
+def test_the_wall_budget_rounds_to_the_nearest_whole_epoch():
+    """Flooring always undershoots: a 255 s epoch in a 480 s budget would use 53 % of it."""
+    from clips.peers._nnunet_trainer import epochs_that_fit
+
+    assert [epochs_that_fit(w, 255.0, 1000) for w in (100, 369, 480, 700)] == [1, 1, 2, 3]
+    assert epochs_that_fit(1e9, 1.0, 50) == 50
+
+
 def test_peer_options_and_names_are_checked_before_anything_trains(tiny_cohort):
     base = {"curricula": ["none"], "seeds": 1, "contrasts": [], "train": {"data_dir": str(tiny_cohort), **TINY}}
     with pytest.raises(ConfigError, match="unknown peer arm 'nnunett'"):
