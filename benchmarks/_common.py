@@ -37,9 +37,9 @@ def whole_body_inference_s(net, device: torch.device, patch: int, batch: int, vo
     return time.perf_counter() - t0
 
 
-def generated_cases(folder: Path, patients: int, spacing_mm: float, seed: int = 0):
-    """(patient ids, preprocessed cases) of a freshly generated example cohort (4 mm files)."""
-    write_cohort(folder / "cohort", patients, seed, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)
+def generated_cases(folder: Path, patients: int, spacing_mm: float, seed: int = 0, file_mm: float = 4.0):
+    """(patient ids, preprocessed cases) of a freshly generated example cohort (files at ``file_mm``)."""
+    write_cohort(folder / "cohort", patients, seed, SynthConfig(spacing_mm=(file_mm,) * 3), log=lambda *_: None)
     cache = CaseCache(folder / "cache", PreprocessConfig((spacing_mm,) * 3))
     files = discover(folder / "cohort")
     return [f.patient_id for f in files], [cache.get(f) for f in files]

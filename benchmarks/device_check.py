@@ -42,9 +42,8 @@ SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile
 }
 
 
-def step_times(device, size, amp: bool, workers: int, folder: Path) -> dict:
-    model, patch, batch, steps, spacing = size[:5]
-    _, cases = generated_cases(folder, 4, spacing)
+def step_times(device, size, amp: bool, workers: int, cases) -> dict:
+    model, patch, batch, steps = size[:4]
     sampler = PatchSampler(cases, (patch,) * 3, 0.67)
     dataset = PatchDataset(sampler, Augmentation("default"))
     none = get_curriculum("none")
@@ -95,7 +94,8 @@ def end_to_end(size, device, folder: Path) -> dict:
     """One real MLflow training of a few steps through the command line, in its own store and home."""
     env = dict(os.environ, CLIPS_HOME=str(folder / "home"), MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db")
     cmd = [sys.executable, "-m", "clips", "train", "-P", f"profile={size[6]}", "-P", "epochs=1", "-P",
-           "steps_per_epoch=3", "-P", f"device={device.type}", "-P", "example.patients=6"]
+           "steps_per_epoch=3", "-P", f"device={device.type}", "-P", "example.patients=6", "-P",
+           f"example.spacing_mm={size[4]}"]  # the example cohort's files at the size's spacing, as above
     t0 = time.perf_counter()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
     ok = out.returncode == 0 and "best val Dice" in out.stdout
@@ -115,8 +115,11 @@ def main():
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     rows = {"device": name, "torch": torch.__version__, "model": size[0], "patch": size[1], "batch": size[2],
             "loader_workers": workers}
-    fp32 = step_times(device, size, amp=False, workers=workers, folder=folder / "a")
-    bf16 = step_times(device, size, amp=device.type == "cuda", workers=workers, folder=folder / "b")
+    # one cohort for both precisions, its files at the size's spacing (the 4 mm example files on a GPU; no finer
+    # than the run needs on the CPU fallback, where generating whole bodies at 4 mm was most of its time)
+    _, cases = generated_cases(folder, 4, size[4], file_mm=size[4])
+    fp32 = step_times(device, size, amp=False, workers=workers, cases=cases)
+    bf16 = step_times(device, size, amp=device.type == "cuda", workers=workers, cases=cases)
     rows |= {f"fp32_{k}": v for k, v in fp32.items() if k != "net"}
     rows |= {f"bf16_{k}": v for k, v in bf16.items() if k != "net"}
     rows["bf16_vs_fp32_step"] = bf16["step_s_no_loading"] / fp32["step_s_no_loading"]

@@ -13,8 +13,8 @@ import pytest
 from clips.errors import ConfigError
 from clips.study.runner import StudyConfig, check, run_study
 
-# one split, one training of 2 epochs x 2 steps each side: the whole nnU-Net pipeline in about a minute
-TINY = {"model": "tiny", "epochs": "2", "steps_per_epoch": "2", "patch_size": "32", "spacing_mm": "10",
+# one split, one training of 1 epoch x 3 steps each side: the whole nnU-Net pipeline in about a minute
+TINY = {"model": "tiny", "epochs": "1", "steps_per_epoch": "3", "patch_size": "32", "spacing_mm": "10",
         "threads": "2"}
 
 
@@ -28,7 +28,7 @@ def test_nnunet_is_an_arm_of_a_study_on_clips_split(tiny_cohort, tmp_path):
     assert peer.info.status == "FINISHED" and peer.data.tags["clips.peer"] == "nnunet"
     assert peer.data.params["nnunet.trainer"] == "nnUNetTrainerCLIPS" and peer.data.params["nnunet.budget"] == "steps"
     # the budget: the recipe's optimiser steps at its batch size, at its spacing
-    assert peer.data.metrics["nnunet_steps"] == 2 * 2 and peer.data.params["nnunet.batch_size"] == "2"
+    assert peer.data.metrics["nnunet_steps"] == 1 * 3 and peer.data.params["nnunet.batch_size"] == "2"
     assert peer.data.params["nnunet.target_spacing_mm"] == "10,10,10"
     # nnU-Net trained and validated on CLIPS's patients: its splits file is the baseline's train/val
     home = Path(os.environ["CLIPS_HOME"]) / "peers" / "nnunet" / "peer"
