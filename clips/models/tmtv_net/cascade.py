@@ -2,15 +2,16 @@
 
 ``-P model=tmtv_net_released -P finetune=refiner``: :class:`ReleasedCascade` takes CLIPS's (N, 5, X, Y, Z) patch at
 the run's spacing (set it to the PET's native spacing: the refiner works on the native grid), computes stage 1's
-foreground probability for it exactly as the released pipeline does between its stages (the channels resampled
-linearly to 6 mm, the ensemble, the softmax's channel 1, resampled linearly back), and gives the refiner the five
-channels plus that probability, its sixth. Only the refiner's 361,796 parameters train; the ensemble stays
-bit-identical and in eval mode.
+foreground probability for it as the released pipeline does between its stages (linearly to 6 mm, the ensemble,
+the softmax's channel 1, linearly back), and gives the refiner the five channels plus that probability, its
+sixth. Only the refiner's 361,796 parameters train; the ensemble stays bit-identical and in eval mode.
 
 What differs from the released pipeline, said plainly (docs/tmtv_net.md): stage 1 sees the patch (or the sliding
 window at evaluation), not the whole body tiled at 128 x 96 x 96, so near a patch's border its probability lacks
-the context a whole-body pass has; and the patch is in CLIPS's grid at the run's spacing, not the file's stored
-grid. The faithful two-stage inference of the released files stays clips/models/tmtv_net/pipeline.py.
+the context a whole-body pass has; the windowed channels are resampled, where the released pipeline resamples
+CT and SUV and windows after (the two differ only where interpolation crosses a window's clipping edge); and the
+patch is in CLIPS's grid at the run's spacing, not the file's stored grid. The faithful two-stage inference of
+the released files stays clips/models/tmtv_net/pipeline.py.
 """
 from __future__ import annotations
 
