@@ -8,9 +8,9 @@ def build_network(model: str, finetune: str = "stacking", spacing_mm=(6.0, 6.0, 
     """The network a training trains: a CLIPS U-Net preset, or the released TMTV-Net to fine-tune (its stage-1
     ensemble, or with finetune=refiner its refiner fed by the frozen ensemble, at the run's ``spacing_mm``)."""
     if model == RELEASED_PRESET:
-        from clips.models.tmtv_net.finetune import REFINER, ReleasedStage1
+        from clips.models.tmtv_net.finetune import ReleasedStage1, is_refiner
 
-        if finetune.strip().lower() == REFINER:
+        if is_refiner(finetune):
             from clips.models.tmtv_net.cascade import ReleasedCascade
 
             return ReleasedCascade(spacing_mm)

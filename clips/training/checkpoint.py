@@ -10,6 +10,7 @@ import torch
 
 from clips.errors import ClipsError
 from clips.tracking import schema
+from clips.values import cast
 
 
 @dataclass
@@ -134,11 +135,12 @@ def load_network(source: str):
     opened = _open(source, "teacher")
     if isinstance(opened, torch.nn.Module):
         return opened.eval()
-    preset = opened.get("preset") or opened.get("config", {}).get("model")
+    config = opened.get("config", {})
+    preset = opened.get("preset") or config.get("model")
     if not preset:
         raise ClipsError(f"teacher {source}: the checkpoint does not say which model preset it holds")
-    config = opened.get("config", {})  # a fine-tuned refiner is rebuilt with its own finetune value and spacing
-    spacing = [float(v) for v in str(config.get("spacing_mm", "6,6,6")).split(",")]
-    net = build_network(preset, config.get("finetune", "stacking"), spacing * (3 // len(spacing)))
+    # a fine-tuned refiner is rebuilt with its own finetune value and spacing
+    spacing = cast("spacing_mm", tuple[float, float, float], config.get("spacing_mm", "6"))
+    net = build_network(preset, config.get("finetune", "stacking"), spacing)
     net.load_state_dict(opened["model"])
     return net.eval()

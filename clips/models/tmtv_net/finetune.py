@@ -27,9 +27,14 @@ PRESET = "tmtv_net_released"
 REFINER = "refiner"  # finetune=refiner: stage 2 trains (cascade.py); every other value names a stage-1 part
 
 
+def is_refiner(text: str) -> bool:
+    """``finetune`` names stage 2 (the cascade), not a part of the stage-1 ensemble."""
+    return text.strip().lower() == REFINER
+
+
 def check_trainable(text: str) -> None:
     """Refuses, in one line, a ``finetune`` value that names nothing to train."""
-    if text.strip().lower() != REFINER:
+    if not is_refiner(text):
         parse_trainable(text)
 
 

@@ -58,8 +58,7 @@ def resample_scaled(volume: np.ndarray, spacing: tuple[float, ...], target: floa
     """Linear resampling onto a grid with the same origin and spacing ``target``: new voxel j sits at old
     continuous index j * target / spacing. Inside the old image (continuous index within [-0.5, n - 0.5), as
     ITK counts it: half-open, checked against SimpleITK in the tests) neighbours are clamped to the border;
-    outside, ``fill``. Default size: round(n * spacing /
-    target), the official rule."""
+    outside, ``fill``. Default size: round(n * spacing / target), the official rule."""
     spacing = np.asarray(spacing, float)
     target = np.broadcast_to(np.asarray(target, float), spacing.shape)
     n = np.asarray(volume.shape)
