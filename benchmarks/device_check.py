@@ -4,10 +4,13 @@
 
 On a GPU, the `gpu` profile's training step (the `large` U-Net preset, 128^3, batch 4): bfloat16 autocast
 against float32, each with the real loader (patches cropped and augmented by loader processes) and without
-loading (batches already on the GPU): nnU-Net's benchmark pair, whose ratio should stay <= 1.10; the peak GPU
-memory of a step; whole-body inference of a 400x400x300 volume at the profile's patch; and one end-to-end
-MLflow training of a few steps (a local SQLite store). ``--tiny`` runs the same code on small sizes on the CPU
-(the test suite runs it so). Prints one table and writes ``device_check.json``.
+loading (batches already on the GPU): nnU-Net's benchmark pair, whose ratio should stay <= 1.10 (over the
+pass, and once the workers run: their start is paid once per epoch, 20 steps here, 250 in a `gpu` training);
+the peak GPU memory of a step; whole-body inference of a 400x400x300 volume at the profile's patch; the released
+TMTV-Net's two stages on an autoPET-sized whole body (400 x 400 x 326 at 2.04 x 2.04 x 3 mm: random weights,
+since the time does not depend on them and the released files stay at the site); and one end-to-end MLflow
+training of a few steps (a local SQLite store). ``--tiny`` runs the same code on small sizes on the CPU (the
+test suite runs it so). Prints one table, row by row as measured, and writes ``device_check.json``.
 """
 from __future__ import annotations
 
@@ -34,11 +37,20 @@ from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.inference.sliding_window import resolve_device  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
+from clips.models.tmtv_net.loading import TMTVNet  # noqa: E402
+from clips.models.tmtv_net.pipeline import RELEASED, PipelineConfig, predict  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
 
 SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile)
     "gpu": ("large", 128, 4, 20, 4.0, (400, 400, 300), "gpu"),
     "tiny": ("tiny", 32, 2, 3, 10.0, (48, 40, 64), "smoke"),
+}
+
+# The released TMTV-Net's whole-body case: (D, H, W) = (z, y, x) as the pipeline takes it, spacing in mm, sizes.
+TMTV_CASES = {
+    "gpu": ((326, 400, 400), (3.0, 2.04, 2.04), RELEASED),
+    "tiny": ((24, 20, 18), (4.0, 4.0, 4.0), PipelineConfig(stage1_tile=(32, 16, 16), stage1_step=(16, 8, 8),
+                                                          stage2_tile=(16, 16, 16), stage2_step=(8, 8, 8))),
 }
 
 
@@ -61,12 +73,18 @@ def step_times(device, size, amp: bool, workers: int, cases) -> dict:
         return (plan_batch(cur, sampler, rng, weights, batch) for _ in range(steps))
 
     def real(seed):
+        """(seconds a step over the whole pass, seconds until the first batch arrives, seconds a step after it):
+        the loader's workers start once per epoch, so over a short pass their start weighs more than over a
+        training's epoch; the last figure is what loading costs once they run."""
         sync(device)
         t0 = time.perf_counter()
+        first = None
         for idx, x, y in epoch_batches(dataset, plan(seed), workers, device.type == "cuda"):
+            first = first or time.perf_counter()
             optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
         sync(device)
-        return (time.perf_counter() - t0) / steps
+        end = time.perf_counter()
+        return (end - t0) / steps, first - t0, (end - first) / steps
 
     held = [(i, x.to(device), y.to(device)) for i, x, y in epoch_batches(dataset, plan(99), 0)]
 
@@ -86,8 +104,27 @@ def step_times(device, size, amp: bool, workers: int, cases) -> dict:
         r.append(real(k + 1))
         n.append(no_loading())
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
-    return {"step_s_real": float(np.median(r)), "step_s_no_loading": float(np.median(n)),
-            "loader_ratio": float(np.median(r) / np.median(n)), "peak_memory_gb": peak, "net": net}
+    whole, start, running = (float(np.median(col)) for col in zip(*r))
+    no_load = float(np.median(n))
+    return {"step_s_real": whole, "step_s_no_loading": no_load, "loader_ratio": whole / no_load,
+            "loader_start_s": start, "loader_ratio_running": running / no_load, "peak_memory_gb": peak, "net": net}
+
+
+def tmtv_net_inference_s(device, case) -> float:
+    """Seconds of the released pipeline (both stages, their resampling on the CPU included) on one whole body,
+    after a warm-up on a third of it (cuDNN's algorithm search is per tile shape, and the tiles are the same)."""
+    shape, spacing, cfg = case
+    rng = np.random.default_rng(0)
+    ct, suv = rng.normal(0, 100, shape).astype(np.float32), rng.gamma(1.0, 1.0, shape).astype(np.float32)
+    torch.manual_seed(0)
+    net = TMTVNet()
+    third = tuple(slice(0, max(n // 3, 2 * t)) for n, t in zip(shape, cfg.stage2_tile))
+    predict(net, ct[third], suv[third], spacing, device, cfg)
+    sync(device)
+    t0 = time.perf_counter()
+    predict(net, ct, suv, spacing, device, cfg)
+    sync(device)
+    return time.perf_counter() - t0
 
 
 def end_to_end(size, device, folder: Path) -> dict:
@@ -103,35 +140,52 @@ def end_to_end(size, device, folder: Path) -> dict:
             "e2e_tail": "" if ok else (out.stdout + out.stderr)[-1500:]}
 
 
+class Table(dict):
+    """The rows, printed as each is measured (a run stopped at its time limit still reports what it measured)
+    and written as JSON at the end."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if key != "e2e_tail":
+            print(f"{key:<24}  {value:.4g}" if isinstance(value, float) else f"{key:<24}  {value}", flush=True)
+
+    def __ior__(self, other):
+        for k, v in other.items():
+            self[k] = v
+        return self
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true", help="small sizes (the CPU fallback the suite runs)")
+    ap.add_argument("--workers", type=int, default=-1, help="loader processes (default: as a training takes them)")
     ap.add_argument("--out", type=Path, default=Path("."))
     a = ap.parse_args()
     device = resolve_device("auto")
-    size = SIZES["tiny" if a.tiny or device.type != "cuda" else "gpu"]
+    kind = "tiny" if a.tiny or device.type != "cuda" else "gpu"
+    size = SIZES[kind]
     folder = Path(tempfile.mkdtemp(prefix="clips-device-check-"))
-    workers = default_workers(device)
-    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    rows = {"device": name, "torch": torch.__version__, "model": size[0], "patch": size[1], "batch": size[2],
-            "loader_workers": workers}
+    workers = default_workers(device) if a.workers < 0 else a.workers
+    rows = Table()
+    cpu = f"cpu ({torch.get_num_threads()} threads)"
+    rows["device"] = torch.cuda.get_device_name() if device.type == "cuda" else cpu
+    rows |= {"torch": torch.__version__, "model": size[0], "patch": size[1], "batch": size[2],
+             "loader_workers": workers}
+    rows |= end_to_end(size, device, folder / "e2e")  # first: it proves the environment in a few seconds
     # one cohort for both precisions, its files at the size's spacing (the 4 mm example files on a GPU; no finer
     # than the run needs on the CPU fallback, where generating whole bodies at 4 mm was most of its time)
     _, cases = generated_cases(folder, 4, size[4], file_mm=size[4])
     fp32 = step_times(device, size, amp=False, workers=workers, cases=cases)
-    bf16 = step_times(device, size, amp=device.type == "cuda", workers=workers, cases=cases)
     rows |= {f"fp32_{k}": v for k, v in fp32.items() if k != "net"}
+    bf16 = step_times(device, size, amp=device.type == "cuda", workers=workers, cases=cases)
     rows |= {f"bf16_{k}": v for k, v in bf16.items() if k != "net"}
     rows["bf16_vs_fp32_step"] = bf16["step_s_no_loading"] / fp32["step_s_no_loading"]
     rows["inference_s"] = whole_body_inference_s(bf16["net"], device, size[1], size[2], size[5])
     rows["inference_volume"] = "x".join(map(str, size[5]))
-    rows |= end_to_end(size, device, folder / "e2e")
+    rows["tmtv_net_inference_s"] = tmtv_net_inference_s(device, TMTV_CASES[kind])
+    rows["tmtv_net_volume"] = "x".join(map(str, TMTV_CASES[kind][0][::-1]))
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "device_check.json").write_text(json.dumps(rows, indent=1))
-    width = max(map(len, rows))
-    for k, v in rows.items():
-        if k != "e2e_tail":
-            print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
     if rows["e2e_tail"]:
         print(rows["e2e_tail"])
     sys.exit(0 if rows["e2e_ok"] else 1)
