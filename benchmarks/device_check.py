@@ -38,7 +38,7 @@ from clips.inference.sliding_window import resolve_device  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
 from clips.models.tmtv_net.loading import TMTVNet  # noqa: E402
-from clips.models.tmtv_net.pipeline import RELEASED, PipelineConfig, predict  # noqa: E402
+from clips.models.tmtv_net.pipeline import RELEASED, SMALL, predict  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
 
 SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile)
@@ -49,8 +49,7 @@ SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile
 # The released TMTV-Net's whole-body case: (D, H, W) = (z, y, x) as the pipeline takes it, spacing in mm, sizes.
 TMTV_CASES = {
     "gpu": ((326, 400, 400), (3.0, 2.04, 2.04), RELEASED),
-    "tiny": ((24, 20, 18), (4.0, 4.0, 4.0), PipelineConfig(stage1_tile=(32, 16, 16), stage1_step=(16, 8, 8),
-                                                          stage2_tile=(16, 16, 16), stage2_step=(8, 8, 8))),
+    "tiny": ((24, 20, 18), (4.0, 4.0, 4.0), SMALL),
 }
 
 
@@ -112,7 +111,8 @@ def step_times(device, size, amp: bool, workers: int, cases) -> dict:
 
 def tmtv_net_inference_s(device, case) -> float:
     """Seconds of the released pipeline (both stages, their resampling on the CPU included) on one whole body,
-    after a warm-up on a third of it (cuDNN's algorithm search is per tile shape, and the tiles are the same)."""
+    after a warm-up on a corner of it (a third of each side, at least two stage-2 tiles: cuDNN's algorithm search
+    is per tile shape, and the tiles are the same)."""
     shape, spacing, cfg = case
     rng = np.random.default_rng(0)
     ct, suv = rng.normal(0, 100, shape).astype(np.float32), rng.gamma(1.0, 1.0, shape).astype(np.float32)
@@ -147,7 +147,7 @@ class Table(dict):
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
         if key != "e2e_tail":
-            print(f"{key:<24}  {value:.4g}" if isinstance(value, float) else f"{key:<24}  {value}", flush=True)
+            print(f"{key:<26}  {value:.4g}" if isinstance(value, float) else f"{key:<26}  {value}", flush=True)
 
     def __ior__(self, other):
         for k, v in other.items():

@@ -3,9 +3,11 @@
 #   bash benchmarks/device_check.sh [--tiny] [--out DIR]
 # Environment: the project's venv if there is one (.venv), else the machine's python3. On a machine without
 # CLIPS's dependencies (a lent GPU machine has no MLflow and no internet), carry wheels of the missing packages
-# in ./wheels/ (made here with `pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d wheels
-# NAME==VERSION`, one per package the machine lacks; docs/benchmarks.md): they are unpacked into a folder on
-# PYTHONPATH without an index and without resolving, so the machine's own torch and numpy stay as they are.
+# in ./wheels/, one per package the machine lacks (made here with `pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64
+# --platform any -d wheels NAME==VERSION`; the list used on 2026-12-04: docs/results.md, "The GPU check"): they
+# are unpacked into a folder on PYTHONPATH without an index and without resolving, so the machine's own torch
+# and numpy stay as they are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python3

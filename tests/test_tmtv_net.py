@@ -11,7 +11,7 @@ import torch
 from clips.errors import ClipsError
 from clips.models.tmtv_net import TMTVNet, load_released
 from clips.models.tmtv_net.pipeline import (
-    PipelineConfig,
+    SMALL,
     blend,
     central_weighting,
     crop_centred,
@@ -160,13 +160,11 @@ def test_two_stages_on_a_small_case(files):
     net = load_released(ensemble=files / "e_latest.model", refiner=files / "r_latest.model")
     rng = np.random.default_rng(0)
     ct, suv = rng.normal(0, 100, (40, 30, 28)), rng.gamma(1.0, 1.0, (40, 30, 28))
-    cfg = PipelineConfig(stage1_tile=(32, 16, 16), stage1_step=(16, 8, 8), stage2_tile=(16, 16, 16),
-                         stage2_step=(8, 8, 8))
-    pred = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=cfg)
+    pred = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=SMALL)
     assert pred.mask.shape == (40, 30, 28) and pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, 1}
     assert pred.stage1_6mm.shape == (27, 20, 19) and pred.stage1_probability.shape == (40, 30, 28)
     assert 0 <= pred.stage1_probability.min() and pred.stage1_probability.max() <= 1
-    again = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=cfg)
+    again = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=SMALL)
     assert np.array_equal(pred.mask, again.mask)  # deterministic
 
 
