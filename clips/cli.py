@@ -358,14 +358,35 @@ def _scaling_options(d: dict, what: str) -> list:
     ]
 
 
+class SeedRange(click.ParamType):
+    """``N`` (seeds 0 to N-1) or ``A-B`` (seeds A to B): (first seed, number of seeds)."""
+
+    name = "N|A-B"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        first, _, last = text.partition("-")
+        try:
+            a, b = (int(first), int(last)) if last else (0, int(first) - 1)
+        except ValueError:
+            a, b = 0, -1
+        if a < 0 or b < a:
+            self.fail(f"{text!r}: N (at least 1) or A-B with 0 <= A <= B", param, ctx)
+        return a, b - a + 1
+
+
 def _study_command(f):
     from clips.study.config import PRIMARY_CONTRASTS, SELECTIONS, StudyConfig
 
     d = _defaults(StudyConfig)
     for decorator in reversed([
         _opt("--curricula", default="", help="Comma-separated; default: every registered curriculum."),
-        _opt("--seeds", default=d["seeds"], type=click.IntRange(1),
-             help="Seeds per fold, the same for every arm; a primary contrast needs at least 3."),
+        _opt("--seeds", default=str(d["seeds"]), type=SeedRange(),
+             help="Seeds per fold, the same for every arm: N (seeds 0 to N-1) or A-B (only seeds A to B: a chunk of a "
+                  "long study, on any machine; clips compare --per-patient a.csv,b.csv joins the chunks). A primary "
+                  "contrast needs at least 3."),
         _opt("--baseline-seeds", default=d["baseline_seeds"], type=click.IntRange(0),
              help="Seeds of the baseline when more than --seeds: 2 x --seeds gives the A/A calibration check as "
                   "many seeds per side as the contrasts (otherwise it splits the baseline's seeds in halves)."),
@@ -428,6 +449,7 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
         join_study(join, options["storage"], options["workers"], options["gpus"], machine=train_params,
                    log=click.echo)
         return
+    options["first_seed"], options["seeds"] = options["seeds"]
     tuned = _pairs(from_study, ":", "CURRICULUM:STUDY", "--from-study")
     references = _pairs(reference, "=", "NAME=MODEL_URI", "--reference")
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, references=references,
@@ -445,15 +467,21 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
 @cli.command()
 @click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
 @click.option("--parent", default="", help="The study's parent run (default: every study run of the experiment).")
-@click.option("--per-patient", "per_patient", default="", type=click.Path(dir_okay=False),
+@click.option("--per-patient", "per_patient", default="",
               help="Re-analyse a per-patient table instead (patient_id, curriculum, fold, seed, dice, ...): "
-                   "a study's per_patient.csv or another tool's results; no MLflow needed.")
+                   "a study's per_patient.csv or another tool's results, or several (a.csv,b.csv: a study's chunks, "
+                   "analysed as their union); no MLflow needed.")
+@click.option("--arm-column", default="curriculum", show_default=True,
+              help="With --per-patient: the column that names the arms (e.g. recipe, for a table of recipes).")
+@click.option("--checkpoint", default="delivered", show_default=True, type=click.Choice(["delivered", "last"]),
+              help="The children's test tables of the network each delivered, or of its last epoch (both are "
+                   "logged: the selection's own noise on the same trainings).")
 @click.option("--contrasts", default="", help="Primary contrasts VARIANT:REFERENCE,... (default: the study's own; "
                                               "with --per-patient: none, every arm against the baseline).")
 @click.option("--baseline", default="", help="The reference arm of the secondary contrasts and of the A/A check "
                                              "(default: none).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def compare(experiment, parent, per_patient, contrasts, baseline, out):
+def compare(experiment, parent, per_patient, arm_column, checkpoint, contrasts, baseline, out):
     """Compare the arms of a study: contrasts tested with the training run as a random factor, the A/A check,
     power, figures, HTML (docs/study.md)."""
     from clips.curricula import BASELINE
@@ -461,13 +489,14 @@ def compare(experiment, parent, per_patient, contrasts, baseline, out):
     if per_patient:
         from clips.study.compare import compare_table
 
-        compare_table(per_patient, out, _names(contrasts), baseline or BASELINE, log=click.echo)
+        compare_table(per_patient, out, _names(contrasts), baseline or BASELINE, log=click.echo,
+                      arm_column=arm_column)
         click.echo(f"report: {Path(out) / 'report.html'}")
         return
     from clips.study.compare import compare_experiment
 
     _reachable()
-    compare_experiment(experiment, parent or None, out, _names(contrasts), log=click.echo)
+    compare_experiment(experiment, parent or None, out, _names(contrasts), log=click.echo, checkpoint=checkpoint)
     click.echo(f"report: {Path(out) / 'report.html'}")
 
 

@@ -14,6 +14,7 @@ import yaml
 
 from clips.curricula import get_curriculum
 from clips.data.augment import PRESETS as AUGMENTATIONS
+from clips.data.sampling import FG_RULES
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ConfigError
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
@@ -46,12 +47,14 @@ class TrainConfig:
     spacing_mm: tuple[float, float, float] = (8.0, 8.0, 8.0)  # resampling grid, mm (one value or x,y,z)
     patch_size: tuple[int, int, int] = (48, 48, 48)  # training patch and sliding window, voxels (multiples of 8)
     pos_ratio: float = 0.67  # fraction of patches centred on a lesion voxel
+    fg_sampling: str = "patch"  # patch: each patch lesion-centred with probability pos_ratio; batch: nnU-Net's rule
+    # (the first round(batch_size * pos_ratio) patches of every batch, at least one; clips/data/sampling.py)
     val_fraction: float = 0.2  # share of (training) patients for validation (checkpoint selection); 0: last epoch
     test_fraction: float = 0.2  # share of patients held out for the final evaluation (without folds)
     folds: int = 0  # cross-validation: > 1 splits the cohort into this many folds (stratified by hard flag, TMTV)
     fold: int = 0  # with folds: the fold that is the test set
     skip_invalid: bool = False  # leave invalid patients out (logged as data/skipped.json) instead of stopping
-    augmentation: str = "none"  # none | default | strong: on-the-fly MONAI augmentation (clips/data/augment.py)
+    augmentation: str = "none"  # none | default | strong | physical (scales in mm, SUV kept): clips/data/augment.py
     workers: int = -1  # loader processes preparing patches during the step; -1: GPU the cores but one, CPU 0
     # Model and optimisation
     model: str = "small"  # network preset: tiny, small, large (clips/models/unet.py), or tmtv_net_released
@@ -70,8 +73,10 @@ class TrainConfig:
     loss_beta: float = 1.0  # weight of the Dice term
     loss_lambda: float = 2.0  # weight of the cross-entropy term
     ms_eta: float = 1.0  # Mumford-Shah length weight
+    batch_dice: bool = False  # the Dice term pooled over the batch (nnU-Net's batch_dice), curriculum weights inside
     # Validation and checkpoints
     val_every: int = 1  # validate (and maybe save the best checkpoint) every N epochs and at the end
+    collapse_after: int = 3  # validations in a row that find no lesion tag the run clips.collapsed
     sw_overlap: float = 0.25  # sliding-window overlap at inference
     sw_batch_size: int = 2  # windows per forward pass at inference
     init_weights: str = ""  # a checkpoint path or a models:/ URI
@@ -110,12 +115,14 @@ _RANGES = {
     "val_every": (1, None), "sw_overlap": (0, 0.95), "ema_decay": (0, 0.9999), "grad_clip": (0, None),
     "warmup_steps": (0, None), "sw_batch_size": (1, None), "threads": (0, None),
     "workers": (-1, 64),
-    "table_every": (1, None),
+    "table_every": (1, None), "collapse_after": (1, None),
 }
 
 
 def _validate(cfg: TrainConfig):
     get_curriculum(cfg.curriculum).parse_options(cfg.curriculum_options)
+    if cfg.fg_sampling not in FG_RULES:
+        raise ConfigError(f"unknown fg_sampling {cfg.fg_sampling!r}; known: {', '.join(FG_RULES)}")
     if cfg.augmentation not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {cfg.augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
     if cfg.model in RENAMED:

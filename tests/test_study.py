@@ -128,7 +128,11 @@ def test_every_patient_once_per_curriculum_and_seed_and_a_teacher_per_fold():
     assert len(jobs) == 3 * 3 * 2 and len(set(jobs)) == len(jobs)
     assert {j for j in jobs[:3]} == {Job("none", f, 0) for f in range(3)}  # the teachers first
     assert [j.seed for j in jobs] == sorted(j.seed for j in jobs)  # then seed by seed: whole seeds first
-    assert teacher_job(Job("transfer_teacher", 2, 1)) == Job("none", 2, 0)
+    assert teacher_job(scfg, Job("transfer_teacher", 2, 1)) == Job("none", 2, 0)
+    # a chunk (seeds 4-5) is taught by its own first seed's baseline, which it trains first
+    chunk = StudyConfig(curricula=["none", "transfer_teacher"], first_seed=4, seeds=2, folds=3)
+    assert teacher_job(chunk, Job("transfer_teacher", 2, 5)) == Job("none", 2, 4)
+    assert {j for j in chunk.jobs()[:3]} == {Job("none", f, 4) for f in range(3)}
     assert Job("smoothing", 1, 0).key == "smoothing:1:0"
     params = child_params(scfg, Job("smoothing", 1, 0), {})
     assert params["folds"] == "3" and params["fold"] == "1"

@@ -54,8 +54,13 @@ def test_mlflow_run_logs_everything(tiny_cohort):
     split = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="data/split.csv"))
     assert split.read_text().count("\n") == 7  # header + 6 patients
 
+    # A best checkpoint only where a validation found a lesion (issue #39); the tag says which network is delivered,
+    # and the last epoch's is evaluated on the test patients beside it.
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")}
-    assert artifacts == {"checkpoints/last.pt", "checkpoints/best.pt"}
+    selected = run.data.tags["clips.selected"]
+    assert artifacts == ({"checkpoints/last.pt", "checkpoints/best.pt"} if selected.startswith("best validation")
+                         else {"checkpoints/last.pt"}), selected
+    assert "test_last_dice_mean" in run.data.metrics and "test_last_nsd_mean" in run.data.metrics
 
     table = client.load_table(run.info.experiment_id, "tables/val_per_patient.json", run_ids=[run.info.run_id])
     assert list(table.columns) == COLUMNS

@@ -5,7 +5,7 @@ private module per strategy, the public names exported here.
 """
 from clips.curricula._none import NoCurriculum
 from clips.curricula._paced import AntiCurriculum, Predefined, RandomOrder, TransferTeacher
-from clips.curricula._progressive_patch import ProgressivePatch
+from clips.curricula._progressive_patch import PatchMix, ProgressivePatch
 from clips.curricula._rl_teacher import RLTeacher
 from clips.curricula._self_paced import SelfPaced
 from clips.curricula._smoothing import Smoothing
@@ -15,7 +15,7 @@ from clips.errors import ConfigError
 REGISTRY: dict[str, type[Curriculum]] = {
     c.name: c
     for c in (NoCurriculum, RandomOrder, AntiCurriculum, Predefined, SelfPaced, TransferTeacher, RLTeacher, Smoothing,
-              ProgressivePatch)
+              ProgressivePatch, PatchMix)
 }
 
 BASELINE = NoCurriculum.name  # the arm every other is compared with
@@ -27,6 +27,6 @@ def get_curriculum(name: str) -> type[Curriculum]:
     return REGISTRY[name]
 
 
-__all__ = ["BASELINE", "REGISTRY", "AntiCurriculum", "Curriculum", "CurriculumContext", "NoCurriculum", "Predefined",
-           "ProgressivePatch", "RLTeacher", "RandomOrder", "SelfPaced", "Smoothing", "StepInfo", "TransferTeacher",
-           "get_curriculum"]
+__all__ = ["BASELINE", "REGISTRY", "AntiCurriculum", "Curriculum", "CurriculumContext", "NoCurriculum", "PatchMix",
+           "Predefined", "ProgressivePatch", "RLTeacher", "RandomOrder", "SelfPaced", "Smoothing", "StepInfo",
+           "TransferTeacher", "get_curriculum"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from clips.curricula.base import Curriculum
 from clips.errors import ConfigError
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE
@@ -88,15 +90,45 @@ class ProgressivePatch(Curriculum):
 
     def sample_shape(self, epoch, patch_size, batch_size):
         sizes = stages(self.opt.start, tuple(patch_size), self.opt.axes)
-        # the epoch from which the final size is trained; at the latest the run's last epoch
-        full = min(self.final_epoch_fraction(self.opt, len(sizes)) * self.ctx.epochs, self.ctx.epochs - 1)
-        k = len(sizes) - 1 if epoch >= full else min(len(sizes) - 1, int(epoch / full * (len(sizes) - 1)))
-        self.patch = sizes[k]
+        self.patch = sizes[self.stage(self.schedule_epoch(epoch), len(sizes))]
         self.batch = batch_size
         if self.opt.mode == "performance":
             ratio = math.prod(patch_size) / math.prod(self.patch)
             self.batch = max(batch_size, min(self.opt.max_batch, int(batch_size * ratio)))
         return self.patch, self.batch
 
+    def stage(self, epoch: int, n_stages: int) -> int:
+        """The stage trained at ``epoch`` of the growing schedule."""
+        # the epoch from which the final size is trained; at the latest the run's last epoch
+        full = min(self.final_epoch_fraction(self.opt, n_stages) * self.ctx.epochs, self.ctx.epochs - 1)
+        return n_stages - 1 if epoch >= full else min(n_stages - 1, int(epoch / full * (n_stages - 1)))
+
+    def schedule_epoch(self, epoch: int) -> int:
+        """The epoch of the growing schedule whose stage ``epoch`` trains: itself (the control arm reorders)."""
+        return epoch
+
     def log_state(self):
         return {"patch_size": float(max(self.patch)) if self.patch else 0.0, "batch_size": float(self.batch)}
+
+
+class PatchMix(ProgressivePatch):
+    """progressive_patch's patches and batches without its growth: the same stages, in a shuffled order."""
+
+    # The control arm of progressive_patch (issue #39): every epoch trains one of progressive_patch's stages (patch
+    # and batch), each stage for exactly as many epochs as progressive_patch gives it, so the two arms see the same
+    # patches, batches and voxels in the same steps; only the order differs: a random permutation of the epochs,
+    # fixed by the seed, instead of small to large. progressive_patch:patch_mix isolates the curriculum (the
+    # growing order) from the larger number of smaller patches per step.
+    name = "patch_mix"
+    paper = "control arm of progressive_patch (Fischer et al. 2024): its stages in a random order"
+
+    def __init__(self, ctx, options):
+        super().__init__(ctx, options)
+        self.order = np.random.default_rng([ctx.seed, 39]).permutation(ctx.epochs)
+
+    @classmethod
+    def ramp_epochs(cls, options, epochs):
+        return 0.0  # no ramp: the final size may come at any epoch
+
+    def schedule_epoch(self, epoch: int) -> int:
+        return int(self.order[epoch])

@@ -5,6 +5,13 @@ A preset is a list of MONAI dictionary transforms over ``{"image": (5, X, Y, Z),
 interpolation), intensity ones touch the image only. Every patch carries its own seed, drawn
 by the training process, so a run is reproducible whatever the number of loader workers.
 The probabilities and ranges follow nnU-Net's default augmentation, as MONAI expresses it.
+
+``default`` and ``strong`` give the blur and the low-resolution simulation in voxels, as nnU-Net does for its
+native grids (about 2 mm): at CLIPS's 8 mm the simulation goes down to 16 mm and erases small lesions whose labels
+stay, and brightness, contrast and gamma change the SUV that defines a lesion (SUV > 4). ``physical`` states those
+scales in millimetres (blur 1-2 mm, simulated voxels at most 4 mm, each left out where the grid is already
+coarser) and applies the intensity transforms to the CT channels only, so the PET channels keep their absolute
+SUV (issue #39; whether it helps is measured in docs/results.md).
 """
 from __future__ import annotations
 
@@ -24,19 +31,27 @@ from monai.transforms import (
     RandSimulateLowResolutiond,
 )
 
+from clips.data.preprocess import CHANNEL_WINDOWS
 from clips.errors import ConfigError
 
 KEYS = ("image", "label")
+# ``physical``: the image split by modality, so that intensity transforms can leave the PET (SUV) channels alone
+CT_CHANNELS = [c for c, (kind, _, _) in enumerate(CHANNEL_WINDOWS) if kind == "ct"]
+PET_CHANNELS = [c for c, (kind, _, _) in enumerate(CHANNEL_WINDOWS) if kind == "pet"]
+PHYSICAL_KEYS = ("ct", "pet", "label")
+BLUR_MM = (1.0, 2.0)  # nnU-Net's 0.5-1 voxel at its ~2 mm grids
+COARSEST_MM = 4.0  # nnU-Net's low-resolution simulation at its ~2 mm grids: voxels down to 2x, about 4 mm
 ROTATE = math.radians(15)  # nnU-Net rotates up to 30 degrees; whole-body PET is acquired in a fixed pose
 
 
-def _spatial(elastic: bool) -> list:
-    out = [RandAffined(KEYS, prob=0.2, rotate_range=(ROTATE,) * 3, scale_range=(0.15,) * 3,
-                       mode=("bilinear", "nearest"), padding_mode="zeros")]
+def _spatial(elastic: bool, keys=KEYS) -> list:
+    modes = ("bilinear",) * (len(keys) - 1) + ("nearest",)  # the label is the last key
+    out = [RandAffined(keys, prob=0.2, rotate_range=(ROTATE,) * 3, scale_range=(0.15,) * 3,
+                       mode=modes, padding_mode="zeros")]
     if elastic:
-        out.append(Rand3DElasticd(KEYS, sigma_range=(5, 8), magnitude_range=(50, 150), prob=0.1,
-                                  mode=("bilinear", "nearest"), padding_mode="zeros"))
-    return out + [RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)]
+        out.append(Rand3DElasticd(keys, sigma_range=(5, 8), magnitude_range=(50, 150), prob=0.1,
+                                  mode=modes, padding_mode="zeros"))
+    return out + [RandFlipd(keys, prob=0.5, spatial_axis=axis) for axis in range(3)]
 
 
 def _intensity() -> list:
@@ -50,21 +65,41 @@ def _intensity() -> list:
     ]
 
 
+def _physical(spacing_mm) -> list:
+    """nnU-Net's default augmentation with its scales in millimetres and the SUV left alone (module docstring)."""
+    finest = min(spacing_mm)
+    out = _spatial(elastic=False, keys=PHYSICAL_KEYS) + [
+        RandGaussianNoised("ct", prob=0.1, std=0.02),
+        RandScaleIntensityd("ct", prob=0.15, factors=0.25),
+        RandScaleIntensityFixedMeand("ct", prob=0.15, factors=0.25, preserve_range=True),
+        RandAdjustContrastd("ct", prob=0.3, gamma=(0.7, 1.5), retain_stats=True)]
+    if BLUR_MM[1] / finest >= 0.5:  # a blur of under half a voxel changes nothing the network can see
+        sigma = tuple(b / finest for b in BLUR_MM)
+        out.append(RandGaussianSmoothd(("ct", "pet"), prob=0.2, sigma_x=sigma, sigma_y=sigma, sigma_z=sigma))
+    if max(spacing_mm) < COARSEST_MM:
+        zoom = (max(spacing_mm) / COARSEST_MM, 1.0)  # simulated voxels of at most COARSEST_MM
+        out.append(RandSimulateLowResolutiond(("ct", "pet"), prob=0.25, zoom_range=zoom))
+    return out
+
+
+# name -> transforms for a grid of spacing_mm (x, y, z)
 PRESETS = {
-    "none": lambda: [],
-    "default": lambda: _spatial(elastic=False) + _intensity(),
-    "strong": lambda: _spatial(elastic=True) + _intensity(),  # elastic deformation: slower
+    "none": lambda spacing_mm: [],
+    "default": lambda spacing_mm: _spatial(elastic=False) + _intensity(),
+    "strong": lambda spacing_mm: _spatial(elastic=True) + _intensity(),  # elastic deformation: slower
+    "physical": _physical,
 }
 
 
 class Augmentation:
-    """A preset, applied to one patch with that patch's own seed."""
+    """A preset, applied to one patch with that patch's own seed; ``spacing_mm`` is the grid's (``physical``
+    sizes its blur and low-resolution simulation by it)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, spacing_mm=(8.0, 8.0, 8.0)):
         if name not in PRESETS:
             raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(PRESETS)}")
         self.name = name
-        self.transforms = PRESETS[name]()
+        self.transforms = PRESETS[name](tuple(float(s) for s in spacing_mm))
         self.compose = Compose(self.transforms) if self.transforms else None
 
     def __bool__(self) -> bool:
@@ -74,7 +109,11 @@ class Augmentation:
         if self.compose is None:
             return image, label
         self.compose.set_random_state(seed=int(seed) % (2 ** 32))
-        out = self.compose({"image": image, "label": label[None].astype(np.float32)})
-        image = np.asarray(out["image"], dtype=np.float32)
-        label = np.asarray(out["label"])[0].round().astype(np.int64)
-        return image, label
+        if self.name != "physical":
+            out = self.compose({"image": image, "label": label[None].astype(np.float32)})
+            return np.asarray(out["image"], dtype=np.float32), np.asarray(out["label"])[0].round().astype(np.int64)
+        out = self.compose({"ct": image[CT_CHANNELS], "pet": image[PET_CHANNELS],
+                            "label": label[None].astype(np.float32)})
+        merged = np.empty((len(CHANNEL_WINDOWS), *np.asarray(out["ct"]).shape[1:]), np.float32)
+        merged[CT_CHANNELS], merged[PET_CHANNELS] = np.asarray(out["ct"]), np.asarray(out["pet"])
+        return merged, np.asarray(out["label"])[0].round().astype(np.int64)

@@ -33,7 +33,8 @@ def default_workers(device: torch.device | str = "cuda") -> int:
 
 
 class PatchDataset(Dataset):
-    """Item (patient index, seed) -> (patient index, image patch, label patch), cropped and augmented."""
+    """Item (patient index, seed[, lesion-centred]) -> (patient index, image patch, label patch), cropped and
+    augmented."""
 
     def __init__(self, sampler: PatchSampler, augmentation: Augmentation):
         self.sampler, self.augmentation = sampler, augmentation
@@ -42,19 +43,23 @@ class PatchDataset(Dataset):
         return len(self.sampler.cases)
 
     def __getitem__(self, item):
-        i, seed = item
+        i, seed, *lesion = item
         rng = np.random.default_rng(seed)
-        image, label = self.sampler.crop(i, rng)
+        image, label = self.sampler.crop(i, rng, lesion[0] if lesion else None)
         image, label = self.augmentation(image, label, int(rng.integers(2 ** 32)))
         return i, torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(label))[None]
 
 
 def plan_batch(curriculum, sampler: PatchSampler, rng: np.random.Generator, weights, batch_size: int) -> list:
-    """One step's patches: [(patient index, seed), ...]."""
+    """One step's patches: [(patient index, seed), ...], with the sampler's ``batch`` rule [(patient index, seed,
+    lesion-centred), ...]."""
     idx = curriculum.batch_indices(rng, batch_size, weights)
     if idx is None:
         idx = sampler.choose(weights, batch_size, rng)
     seeds = rng.integers(0, 2 ** 63, size=len(idx))
+    if sampler.fg_rule == "batch":
+        forced = sampler.forced(len(idx))
+        return [(int(i), int(s), k < forced) for k, (i, s) in enumerate(zip(idx, seeds))]
     return [(int(i), int(s)) for i, s in zip(idx, seeds)]
 
 

@@ -7,12 +7,17 @@ from scipy import ndimage
 
 from clips.data.preprocess import Case
 
+FG_RULES = ("patch", "batch")  # how lesion-centred patches are drawn (TrainConfig.fg_sampling)
+
 
 class PatchSampler:
-    """Crops ``patch_size`` patches; with probability ``pos_ratio`` the patch is centred on a lesion voxel."""
+    """Crops ``patch_size`` patches centred on a lesion voxel at the rate ``pos_ratio``, by ``fg_rule``: ``patch``,
+    each patch with that probability on its own (a batch may have none); ``batch``, by position in the batch, as
+    nnU-Net does: the first :meth:`forced` patches of every batch lesion-centred, the others anywhere."""
 
-    def __init__(self, cases: list[Case], patch_size, pos_ratio: float):
+    def __init__(self, cases: list[Case], patch_size, pos_ratio: float, fg_rule: str = "patch"):
         self.cases, self.patch, self.pos_ratio = cases, tuple(int(p) for p in patch_size), pos_ratio
+        self.fg_rule = fg_rule
         # Lesion voxel coordinates, computed once (labels are small uint8 memory maps).
         self.fg = [np.argwhere(np.asarray(c.label)) if c.label is not None else np.empty((0, 3), int) for c in cases]
         self._scoring: dict[tuple, list[np.ndarray]] = {}
@@ -40,11 +45,17 @@ class PatchSampler:
         p = p / p.sum()
         return rng.choice(len(self.cases), size=n, replace=True, p=p)
 
-    def crop(self, i: int, rng: np.random.Generator):
-        """A random patch, centred on a lesion voxel with probability pos_ratio."""
+    def forced(self, batch_size: int) -> int:
+        """With the ``batch`` rule, how many patches of a batch are lesion-centred: ``pos_ratio`` of it, rounded,
+        and at least one."""
+        return max(1, round(batch_size * self.pos_ratio)) if self.pos_ratio > 0 else 0
+
+    def crop(self, i: int, rng: np.random.Generator, lesion: bool | None = None):
+        """A random patch: centred on a lesion voxel with probability pos_ratio (``lesion`` None), or on one
+        whenever the patient has one (True), or anywhere (False)."""
         fg = self.fg[i]
         shape = np.array(self.cases[i].image.shape[1:])
-        if len(fg) and rng.random() < self.pos_ratio:
+        if len(fg) and (rng.random() < self.pos_ratio if lesion is None else lesion):
             center = fg[rng.integers(len(fg))]
         else:
             center = np.array([rng.integers(s) for s in shape])

@@ -67,8 +67,15 @@ def _display_order(run):
     return known.index(variant) if variant in known else len(known), variant, int(run.data.params.get("cfg.seed", 0))
 
 
-def collect(experiment_id: str, parent_id: str | None = None):
-    """(per-patient test rows of every finished child, learning curves, hard patient ids or None)."""
+CHECKPOINTS = {"delivered": schema.TEST_TABLE, "last": schema.LAST_TEST_TABLE}  # clips compare --checkpoint
+
+
+def collect(experiment_id: str, parent_id: str | None = None, checkpoint: str = "delivered"):
+    """(per-patient test rows of every finished child, learning curves, hard patient ids or None).
+
+    ``checkpoint``: the test table of the network each child delivered, or of its last epoch's (a child logs both:
+    the selection's own noise on identical trajectories). Each row also carries its run's ``collapsed`` (0/1: the
+    tag clips.collapsed) and ``best_epoch``."""
     client = MlflowClient()
     filt = f"attributes.status = 'FINISHED' and {schema.tag_is(schema.ROLE, schema.STUDY_CHILD)}"
     if parent_id:
@@ -81,12 +88,14 @@ def collect(experiment_id: str, parent_id: str | None = None):
     tests, curves, hard, difficulty = [], [], None, None
     for run in runs:
         variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
-        table = run_table(client, run.info.run_id, schema.TEST_TABLE)
+        table = run_table(client, run.info.run_id, CHECKPOINTS[checkpoint])
         if table is None:
             continue
         fold = int(run.data.params.get("cfg.fold", 0)) if int(run.data.params.get("cfg.folds", 0)) > 1 else -1
         wall_s = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else np.nan
-        tests.append(table.assign(variant=variant, seed=seed, fold=fold, run_id=run.info.run_id, wall_s=wall_s))
+        tests.append(table.assign(variant=variant, seed=seed, fold=fold, run_id=run.info.run_id, wall_s=wall_s,
+                                  collapsed=int(schema.COLLAPSED in run.data.tags),
+                                  best_epoch=run.data.metrics.get("best_epoch", np.nan)))
         if difficulty is None and variant == BASELINE:
             difficulty = run_table(client, run.info.run_id, schema.COHORT_DIFFICULTY)
         val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_dice")}
@@ -152,11 +161,25 @@ def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed:
                 continue
             row = {"variant": variant, "subset": subset, "patients": st["patient_id"].nunique(),
                    "seeds": st["seed"].nunique(), "wall_time_vs_baseline": wall_time_ratio(tests, variant, baseline)}
+            if "collapsed" in vt:
+                row["collapsed_runs"] = int(vt.drop_duplicates("run_id")["collapsed"].sum())
             for name in figures_of_merit(tests):
                 est, lo, hi = bootstrap_ci(st, name, n_boot, seed)
                 row |= {name: est, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def collapse_statement(tests: pd.DataFrame) -> list[str]:
+    """Collapsed runs per arm (the tag clips.collapsed: a training whose validations stopped finding lesions),
+    said, never averaged in silently; they stay in the analysis, since a collapse is what the recipe does."""
+    if "collapsed" not in tests:
+        return []
+    runs = tests.drop_duplicates("run_id")
+    counts = runs.groupby("variant", sort=False)["collapsed"].agg(["sum", "size"])
+    listed = ", ".join(f"{v} {int(r['sum'])} of {int(r['size'])} runs" for v, r in counts.iterrows())
+    return [f"Collapsed runs (validations that stopped finding lesions, tag {schema.COLLAPSED}): {listed}; "
+            "they stay in every figure above, since a collapse is what the recipe does."]
 
 
 def per_patient_table(tests: pd.DataFrame, hard: set[str]) -> pd.DataFrame:
@@ -298,7 +321,8 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
     paired = paired_table(per_patient, hard, list(contrasts), baseline, hard_is_flag=hard_rule == FLAGGED)
     check = calibration(paired)
     statements = ([calibration_statement(per_patient, paired, list(contrasts), baseline)]
-                  + power_statement(per_patient, paired, hard, list(contrasts), baseline) + list(notes))
+                  + power_statement(per_patient, paired, hard, list(contrasts), baseline)
+                  + collapse_statement(tests) + list(notes))
     corr_text, corr = difficulty_statement(per_patient, difficulty, baseline)
     statements.append(corr_text)
     banner = ("**The A/A calibration check failed: every contrast in this report is exploratory.**\n\n"
@@ -351,37 +375,62 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
 PER_PATIENT_KEYS = ("patient_id", "curriculum", "fold", "seed")
 
 
-def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=print) -> dict:
+def read_tables(paths: str | Path | list, arm_column: str = "curriculum") -> tuple[pd.DataFrame, str]:
+    """One per-patient table from one or several files (the chunks of a study: ``a.csv,b.csv``), and their names.
+
+    A row is a (patient, arm, fold, seed): a key found in two files is refused, naming both. ``arm_column``
+    names the column that tells the arms apart (``recipe`` for a table of recipes; a table whose rows have
+    several curricula then names each arm ``curriculum@recipe``)."""
+    paths = [Path(p) for p in (str(paths).split(",") if isinstance(paths, (str, Path)) else paths) if str(p)]
+    parts = []
+    for path in paths:
+        try:
+            table = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise ClipsError(f"{path}: cannot read the per-patient table ({exc})") from None
+        missing = [c for c in PER_PATIENT_KEYS + (arm_column,) if c not in table]
+        if missing:
+            raise ClipsError(f"{path}: column(s) {', '.join(dict.fromkeys(missing))} missing; a per-patient table has "
+                             f"{', '.join(PER_PATIENT_KEYS)} and one column per measure (dice, ...)")
+        if "dice" not in table:
+            raise ClipsError(f"{path}: no 'dice' column; the comparison reports Dice first (other measures optional)")
+        parts.append(table.assign(patient_id=table["patient_id"].astype(str), _file=path.name))
+    table = pd.concat(parts, ignore_index=True)
+    if arm_column != "curriculum":
+        arm = table[arm_column].astype(str)
+        table["curriculum"] = arm if table["curriculum"].nunique() == 1 else table["curriculum"] + "@" + arm
+    keys = list(PER_PATIENT_KEYS)
+    twice = table[table.duplicated(keys, keep=False)]
+    if len(twice):
+        row = twice.iloc[0]
+        files = sorted(set(twice.loc[(twice[keys] == row[keys]).all(axis=1), "_file"]))
+        raise ClipsError(f"patient {row['patient_id']}, arm {row['curriculum']}, fold {row['fold']}, seed "
+                         f"{row['seed']} is in the table more than once ({', '.join(files)}): chunks must not overlap")
+    return table.drop(columns=["_file"]), ",".join(p.name for p in paths)
+
+
+def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=print,
+                  arm_column: str = "curriculum") -> dict:
     """The whole comparison from a per-patient table (``clips compare --per-patient``): columns patient_id,
     curriculum, fold, seed and one per measure (dice, ...), as in a study's per_patient.csv; ``hard`` (0/1)
-    optional. No MLflow needed."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise ClipsError(f"{path}: cannot read the per-patient table ({exc})") from None
-    missing = [c for c in PER_PATIENT_KEYS if c not in table]
-    if missing:
-        raise ClipsError(f"{path}: column(s) {', '.join(missing)} missing; a per-patient table has "
-                         f"{', '.join(PER_PATIENT_KEYS)} and one column per measure (dice, ...)")
-    if "dice" not in table:
-        raise ClipsError(f"{path}: no 'dice' column; the comparison reports Dice first (other measures optional)")
+    optional; several files (``a.csv,b.csv``, a study's chunks) are analysed as their union. No MLflow needed."""
+    table, names = read_tables(path, arm_column)
     arms = set(table["curriculum"])
     for contrast in contrasts:
         if contrast.count(":") != 1 or not set(contrast.split(":")) <= arms:
-            raise ClipsError(f"contrast {contrast!r}: VARIANT:REFERENCE with arms of {path} "
+            raise ClipsError(f"contrast {contrast!r}: VARIANT:REFERENCE with arms of {names} "
                              f"({', '.join(sorted(arms))})")
     if baseline not in arms:
-        raise ClipsError(f"baseline {baseline!r} is not an arm of {path} ({', '.join(sorted(arms))}); give --baseline")
-    table["patient_id"] = table["patient_id"].astype(str)
+        raise ClipsError(f"baseline {baseline!r} is not an arm of {names} ({', '.join(sorted(arms))}); "
+                         "give --baseline")
     tests = table.rename(columns={"curriculum": "variant"})
     flagged = set(tests.loc[tests["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"]) \
         if "hard" in tests else None
     tests = tests.drop(columns=["hard"], errors="ignore")
     hard, rule = hard_patients(tests, flagged, baseline)
-    result = write_report(tests, pd.DataFrame(), hard, rule, Path(out_dir), f"Comparison of {path.name}",
+    result = write_report(tests, pd.DataFrame(), hard, rule, Path(out_dir), f"Comparison of {names}",
                           list(contrasts), baseline=baseline)
-    log(f"comparison of {tests['variant'].nunique()} arms on {tests['patient_id'].nunique()} patients from {path} "
+    log(f"comparison of {tests['variant'].nunique()} arms on {tests['patient_id'].nunique()} patients from {names} "
         f"written to {out_dir}")
     return result
 
@@ -401,7 +450,8 @@ def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, s
     return f"{name}: curriculum comparison", "; ".join(x for x in (recipe or "profile defaults", design) if x)
 
 
-def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrasts: list[str], log=print) -> dict:
+def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrasts: list[str], log=print,
+                       checkpoint: str = "delivered") -> dict:
     """``clips compare``: the study runs of ``experiment`` (those of ``parent_id`` only, when given), with the
     contrasts given, else those the parent declared, else the default ones."""
     client = MlflowClient()
@@ -410,13 +460,13 @@ def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrast
         raise ClipsError(f"no experiment named {experiment!r}")
     said = client.get_run(parent_id).data.params.get(schema.CONTRASTS_PARAM, "") if parent_id else ""
     declared = contrasts or [c.strip() for c in said.split(",") if c.strip()]
-    return compare_and_log(exp.experiment_id, parent_id, out_dir, log=log,
+    return compare_and_log(exp.experiment_id, parent_id, out_dir, log=log, checkpoint=checkpoint,
                            **({"contrasts": declared} if declared or parent_id else {}))
 
 
 def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print,
-                    contrasts=PRIMARY_CONTRASTS) -> dict:
-    tests, curves, flagged, difficulty = collect(experiment_id, parent_id)
+                    contrasts=PRIMARY_CONTRASTS, checkpoint: str = "delivered") -> dict:
+    tests, curves, flagged, difficulty = collect(experiment_id, parent_id, checkpoint)
     hard, rule = hard_patients(tests, flagged)
     notes = []
     if parent_id:

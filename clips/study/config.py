@@ -30,6 +30,9 @@ SELECTIONS = ("inner_val", "last")  # how a child picks its checkpoint (StudyCon
 class StudyConfig:
     curricula: list[str] = field(default_factory=list)  # empty: every registered curriculum
     seeds: int = 3  # per fold, the same for every arm; a primary contrast needs at least 3 (inference.MIN_SEEDS)
+    # The first seed: a chunk of a long study (`--seeds 4-7`: first_seed 4, seeds 4) trains only its own seeds, on
+    # any machine or store; `clips compare --per-patient a.csv,b.csv` analyses the chunks' union (docs/study.md).
+    first_seed: int = 0
     # The baseline's seeds, when more than ``seeds``: seeds up to 2 x ``seeds`` give the A/A calibration check as
     # many seeds per side as the contrasts have (with ``seeds`` only, it splits them in halves). 0: as ``seeds``.
     # The contrasts pair runs by (fold, seed), so they use the seeds every arm has, never the extra ones.
@@ -78,14 +81,23 @@ class StudyConfig:
 
         return max(self.seeds, self.baseline_seeds) if curriculum == BASELINE else self.seeds
 
+    def seed_range(self, curriculum: str) -> range:
+        """The seeds this study (or chunk) trains ``curriculum`` with."""
+        return range(self.first_seed, self.first_seed + self.seeds_of(curriculum))
+
+    def seeds_through(self) -> int:
+        """Seeds per fold once this chunk is in (0 to its last): what a primary contrast will have."""
+        return self.first_seed + self.seeds
+
     def jobs(self) -> list[Job]:
-        """Every child; the baseline's seed-0 children first (they may teach), then seed by seed (every arm and
+        """Every child; the baseline's first-seed children first (they may teach), then seed by seed (every arm and
         fold of seed 1, then of seed 2, ...), so that a study stopped early holds whole seeds of every arm:
         balanced run pairs for the run-aware test."""
         from clips.curricula import BASELINE
 
         folds = range(self.folds) if self.folds > 1 else [-1]
-        jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in range(self.seeds_of(c))]
-        jobs += [Job(p, f, s) for p in self.peers for f in folds for s in range(self.seeds)]
-        jobs += [Job(r, f, 0) for r in self.references for f in folds]  # a fixed model: one evaluation a fold
-        return sorted(jobs, key=lambda j: (not (j.curriculum == BASELINE and j.seed == 0), j.seed))
+        first = self.first_seed
+        jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in self.seed_range(c)]
+        jobs += [Job(p, f, s) for p in self.peers for f in folds for s in self.seed_range(p)]
+        jobs += [Job(r, f, first) for r in self.references for f in folds]  # a fixed model: one evaluation a fold
+        return sorted(jobs, key=lambda j: (not (j.curriculum == BASELINE and j.seed == first), j.seed))

@@ -40,9 +40,10 @@ def check_peers(scfg: StudyConfig) -> None:
 
 
 def waits_for(scfg: StudyConfig, job: Job) -> Job | None:
-    """The child a peer's job waits for (the fold's baseline, seed 0, for a wall-time budget), else None."""
+    """The child a peer's job waits for (the fold's baseline of the first seed, for a wall-time budget), else
+    None."""
     if job.curriculum in scfg.peers and peer_of(scfg, job.curriculum).needs_baseline_wall():
-        return Job(BASELINE, job.fold, 0)
+        return Job(BASELINE, job.fold, scfg.first_seed)
     return None
 
 

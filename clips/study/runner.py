@@ -45,8 +45,9 @@ def check(scfg: StudyConfig) -> None:
                                                for arm in contrast.split(":")):
             raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula, references "
                               "or peers")
-        if set(contrast.split(":")) <= arms and scfg.seeds < MIN_SEEDS:
-            raise ConfigError(f"primary contrast {contrast} with {scfg.seeds} seed(s) per fold cannot be tested: one "
+        if set(contrast.split(":")) <= arms and scfg.seeds_through() < MIN_SEEDS:
+            raise ConfigError(f"primary contrast {contrast} with {scfg.seeds_through()} seed(s) per fold cannot be "
+                              "tested: one "
                               f"training's luck moves a whole fold, and it takes at least {MIN_SEEDS} seeds per fold "
                               f"to tell it from an effect (docs/study.md); give --seeds {MIN_SEEDS} or more, or "
                               "--exploratory true to declare no primary contrast")
@@ -79,9 +80,10 @@ def child_params(scfg: StudyConfig, job: Job, tuned: dict) -> dict:
     return params | {k: str(v) for k, v in tuned.get(job.curriculum, {}).items()}
 
 
-def teacher_job(job: Job) -> Job:
-    """The child that teaches ``job``: the baseline, seed 0, trained on the same training patients (same fold)."""
-    return Job(BASELINE, job.fold, 0)
+def teacher_job(scfg: StudyConfig, job: Job) -> Job:
+    """The child that teaches ``job``: the baseline of the study's (or chunk's) first seed, trained on the same
+    training patients (same fold)."""
+    return Job(BASELINE, job.fold, scfg.first_seed)
 
 
 def _needs_own_teacher(scfg: StudyConfig, job: Job) -> bool:
@@ -94,7 +96,7 @@ def prerequisite(scfg: StudyConfig, job: Job) -> Job | None:
     None when it waits for nothing."""
     if job.curriculum in scfg.peers:
         return waits_for(scfg, job)
-    return teacher_job(job) if _needs_own_teacher(scfg, job) else None
+    return teacher_job(scfg, job) if _needs_own_teacher(scfg, job) else None
 
 
 def tuned_params(scfg: StudyConfig) -> dict[str, dict]:
@@ -168,9 +170,10 @@ def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, expe
     """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
     if not _needs_own_teacher(scfg, job):
         return tuned
-    base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher_job(job).key)
+    teacher = teacher_job(scfg, job)
+    base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher.key)
     if base is None:
-        raise ConfigError(f"{job.key} needs its teacher {teacher_job(job).key}, which did not finish")
+        raise ConfigError(f"{job.key} needs its teacher {teacher.key}, which did not finish")
     own = dict(tuned.get(job.curriculum, {})) | {"teacher_uri": f"runs:/{base.info.run_id}/model"}
     return tuned | {job.curriculum: own}
 
@@ -265,6 +268,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             mlflow.set_tags({schema.ROLE: schema.STUDY_PARENT, schema.STUDY_NAME: scfg.name(),
                              "mlflow.runName": scfg.name(), "mlflow.note.content": study_description(scfg)})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
+                               "study.first_seed": scfg.first_seed,
                                "study.baseline_seeds": scfg.seeds_of(BASELINE),
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                schema.CONTRASTS_PARAM: ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
@@ -313,8 +317,8 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                                contrasts=scfg.contrasts)
 
 
-DESIGN_KEYS = ("curricula", "references", "peers", "seeds", "baseline_seeds", "folds", "contrasts", "selection",
-               "vary_inner_split")
+DESIGN_KEYS = ("curricula", "references", "peers", "first_seed", "seeds", "baseline_seeds", "folds", "contrasts",
+               "selection", "vary_inner_split")
 
 
 def design_changes(before: dict | None, scfg: StudyConfig) -> str:
@@ -335,6 +339,8 @@ def _shown(value) -> str:
 def study_description(scfg: StudyConfig) -> str:
     """The parent run's description in the UI: the design, the recipe, where the answer is."""
     design = (f"{scfg.folds}-fold cross-validation" if scfg.folds > 1 else "one split") + f", {scfg.seeds} seed(s)"
+    if scfg.first_seed:
+        design += f" from seed {scfg.first_seed} (a chunk: seeds {scfg.first_seed}-{scfg.seeds_through() - 1})"
     if scfg.seeds_of(BASELINE) > scfg.seeds:
         design += f" ({scfg.seeds_of(BASELINE)} for the baseline {BASELINE}, for the A/A calibration check)"
     if scfg.vary_inner_split:

@@ -22,6 +22,8 @@ PRIVACY = "clips.privacy"  # real or pseudonymised patient ids in the run's tabl
 PRIVACY_MODES = ("auto", "pseudonymize", "real")  # the values of the privacy parameter (tracking/privacy.py)
 HEARTBEAT = "clips.heartbeat"  # a training's last sign of life (UTC), read by clips runs reap
 MACHINE_BUSY = "clips.machine_busy"  # other processes shared the run's cores
+COLLAPSED = "clips.collapsed"  # the first epoch of collapse_after validations in a row that found no lesion
+SELECTED = "clips.selected"  # which network the run delivers, and by which rule (trainer.finish)
 CONTINUES = "clips.continues"  # a study restart: the parent it continues
 FAILED_CHILDREN = "clips.failed_children"
 WITHDRAWN = "clips.withdrawn"  # the withdrawn arms; WITHDRAWN + ".<arm>": when, and what had been seen
@@ -77,6 +79,10 @@ def per_patient_table(split: str) -> str:
 
 
 TEST_TABLE, VAL_TABLE = per_patient_table("test"), per_patient_table("val")
+# The last epoch's network on the test patients, beside the delivered (selected) one's: metrics test_last_*, its
+# table and evaluation folder; so the selection's own noise is measured on identical trajectories.
+LAST_TEST = "test_last"
+LAST_TEST_TABLE = per_patient_table(LAST_TEST)
 
 
 def tag_is(key: str, value: str) -> str:

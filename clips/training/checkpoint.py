@@ -21,6 +21,9 @@ class LoopState:
     samples_seen: int = 0
     best_val_dice: float = -1.0
     best_epoch: int = -1
+    no_lesion_streak: int = 0  # validations in a row that found no lesion (clips.collapsed after collapse_after)
+    collapse_start: int = -1  # the epoch of the streak's first validation
+    collapsed_at: int = -1  # the first epoch of the streak that made the run collapsed; -1: never collapsed
 
 
 def save_last(path: Path, t, metrics: dict) -> None:

@@ -69,8 +69,9 @@ def optimise(model, curriculum, idx: np.ndarray, x: torch.Tensor, y: torch.Tenso
     terms = loss_fn(out.float(), y, x)
     per_sample = terms["total"].detach()
     # The batch mean of weighted losses: a weight scales its sample's contribution (a batch of two
-    # half-weight samples counts half), it is not renormalised away.
-    loss = (curriculum.loss_weights(idx, per_sample) * terms["total"]).mean()
+    # half-weight samples counts half), it is not renormalised away; with batch_dice the weights enter the pooled
+    # Dice's sums (TMTVLoss.objective).
+    loss = loss_fn.objective(terms, curriculum.loss_weights(idx, per_sample))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     grad_sq = grad_sq_norm(model) if curriculum.needs_grad_norm else None

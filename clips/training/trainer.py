@@ -32,7 +32,6 @@ from clips.errors import ClipsError
 from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
-from clips.metrics.overlap import dice
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import RELEASED_PRESET, build_network
 from clips.paths import clips_home
@@ -133,7 +132,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             with timer("steps"):
                 metrics = run_epoch(training, epoch)
             with timer("validation"):
-                val_eval = validate(training, epoch, metrics, full=on_validation is not None)
+                val_eval = validate(training, epoch, metrics)
             metrics["epoch_time_s"] = time.perf_counter() - started
             metrics |= system.sample()
             busy.note_if_busy(epoch, metrics.get("system/other_cores"), training.spool.set_tag)
@@ -175,8 +174,8 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
         net.to(memory_format=torch.channels_last_3d)
         torch.backends.cudnn.benchmark = True
     train_ids = cohort.ids("train")
-    loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta))
-    sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio)
+    loss_fn = TMTVLoss(LossWeights(cfg.loss_alpha, cfg.loss_beta, cfg.loss_lambda, cfg.ms_eta, cfg.batch_dice))
+    sampler = PatchSampler([cohort.cases[p] for p in train_ids], cfg.patch_size, cfg.pos_ratio, cfg.fg_sampling)
     every = list(cohort.table["patient_id"])
     features = feature_table(every, [cohort.cases[p] for p in every], cfg.spacing_mm)  # once, for both tables
     difficulty, dtable = difficulty_table(cohort, train_ids, cfg, options, loss_fn, log, features)
@@ -186,7 +185,7 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _schedule(optimizer, cfg)
     spool = Spool(run_id, workdir, log)
-    patches = PatchDataset(sampler, Augmentation(cfg.augmentation))
+    patches = PatchDataset(sampler, Augmentation(cfg.augmentation, cfg.spacing_mm))
     ema = None
     if cfg.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -288,7 +287,8 @@ def run_epoch(training: Training, epoch: int) -> dict:
         np.add.at(loss_sum, idx, terms["total"].detach().cpu().numpy())
         np.add.at(loss_n, idx, 1)
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+            if not k.startswith("_"):  # the pooled Dice's sums are not loss terms
+                sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
     cur.end_epoch(epoch)
     measured = cur.measured_losses()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -300,21 +300,47 @@ def run_epoch(training: Training, epoch: int) -> dict:
     return metrics | {f"curriculum.{k}": float(v) for k, v in cur.log_state().items()}
 
 
-def validate(training: Training, epoch: int, metrics: dict, full: bool = False) -> CohortEvaluation | None:
-    """On validation epochs: Dice of the network as trained, and a new best checkpoint if it is
-    better and the network is the one the run delivers (:meth:`Curriculum.model_is_final`)."""
+def validate(training: Training, epoch: int, metrics: dict) -> CohortEvaluation | None:
+    """On validation epochs: the validation patients scored as the test is scored (:func:`_validate`), the
+    collapse watch, and a new best checkpoint if the network found a lesion, scores better than every earlier
+    validation, and is the one the run delivers (:meth:`Curriculum.model_is_final`).
+
+    A network that finds no lesion on any validation patient is never "best": a run whose every validation
+    finds none delivers its last epoch (``finish``), not whichever checkpoint happened to come first."""
     cfg = training.cfg
     if (epoch + 1) % cfg.val_every and epoch != cfg.epochs - 1:
         return None
     net = training.delivered()
-    vd, evaluation = _validate(net, training.cohort, training.ids("val"), cfg, full)
-    metrics["val_dice"] = vd
-    if vd > training.state.best_val_dice and training.curriculum.model_is_final():
-        training.state.best_val_dice, training.state.best_epoch = vd, epoch
+    score = _validate(net, training.cohort, training.ids("val"), cfg)
+    metrics["val_dice"] = score.dice
+    if not np.isnan(score.lesion_dice):
+        metrics["val_dice_lesion"] = score.lesion_dice
+    _watch_collapse(training, epoch, score.found_lesion)
+    state = training.state
+    if score.found_lesion and score.dice > state.best_val_dice and training.curriculum.model_is_final():
+        state.best_val_dice, state.best_epoch = score.dice, epoch
         best = training.checkpoints / "best.pt"
-        checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": vd}, best)
+        checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": score.dice},
+                        best)
         training.spool.log_artifact(best, schema.CHECKPOINTS)
-    return evaluation
+    return score.evaluation
+
+
+def _watch_collapse(training: Training, epoch: int, found_lesion: bool) -> None:
+    """Tag the run clips.collapsed once ``collapse_after`` validations in a row found no lesion: a collapse is
+    seen (and counted by a study's report), never averaged in silently."""
+    state = training.state
+    if found_lesion:
+        state.no_lesion_streak = 0
+        return
+    if state.no_lesion_streak == 0:
+        state.collapse_start = epoch
+    state.no_lesion_streak += 1
+    if state.no_lesion_streak >= training.cfg.collapse_after and state.collapsed_at < 0:
+        state.collapsed_at = state.collapse_start
+        training.spool.set_tag(schema.COLLAPSED, str(state.collapsed_at))
+        training.log(f"collapsed: no validation patient's lesion found since epoch {state.collapsed_at + 1} "
+                     f"({state.no_lesion_streak} validations in a row); tagged {schema.COLLAPSED}")
 
 
 def save_epoch(training: Training, epoch: int, metrics: dict) -> None:
@@ -347,30 +373,41 @@ def finish(training: Training) -> TrainResult:
             f"'clips train --resume {training.run_id}' with the same parameters to upload them and finish the run.")
     with training.timer("logging"):
         training.clog.log(training.privacy)
-    net = training.model
+    net, state = training.model, training.state
+    last = {k: v.detach().clone() for k, v in training.delivered().state_dict().items()}  # the last epoch's network
     best = training.checkpoints / "best.pt"
     if best.exists():
         net.load_state_dict(checkpoint.load(best)["model"])
-    elif training.ema is not None:  # no validation (selection last): the average is the delivered network
-        net.load_state_dict(training.ema.module.state_dict())
+        selected = f"best validation (epoch {state.best_epoch + 1})"
+    else:
+        net.load_state_dict(last)  # the moving average when there is one
+        selected = ("last epoch (no validation split)" if not training.ids("val") else
+                    "last epoch (no validation found a lesion)")
     # The epoch the weights come from: the final evaluation is logged at that step, and so is the model, which
     # MLflow 3 then shows with that epoch's metrics (not epoch 0's).
-    state = training.state
     step = state.best_epoch if best.exists() and state.best_epoch >= 0 else max(state.epoch, 0)
     with training.timer("evaluation"):
         evaluations = {split: _evaluate(net, training.cohort, training.ids(split), cfg) for split in ("val", "test")}
+        # The last epoch's network on the test patients too, whichever was delivered: the selection's own
+        # noise, measured on the same trajectory (the same table when the last epoch is the one delivered).
+        evaluations[schema.LAST_TEST] = evaluations["test"]
+        if best.exists() and state.best_epoch != state.epoch:
+            net.load_state_dict(last)
+            evaluations[schema.LAST_TEST] = _evaluate(net, training.cohort, training.ids("test"), cfg)
+            net.load_state_dict(checkpoint.load(best)["model"])
     with training.timer("logging"):
         for split, result in evaluations.items():
             if len(result.table) or result.errors:
                 log_evaluation(result, split, privacy=training.privacy, step=step)
-        mlflow.log_metric("best_epoch", training.state.best_epoch, step=step)
+        mlflow.log_metric("best_epoch", state.best_epoch, step=step)
+        mlflow.set_tag(schema.SELECTED, selected)
         training.privacy.save_mapping(training.workdir)
         mlflow.set_tag(schema.PRIVACY, "pseudonymised ids" if training.privacy.active else "real ids")
         log_segmentation_model(net, {"spacing_mm": list(cfg.spacing_mm), "patch_size": list(cfg.patch_size),
                                      "model": cfg.model, "sw_overlap": cfg.sw_overlap}, step=step)
     mlflow.log_metrics(training.timer.metrics(), step=step)
     training.log(training.timer.split())
-    return TrainResult(training.run_id, training.state.best_val_dice, training.state.best_epoch,
+    return TrainResult(training.run_id, state.best_val_dice, state.best_epoch,
                        evaluations["val"].table, evaluations["test"].table, training.cohort.table)
 
 
@@ -450,19 +487,35 @@ def log_cohort(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
         log_input(ds, context="training")
 
 
-def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig, full: bool = False):
-    """(mean Dice on the preprocessed grid, fast, for model selection; NaN cases skipped,
-    and with ``full`` the whole suite on the patients' own grids from the same predictions)."""
-    scores, rows, settings = [], [], EvalSettings()
-    for pid in ids:
-        case = cohort.cases[pid]
-        probs = predict_probs(net, case.image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size, _device_of(net))
-        scores.append(dice(np.asarray(case.label), probs >= 0.5))
-        if full:
-            rows.append(_patient_row(cohort, pid, probs, settings))
-    scores = [s for s in scores if not np.isnan(s)]
-    evaluation = CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings) if full else None
-    return (float(np.mean(scores)) if scores else float("nan")), evaluation
+@dataclass
+class ValidationScore:
+    """One validation: ``dice``, the mean over the validation patients of the test's own Dice (each patient's
+    grid, the SUV threshold of EvalSettings), with a lesion-free patient counted symmetrically: 1 when nothing
+    is predicted, 0 for any false positive; ``lesion_dice`` the mean over the patients with lesions (NaN:
+    none has one); ``found_lesion`` whether the network found any lesion voxel of them."""
+
+    dice: float
+    lesion_dice: float
+    found_lesion: bool
+    evaluation: CohortEvaluation
+
+
+def _validate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> ValidationScore:
+    """Score the validation patients exactly as :func:`_evaluate` scores the test patients (the per-patient suite
+    on each patient's own grid), so the checkpoint chosen is chosen by the reported metric."""
+    return validation_score(_evaluate(net, cohort, ids, cfg))
+
+
+def validation_score(evaluation: CohortEvaluation) -> ValidationScore:
+    """The selection score of a validation's per-patient table (:class:`ValidationScore`)."""
+    table = evaluation.table
+    if not len(table):
+        return ValidationScore(float("nan"), float("nan"), True, evaluation)
+    lesions = table["tmtv_true_ml"] > 0
+    symmetric = table["dice"].where(lesions, (table["tmtv_pred_ml"] <= 0).astype(float))
+    lesion_dice = float(table.loc[lesions, "dice"].mean()) if lesions.any() else float("nan")
+    found = not lesions.any() or bool((table.loc[lesions, "dice"] > 0).any())
+    return ValidationScore(float(symmetric.mean()), lesion_dice, found, evaluation)
 
 
 def _evaluate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> CohortEvaluation:
