@@ -1,6 +1,7 @@
 """The ``clips`` command. Every CLIPS error is printed as one line (or one line per problem), never a traceback."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import warnings
@@ -341,6 +342,42 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
         click.echo(line)
 
 
+def _sequential_options(f):
+    """The options of a group-sequential plan (clips/study/sequential.py), for studies and re-analyses alike."""
+    from clips.study.sequential import SPENDINGS, SequentialPlan
+
+    d = _defaults(SequentialPlan)
+    for decorator in reversed([
+        _opt("--sequential", default=False, type=bool,
+             help="true: look after every seed round from --min-seeds on, stop each primary contrast at the "
+                  "spending boundary (efficacy) or for futility (docs/study.md, 'Sequential studies')."),
+        _opt("--max-seeds", default=0, type=click.IntRange(0),
+             help="With --sequential: the most seeds per fold (at it every contrast has a decision)."),
+        _opt("--min-seeds", default=d["min_seeds"], type=click.IntRange(2), help="With --sequential: the first look."),
+        _opt("--spending", default=d["spending"], type=click.Choice(SPENDINGS),
+             help="With --sequential: O'Brien-Fleming-type (almost nothing early) or Pocock-type alpha spending."),
+        _opt("--effect", default=d["effect"], type=click.FloatRange(0, min_open=True),
+             help="With --sequential: the planned Dice effect of the futility rule's conditional power."),
+        _opt("--futility-power", default=d["futility_power"], type=click.FloatRange(0, 1, max_open=True),
+             help="With --sequential: stop a contrast for futility below this conditional power (0: never)."),
+    ]):
+        f = decorator(f)
+    return f
+
+
+def _plan(options: dict):
+    """The SequentialPlan the options name (popped from ``options``), or None without --sequential."""
+    keys = ("sequential", "max_seeds", "min_seeds", "spending", "effect", "futility_power")
+    values = {k: options.pop(k) for k in keys}
+    if not values.pop("sequential"):
+        return None
+    if not values["max_seeds"]:
+        raise click.BadParameter("a sequential study needs its maximum seeds per fold", param_hint="--max-seeds")
+    from clips.study.sequential import SequentialPlan
+
+    return SequentialPlan(**values)
+
+
 def _scaling_options(d: dict, what: str) -> list:
     """The options by which studies and tuning scale out, written once for both."""
     return [
@@ -423,6 +460,7 @@ def _study_command(f):
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @_study_command
+@_sequential_options
 @click.option("--out", default="", help="Also write the comparison report to this folder.")
 @click.option("-P", "--param", "params", multiple=True, help="Training parameter KEY=VALUE shared by every child.")
 @_experiment_option
@@ -450,9 +488,13 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
                    log=click.echo)
         return
     options["first_seed"], options["seeds"] = options["seeds"]
+    plan = _plan(options)
+    if plan is not None and ctx.get_parameter_source("seeds") == click.core.ParameterSource.DEFAULT:
+        options["first_seed"], options["seeds"] = 0, plan.max_seeds  # every round; --seeds A-B: only those now
     tuned = _pairs(from_study, ":", "CURRICULUM:STUDY", "--from-study")
     references = _pairs(reference, "=", "NAME=MODEL_URI", "--reference")
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, references=references,
+                       sequential=dataclasses.asdict(plan) if plan else {},
                        peers=_names(peers), peer_options=_pairs(peer_option, "=", "NAME.KEY=VALUE", "--peer-option"),
                        **options,
                        **({"contrasts": []} if exploratory else {"contrasts": _names(contrasts)} if contrasts else {}))
@@ -481,7 +523,8 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
 @click.option("--baseline", default="", help="The reference arm of the secondary contrasts and of the A/A check "
                                              "(default: none).")
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-def compare(experiment, parent, per_patient, arm_column, checkpoint, contrasts, baseline, out):
+@_sequential_options
+def compare(experiment, parent, per_patient, arm_column, checkpoint, contrasts, baseline, out, **sequential):
     """Compare the arms of a study: contrasts tested with the training run as a random factor, the A/A check,
     power, figures, HTML (docs/study.md)."""
     from clips.curricula import BASELINE
@@ -490,13 +533,14 @@ def compare(experiment, parent, per_patient, arm_column, checkpoint, contrasts, 
         from clips.study.compare import compare_table
 
         compare_table(per_patient, out, _names(contrasts), baseline or BASELINE, log=click.echo,
-                      arm_column=arm_column)
+                      arm_column=arm_column, plan=_plan(sequential))
         click.echo(f"report: {Path(out) / 'report.html'}")
         return
     from clips.study.compare import compare_experiment
 
     _reachable()
-    compare_experiment(experiment, parent or None, out, _names(contrasts), log=click.echo, checkpoint=checkpoint)
+    compare_experiment(experiment, parent or None, out, _names(contrasts), log=click.echo, checkpoint=checkpoint,
+                       plan=_plan(sequential))
     click.echo(f"report: {Path(out) / 'report.html'}")
 
 

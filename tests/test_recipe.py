@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_curricula import tiny_cases
 
 from clips.config import build_config
 from clips.curricula import CurriculumContext, get_curriculum
@@ -21,7 +22,6 @@ from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS
 from clips.study.config import StudyConfig
 from clips.training.trainer import validation_score
-from test_curricula import tiny_cases
 
 
 # ----------------------------------------------------------------------------- pooled Dice

@@ -42,6 +42,8 @@ from clips.study.contrasts import (  # noqa: E402
     difficulty_statement,
     paired_table,
     power_statement,
+    sequential_statement,
+    sequential_tables,
 )
 from clips.study.inference import balanced_core, pair_runs, sign_flip  # noqa: E402
 from clips.study.stats import DETECTION, MEASURES, bootstrap_ci  # noqa: E402
@@ -311,7 +313,10 @@ def _paired_view(paired: pd.DataFrame) -> pd.DataFrame:
 
 def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrasts=PRIMARY_CONTRASTS,
                  difficulty: pd.DataFrame | None = None, recipe: str = "", baseline: str = BASELINE,
-                 notes: list[str] = ()) -> dict:
+                 notes: list[str] = (), plan=None, exploratory: str = "") -> dict:
+    """The report. ``plan`` (a SequentialPlan): the primary Dice contrasts analysed look by look (looks.csv, the
+    decision columns of paired.csv); ``exploratory``: why every contrast is exploratory (a study grown beyond its
+    declared seeds without a sequential plan), said at the top."""
     out.mkdir(parents=True, exist_ok=True)
     if "run_id" not in tests:  # a table from elsewhere: a run is a (variant, fold, seed)
         tests = tests.assign(run_id=tests["variant"] + ":" + tests["fold"].astype(str) + ":"
@@ -320,13 +325,24 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
     per_patient = per_patient_table(tests, hard)
     paired = paired_table(per_patient, hard, list(contrasts), baseline, hard_is_flag=hard_rule == FLAGGED)
     check = calibration(paired)
-    statements = ([calibration_statement(per_patient, paired, list(contrasts), baseline)]
+    sequential = []
+    if plan is not None:
+        looks, decisions = sequential_tables(per_patient, hard, list(contrasts), plan, baseline,
+                                             hard_is_flag=hard_rule == FLAGGED)
+        looks.to_csv(out / "looks.csv", index=False)
+        paired = paired.merge(decisions, on=["contrast", "subset", "measure"], how="left")
+        primary = int((decisions["subset"] == "all").sum()) if len(decisions) else 0
+        sequential = sequential_statement(decisions, plan, list(dict.fromkeys(tests["variant"])),
+                                          max(1, int(tests.loc[tests["fold"] >= 0, "fold"].nunique())), primary)
+    statements = (sequential + [calibration_statement(per_patient, paired, list(contrasts), baseline)]
                   + power_statement(per_patient, paired, hard, list(contrasts), baseline)
                   + collapse_statement(tests) + list(notes))
     corr_text, corr = difficulty_statement(per_patient, difficulty, baseline)
     statements.append(corr_text)
     banner = ("**The A/A calibration check failed: every contrast in this report is exploratory.**\n\n"
               if check["passed"] is False else "")
+    if exploratory:
+        banner += f"**Every contrast in this report is exploratory: {exploratory}.**\n\n"
     summary.to_csv(out / "comparison.csv", index=False)
     per_patient.to_csv(out / "per_patient.csv", index=False)
     paired.to_csv(out / "paired.csv", index=False)
@@ -353,7 +369,9 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
              ".failed{background:#fdd;padding:8px;font-weight:bold}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              "<p class='failed'>The A/A calibration check failed: every contrast in this report is exploratory.</p>"
-             if banner else "", f"<p>Recipe: {html.escape(recipe)}.</p>" if recipe else "",
+             if check["passed"] is False else "",
+             f"<p class='failed'>Every contrast in this report is exploratory: {html.escape(exploratory)}.</p>"
+             if exploratory else "", f"<p>Recipe: {html.escape(recipe)}.</p>" if recipe else "",
              f"<p>{tests['run_id'].nunique()} runs, {tests['variant'].nunique()} variants, "
              f"{tests['patient_id'].nunique()} test patients; hard patients ({len(hard)}): {html.escape(hard_rule)}. "
              f"Generated {when}.</p>",
@@ -369,7 +387,8 @@ def write_report(tests, curves, hard, hard_rule, out: Path, title: str, contrast
     parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts))
     return {"summary": summary, "paired": paired, "per_patient": per_patient, "statements": statements,
-            "difficulty_correlation": corr, "calibration": check["passed"], "out": out}
+            "difficulty_correlation": corr, "calibration": check["passed"], "out": out,
+            "decisions": decisions if plan is not None else None}
 
 
 PER_PATIENT_KEYS = ("patient_id", "curriculum", "fold", "seed")
@@ -410,7 +429,7 @@ def read_tables(paths: str | Path | list, arm_column: str = "curriculum") -> tup
 
 
 def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=print,
-                  arm_column: str = "curriculum") -> dict:
+                  arm_column: str = "curriculum", plan=None) -> dict:
     """The whole comparison from a per-patient table (``clips compare --per-patient``): columns patient_id,
     curriculum, fold, seed and one per measure (dice, ...), as in a study's per_patient.csv; ``hard`` (0/1)
     optional; several files (``a.csv,b.csv``, a study's chunks) are analysed as their union. No MLflow needed."""
@@ -428,8 +447,10 @@ def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=pri
         if "hard" in tests else None
     tests = tests.drop(columns=["hard"], errors="ignore")
     hard, rule = hard_patients(tests, flagged, baseline)
+    if plan is not None and not contrasts:
+        raise ClipsError("a sequential analysis tests the declared primary contrasts: give --contrasts VARIANT:REF")
     result = write_report(tests, pd.DataFrame(), hard, rule, Path(out_dir), f"Comparison of {names}",
-                          list(contrasts), baseline=baseline)
+                          list(contrasts), baseline=baseline, plan=plan)
     log(f"comparison of {tests['variant'].nunique()} arms on {tests['patient_id'].nunique()} patients from {names} "
         f"written to {out_dir}")
     return result
@@ -451,7 +472,7 @@ def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, s
 
 
 def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrasts: list[str], log=print,
-                       checkpoint: str = "delivered") -> dict:
+                       checkpoint: str = "delivered", plan=None) -> dict:
     """``clips compare``: the study runs of ``experiment`` (those of ``parent_id`` only, when given), with the
     contrasts given, else those the parent declared, else the default ones."""
     client = MlflowClient()
@@ -460,23 +481,28 @@ def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrast
         raise ClipsError(f"no experiment named {experiment!r}")
     said = client.get_run(parent_id).data.params.get(schema.CONTRASTS_PARAM, "") if parent_id else ""
     declared = contrasts or [c.strip() for c in said.split(",") if c.strip()]
-    return compare_and_log(exp.experiment_id, parent_id, out_dir, log=log, checkpoint=checkpoint,
+    return compare_and_log(exp.experiment_id, parent_id, out_dir, log=log, checkpoint=checkpoint, plan=plan,
                            **({"contrasts": declared} if declared or parent_id else {}))
 
 
 def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print,
-                    contrasts=PRIMARY_CONTRASTS, checkpoint: str = "delivered") -> dict:
+                    contrasts=PRIMARY_CONTRASTS, checkpoint: str = "delivered", plan=None,
+                    log_to_active: bool = True) -> dict:
+    """The comparison of a study's children, written to ``out_dir`` and logged to the active run (the parent)
+    under comparison/ unless ``log_to_active`` is False (a sequential study's look logs its own table)."""
     tests, curves, flagged, difficulty = collect(experiment_id, parent_id, checkpoint)
     hard, rule = hard_patients(tests, flagged)
-    notes = []
+    notes, exploratory = [], ""
     if parent_id:
         tags = MlflowClient().get_run(parent_id).data.tags
         notes = [f"withdrawn: {tags[k]}" for k in sorted(tags) if k.startswith(schema.WITHDRAWN + ".")]
+        exploratory = tags.get(schema.EXPLORATORY, "")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(out_dir) if out_dir else Path(tmp)
         title, recipe = _title_and_recipe(experiment_id, parent_id)
-        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty, recipe, notes=notes)
-        if mlflow.active_run() is not None:
+        result = write_report(tests, curves, hard, rule, out, title, contrasts, difficulty, recipe, notes=notes,
+                              plan=plan, exploratory=exploratory)
+        if log_to_active and mlflow.active_run() is not None:
             mlflow.log_artifacts(str(out), "comparison")
             passed = result["calibration"]
             mlflow.set_tag(schema.CALIBRATION, {True: "passed", False: "failed"}.get(passed, "not possible"))

@@ -57,6 +57,9 @@ class StudyConfig:
     # and their options, NAME.KEY -> VALUE (e.g. nnunet.budget: wall)
     peers: list[str] = field(default_factory=list)
     peer_options: dict[str, str] = field(default_factory=dict)
+    # A group-sequential plan (clips/study/sequential.py: SequentialPlan's fields; empty: a fixed design): seed rounds
+    # looked at from min_seeds on, each primary contrast stopped at its spending boundary or for futility.
+    sequential: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # imported here: the command line reads the defaults without importing torch
@@ -73,6 +76,14 @@ class StudyConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
+    def plan(self):
+        """The SequentialPlan, or None for a fixed design."""
+        if not self.sequential:
+            return None
+        from clips.study.sequential import SequentialPlan
+
+        return SequentialPlan(**self.sequential)
+
     def name(self) -> str:
         return self.study_name or f"clips-study-{self.train.get('profile') or 'smoke'}"
 
@@ -86,8 +97,9 @@ class StudyConfig:
         return range(self.first_seed, self.first_seed + self.seeds_of(curriculum))
 
     def seeds_through(self) -> int:
-        """Seeds per fold once this chunk is in (0 to its last): what a primary contrast will have."""
-        return self.first_seed + self.seeds
+        """Seeds per fold once this chunk is in (0 to its last): what a primary contrast will have (a sequential
+        study: its maximum)."""
+        return self.sequential["max_seeds"] if self.sequential else self.first_seed + self.seeds
 
     def jobs(self) -> list[Job]:
         """Every child; the baseline's first-seed children first (they may teach), then seed by seed (every arm and

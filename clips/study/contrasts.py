@@ -188,3 +188,72 @@ def difficulty_statement(per_patient: pd.DataFrame, difficulty: pd.DataFrame | N
     return (f"difficulty against outcome: Spearman rho between the cohort difficulty score and the baseline's "
             f"per-patient error (1 - Dice) = {rho:.2f} [{lo:.2f}, {hi:.2f}], {n} patients. A curriculum orders "
             "patients by this score; a rho near 0 means the ordering does not follow where the network fails."), result
+
+
+# ----------------------------------------------------------------------------- sequential looks
+LOOK_COLUMNS = ["contrast", "subset", "measure", "look", "estimate", "se", "p_value", "boundary",
+                "conditional_power", "decision"]
+SEQUENTIAL_COLUMNS = ["decision", "look", "boundary", "estimate_naive", "estimate_corrected", "ci_low_corrected",
+                      "ci_high_corrected"]
+
+
+def sequential_tables(per_patient: pd.DataFrame, hard: set[str], primary: list[str], plan,
+                      baseline: str = BASELINE, hard_is_flag: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(looks, decisions) of a sequential study's primary Dice contrasts (clips/study/sequential.py): every look
+    from ``plan.min_seeds`` to the seeds present (the table's seeds in order: look l is its first l seeds), for
+    all patients and for the flagged hard ones; and per contrast and subset the decision at the first look that
+    is not ``continue`` (the last look when none), with the naive and the corrected estimate and the interval
+    that accounts for the looks (SEQUENTIAL_COLUMNS)."""
+    from clips.study.inference import balanced_core
+    from clips.study.sequential import analyse, first_stop, stopped_estimate
+
+    pairs = [p for p in contrast_pairs(per_patient, primary, baseline) if p[3] == "primary"]
+    m = max(1, len(pairs))
+    subsets = [("all", None)] + ([("hard", hard)] if hard and hard_is_flag else [])
+    looks, decisions = [], []
+    for name, a, b, _, _ in pairs:
+        for subset, ids in subsets:
+            sa, sb = (a, b) if ids is None else (a[a["patient_id"].isin(ids)], b[b["patient_id"].isin(ids)])
+            tables, _ = balanced_core(pair_runs(sa, sb, "dice"))
+            seq = analyse(tables, plan, m)
+            looks += [{"contrast": name, "subset": subset, "measure": "dice", "look": x.seeds, "estimate": x.estimate,
+                       "se": x.se, "p_value": x.p_value, "boundary": x.boundary,
+                       "conditional_power": x.conditional_power, "decision": x.decision} for x in seq]
+            if not seq:
+                continue
+            stop = first_stop(seq)
+            at = seq[stop] if stop is not None else seq[-1]
+            row = {"contrast": name, "subset": subset, "measure": "dice", "decision": at.decision, "look": at.seeds,
+                   "boundary": at.boundary, "estimate_naive": at.estimate}
+            if stop is not None and at.se > 0:
+                row["estimate_corrected"], row["ci_low_corrected"], row["ci_high_corrected"] = stopped_estimate(
+                    at.estimate / at.se, stop, at.se, plan, m)
+            decisions.append(row)
+    return (pd.DataFrame(looks, columns=LOOK_COLUMNS),
+            pd.DataFrame(decisions).reindex(columns=["contrast", "subset", "measure"] + SEQUENTIAL_COLUMNS))
+
+
+def sequential_statement(decisions: pd.DataFrame, plan, arms: list[str], folds: int, primary_count: int) -> list[str]:
+    """The plan, each contrast's decision, and the trainings the design used against the fixed design's (an arm
+    trains until the last of its contrasts on all patients stops)."""
+    lines = [plan.describe(primary_count) + "."]
+    for _, r in decisions.iterrows():
+        corrected = (f", corrected (median-unbiased, stagewise ordering) {r['estimate_corrected']:+.3f} "
+                     f"[{r['ci_low_corrected']:+.3f}, {r['ci_high_corrected']:+.3f}]"
+                     if np.isfinite(r.get("estimate_corrected", np.nan)) else "")
+        lines.append(f"{r['contrast']} ({r['subset']} patients): {r['decision']} at {int(r['look'])} seeds "
+                     f"(nominal p boundary {r['boundary']:.4f}); naive Dice difference {r['estimate_naive']:+.3f}"
+                     f"{corrected}.")
+    rows = decisions[decisions["subset"] == "all"]
+    fixed = len(arms) * folds * plan.max_seeds
+    if rows.empty or (rows["decision"] == "continue").any():
+        return lines + [f"trainings: no decision on every contrast yet (the fixed design: {fixed})."]
+    seeds = dict.fromkeys(arms, plan.max_seeds)  # an arm in no primary contrast trains to the end
+    in_contrast: dict[str, int] = {}
+    for _, r in rows.iterrows():
+        for arm in r["contrast"].split(" vs "):
+            in_contrast[arm] = max(in_contrast.get(arm, 0), int(r["look"]))
+    seeds |= {a: k for a, k in in_contrast.items() if a in seeds}
+    used = folds * sum(seeds.values())
+    return lines + [f"trainings: {used} with this sequential design against {fixed} for the fixed design at "
+                    f"{plan.max_seeds} seeds ({used / fixed:.0%})."]

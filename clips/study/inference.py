@@ -204,15 +204,24 @@ def sign_flip(tables: list[np.ndarray], seed: int = 0) -> tuple[float, np.ndarra
     return p, null
 
 
-def run_aware_test(d: pd.DataFrame, level: float = 0.95, seed: int = 0) -> RunAwareResult:
-    """The primary test of a contrast from its per-patient, per-run differences (``pair_runs``)."""
+def run_aware_test(d: pd.DataFrame, level: float = 0.95, seed: int = 0, randomisation: bool = True
+                   ) -> RunAwareResult:
+    """The primary test of a contrast from its per-patient, per-run differences (``pair_runs``); without
+    ``randomisation`` the sign-flip companion is left out (NaN; a sequential study's many looks need only the t
+    test)."""
     tables, note = balanced_core(d)
+    return tables_test(tables, note, level, seed, randomisation)
+
+
+def tables_test(tables: list[np.ndarray], note: str = "", level: float = 0.95, seed: int = 0,
+                randomisation: bool = True) -> RunAwareResult:
+    """:func:`run_aware_test` on the per-fold patients x seeds tables of differences (``balanced_core``)."""
     design = Design(tuple(t.shape[0] for t in tables), tuple(t.shape[1] for t in tables))
     if not tables:
         return RunAwareResult(float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), float("nan"),
                               float("nan"), design, None, "no run pair in common")
     estimate = float(sum(t.sum() for t in tables) / sum(t.size for t in tables))
-    p_rand, null = sign_flip(tables, seed)
+    p_rand, null = sign_flip(tables, seed) if randomisation else (float("nan"), None)
     if max(design.seeds) < 2 or min(design.patients) < 2:
         why = ("one seed per fold: a training run's luck cannot be told from an effect, so there is no run-aware "
                "test (give every arm at least 3 seeds)") if max(design.seeds) < 2 else "fewer than 2 patients a fold"

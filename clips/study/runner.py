@@ -51,6 +51,9 @@ def check(scfg: StudyConfig) -> None:
                               f"training's luck moves a whole fold, and it takes at least {MIN_SEEDS} seeds per fold "
                               f"to tell it from an effect (docs/study.md); give --seeds {MIN_SEEDS} or more, or "
                               "--exploratory true to declare no primary contrast")
+    if scfg.sequential and not [c for c in scfg.contrasts if set(c.split(":")) <= arms]:
+        raise ConfigError("a sequential study decides its declared primary contrasts: give --contrasts VARIANT:REF "
+                          "(not --exploratory true)")
     if needs_teacher(scfg) and BASELINE not in scfg.curricula:
         raise ConfigError(f"a variant needs a teacher: give teacher_uri, or include the baseline {BASELINE}")
     check_references(scfg)
@@ -269,6 +272,7 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                              "mlflow.runName": scfg.name(), "mlflow.note.content": study_description(scfg)})
             mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
                                "study.first_seed": scfg.first_seed,
+                               "study.sequential": scfg.plan().describe(len(scfg.contrasts)) if scfg.sequential else "",
                                "study.baseline_seeds": scfg.seeds_of(BASELINE),
                                "study.folds": scfg.folds, "study.selection": scfg.selection,
                                schema.CONTRASTS_PARAM: ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
@@ -291,22 +295,19 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             client.set_tag(parent_id, schema.DESIGN_CHANGES, (history + "; " if history else "") + f"{when}: {changed}")
             client.set_tag(parent_id, "mlflow.note.content", study_description(scfg))
             log(f"[{scfg.name()}] design changed on this restart: {changed}")
+        declared = _declared_seeds(queue.meta, scfg)
+        grown = unplanned_growth(declared, scfg)
+        if grown:
+            client.set_tag(parent_id, schema.EXPLORATORY, grown)
+            log(f"[{scfg.name()}] every contrast is now exploratory: {grown}")
         queue.set_meta(config=scfg.to_dict(), parent_run_id=parent_id, experiment_id=exp, digest=digest,
-                       tracking_uri=redact(mlflow.get_tracking_uri()))
+                       tracking_uri=redact(mlflow.get_tracking_uri()), declared_seeds=declared)
         done = set(finished_children(client, exp, parent_id))  # finished before the queue existed
-        added = queue.fill([j.key for j in scfg.jobs()], done_elsewhere=done)
-        status = queue.status()
-        for key in [j.key for j in scfg.jobs() if j.key in done or status.get(j.key) == "done"]:
-            log(f"[{scfg.name()}] {key} already finished: reused")
-        for arm in queue.meta.get("withdrawn", []):
-            log(f"[{scfg.name()}] {arm} was withdrawn: its jobs are not queued again")
-        log(f"study {scfg.name()}: {len(scfg.jobs())} children ({added} queued now), parent run {parent_id}, "
-            f"queue in {redact(scfg.storage or default_storage())}; more workers: "
-            f"clips study --join {scfg.name()} --storage <that storage>")
-        slots = local_slots(scfg.workers, scfg.gpus, scfg.train)
-        if len(slots) > 1:
-            spawn_clips_workers([join_args(scfg) for _ in slots], slots)
-        work(scfg, queue, parent_id, log, until_all_done=True)
+        plan = scfg.plan()
+        rounds = [None] if plan is None else [s for s in scfg.seed_range(BASELINE) if s < plan.max_seeds]
+        for seed in rounds:  # a fixed design: every job at once; a sequential one: seed round by seed round
+            if not _run_round(scfg, queue, parent_id, done, seed, log):
+                break
         failed = {k: queue.errors(k)[-1] for k, v in queue.status().items() if v == "failed"}
         if failed:
             mlflow.set_tag(schema.FAILED_CHILDREN, ",".join(sorted(failed)))
@@ -314,11 +315,84 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                 log(f"[{scfg.name()}] {key} failed for good: {reason}")
     with mlflow.start_run(run_id=parent_id):
         return compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, compare_out, log,
-                               contrasts=scfg.contrasts)
+                               contrasts=scfg.contrasts, plan=scfg.plan())
+
+
+def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str], seed: int | None, log) -> bool:
+    """Queue and train the jobs of one seed round (``seed`` None: every job of a fixed design), then, in a
+    sequential study, look; False when the study has reached its decision."""
+    withdrawn = set(queue.meta.get("withdrawn", []))
+    keys = [j.key for j in scfg.jobs() if (seed is None or j.seed == seed) and j.curriculum not in withdrawn]
+    added = queue.fill(keys, done_elsewhere=done)
+    status = queue.status()
+    for key in [k for k in keys if k in done or status.get(k) == "done"]:
+        log(f"[{scfg.name()}] {key} already finished: reused")
+    for arm in sorted(withdrawn):
+        log(f"[{scfg.name()}] {arm} was withdrawn: its jobs are not queued again")
+    what = f"{len(keys)} children" if seed is None else f"seed round {seed}: {len(keys)} children"
+    log(f"study {scfg.name()}: {what} ({added} queued now), parent run {parent_id}, queue in "
+        f"{redact(scfg.storage or default_storage())}; more workers: clips study --join {scfg.name()} --storage "
+        "<that storage>")
+    slots = local_slots(scfg.workers, scfg.gpus, scfg.train)
+    if len(slots) > 1:
+        spawn_clips_workers([join_args(scfg) for _ in slots], slots)
+    work(scfg, queue, parent_id, log, until_all_done=True)
+    return seed is None or _look(scfg, queue, parent_id, seed, log)
+
+
+def _look(scfg: StudyConfig, queue: JobQueue, parent_id: str, seed: int, log) -> bool:
+    """A sequential study's look after seed round ``seed``: the primary contrasts' decisions (the looks table on
+    the parent, under looks/), arms whose every contrast stopped withdrawn; False when every contrast stopped."""
+    import tempfile
+
+    from clips.study.compare import compare_and_log
+
+    plan = scfg.plan()
+    if seed + 1 < plan.min_seeds:
+        return True
+    client = MlflowClient()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, tmp, lambda *_: None,
+                                 contrasts=scfg.contrasts, plan=plan, log_to_active=False)
+        client.log_artifact(parent_id, f"{tmp}/looks.csv", f"looks/after_seed_{seed}")
+    rows = result["decisions"]
+    rows = rows[rows["subset"] == "all"]
+    client.set_tag(parent_id, schema.SEQUENTIAL, "; ".join(
+        f"{r.contrast}: {r.decision} at {int(r.look)} seeds" for r in rows.itertuples())[:5000])
+    for r in rows.itertuples():
+        log(f"[{scfg.name()}] look after {seed + 1} seeds: {r.contrast}: {r.decision} "
+            f"(p boundary {r.boundary:.4f}, Dice {r.estimate_naive:+.3f})")
+    stopped = {tuple(r.contrast.split(" vs ")): r.decision != "continue" for r in rows.itertuples()}
+    arms = {a for pair in stopped for a in pair}
+    done_arms = [a for a in sorted(arms) if all(v for pair, v in stopped.items() if a in pair)]
+    withdrawn = set(queue.meta.get("withdrawn", []))
+    if [a for a in done_arms if a not in withdrawn] and not all(stopped.values()):
+        withdraw_arms(scfg.name(), [a for a in done_arms if a not in withdrawn], scfg.storage, log=log)
+    if stopped and all(stopped.values()):
+        log(f"[{scfg.name()}] every primary contrast has its decision after {seed + 1} seeds: the study stops")
+        return False
+    return True
+
+
+def _declared_seeds(meta: dict, scfg: StudyConfig) -> int:
+    """The seeds per fold the study first declared (kept in the queue; an older queue: its first design's)."""
+    if meta.get("declared_seeds"):
+        return int(meta["declared_seeds"])
+    before = meta.get("config")
+    return StudyConfig.from_dict(before).seeds_through() if before else scfg.seeds_through()
+
+
+def unplanned_growth(declared: int, scfg: StudyConfig) -> str:
+    """Why every contrast is exploratory ("" if not): a fixed-design study grown beyond its declared seeds."""
+    if scfg.plan() is not None or scfg.seeds_through() <= declared:
+        return ""
+    return (f"the study grew from its declared {declared} to {scfg.seeds_through()} seeds per fold without a "
+            "sequential plan; adding seeds after results could be seen is optional stopping, whose false-positive "
+            "rate is above alpha (docs/study.md, 'Sequential studies')")
 
 
 DESIGN_KEYS = ("curricula", "references", "peers", "first_seed", "seeds", "baseline_seeds", "folds", "contrasts",
-               "selection", "vary_inner_split")
+               "selection", "vary_inner_split", "sequential")
 
 
 def design_changes(before: dict | None, scfg: StudyConfig) -> str:
