@@ -232,6 +232,9 @@ def test_a_table_of_recipes_compares_its_recipes_and_counts_collapses(tmp_path):
     t = pd.concat([_pp([0, 1, 2]).query("curriculum == 'none'").assign(recipe="current"),
                    _pp([0, 1, 2], shift=0.1).query("curriculum == 'x'").assign(curriculum="none", recipe="new")])
     t["collapsed"] = ((t["recipe"] == "current") & (t["seed"] == 1) & (t["fold"] == 0)).astype(int)
+    t["best_epoch"] = np.where(t["recipe"] == "current", 8, 20)
+    t["tmtv_true_ml"] = np.where(t["patient_id"] == "P0", 0.0, 12.0)  # one lesion-free patient
+    t["fp_ml"] = np.where(t["recipe"] == "current", 150.0, 5.0)
     t.to_csv(tmp_path / "recipes.csv", index=False)
     result = compare_table(tmp_path / "recipes.csv", tmp_path / "out", ["new:current"], baseline="current",
                            arm_column="recipe")
@@ -242,3 +245,7 @@ def test_a_table_of_recipes_compares_its_recipes_and_counts_collapses(tmp_path):
         result["statements"])
     summary = result["summary"].set_index(["variant", "subset"])
     assert summary.loc[("current", "all"), "collapsed_runs"] == 1 and summary.loc[("new", "all"), "collapsed_runs"] == 0
+    assert summary.loc[("current", "all"), "selected_epoch_median"] == 8
+    assert summary.loc[("new", "all"), "fp_ml_lesion_free"] == 5.0
+    md = (tmp_path / "out" / "comparison.md").read_text()
+    assert "| collapsed runs | selected epoch (median) | false positives, lesion-free patients (ml) |" in md

@@ -165,6 +165,11 @@ def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed:
                    "seeds": st["seed"].nunique(), "wall_time_vs_baseline": wall_time_ratio(tests, variant, baseline)}
             if "collapsed" in vt:
                 row["collapsed_runs"] = int(vt.drop_duplicates("run_id")["collapsed"].sum())
+            if "best_epoch" in vt:  # the epoch each run's delivered network came from (-1: none selected)
+                row["selected_epoch_median"] = float(vt.drop_duplicates("run_id")["best_epoch"].median())
+            if {"tmtv_true_ml", "fp_ml"} <= set(vt):  # what a network marks where there is nothing to mark
+                free = st[st["tmtv_true_ml"] <= 0]
+                row["fp_ml_lesion_free"] = float(free["fp_ml"].mean()) if len(free) else float("nan")
             for name in figures_of_merit(tests):
                 est, lo, hi = bootstrap_ci(st, name, n_boot, seed)
                 row |= {name: est, f"{name}_ci_low": lo, f"{name}_ci_high": hi}
@@ -293,6 +298,11 @@ def _fmt_summary(summary: pd.DataFrame) -> pd.DataFrame:
         out[name] = [(f"{e:.3f} [{lo:.3f}, {hi:.3f}]" if np.isfinite(lo) else f"{e:.3f} [too few patients]")
                      if np.isfinite(e) else "n/a"
                      for e, lo, hi in zip(summary[name], summary[f"{name}_ci_low"], summary[f"{name}_ci_high"])]
+    shown = {"collapsed_runs": "collapsed runs", "selected_epoch_median": "selected epoch (median)",
+             "fp_ml_lesion_free": "false positives, lesion-free patients (ml)"}
+    for column, title in shown.items():
+        if column in summary:
+            out[title] = [f"{v:g}" if np.isfinite(v) else "n/a" for v in summary[column].astype(float)]
     return out
 
 
