@@ -335,7 +335,9 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
     ensure_writable(clips_home(), "CLIPS_HOME: caches and checkpoints")
     _reachable(experiment)
     result = run_training(cfg, log=click.echo)
-    click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}")
+    click.echo(f"run {result.run_id}: best val Dice {result.best_val_dice:.4f} at epoch {result.best_epoch + 1}"
+               if result.best_epoch >= 0 else
+               f"run {result.run_id}: no validation found a lesion; the last epoch's network is delivered")
     from clips.tracking.summary import what_to_look_at
 
     for line in what_to_look_at(result.run_id):

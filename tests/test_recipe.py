@@ -181,6 +181,7 @@ def test_a_run_that_never_finds_a_lesion_is_tagged_collapsed_and_delivers_its_la
     assert arts == {"checkpoints/last.pt"}
     m = run.data.metrics
     assert m["test_last_dice_mean"] == m["test_dice_mean"] == 0.0 and m["val_dice_lesion"] == 0.0
+    assert m["best_epoch"] == 2  # the metric names the epoch the delivered weights come from: the last
 
 
 # ----------------------------------------------------------------------------- chunks

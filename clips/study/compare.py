@@ -165,7 +165,7 @@ def summary_table(tests: pd.DataFrame, hard: set[str], n_boot: int = 2000, seed:
                    "seeds": st["seed"].nunique(), "wall_time_vs_baseline": wall_time_ratio(tests, variant, baseline)}
             if "collapsed" in vt:
                 row["collapsed_runs"] = int(vt.drop_duplicates("run_id")["collapsed"].sum())
-            if "best_epoch" in vt:  # the epoch each run's delivered network came from (-1: none selected)
+            if "best_epoch" in vt:  # the epoch each run's delivered network came from
                 row["selected_epoch_median"] = float(vt.drop_duplicates("run_id")["best_epoch"].median())
             if {"tmtv_true_ml", "fp_ml"} <= set(vt):  # what a network marks where there is nothing to mark
                 free = st[st["tmtv_true_ml"] <= 0]

@@ -399,7 +399,7 @@ def finish(training: Training) -> TrainResult:
         for split, result in evaluations.items():
             if len(result.table) or result.errors:
                 log_evaluation(result, split, privacy=training.privacy, step=step)
-        mlflow.log_metric("best_epoch", state.best_epoch, step=step)
+        mlflow.log_metric("best_epoch", step, step=step)  # the epoch the delivered weights come from
         mlflow.set_tag(schema.SELECTED, selected)
         training.privacy.save_mapping(training.workdir)
         mlflow.set_tag(schema.PRIVACY, "pseudonymised ids" if training.privacy.active else "real ids")
