@@ -565,10 +565,13 @@ def _tune_command(f):
         _opt("--retry-failed", default=d["retry_failed"], type=click.IntRange(0),
              help="Re-run a dead worker's trial at most N times."),
         *_scaling_options(d, "the tuning study"),
-        _opt("--reevaluate-top", default=d["reevaluate_top"], type=click.IntRange(0),
-             help="After the search, train the K best trials' settings again with fresh seeds (0: no re-evaluation)."),
-        _opt("--reevaluate-seeds", default=d["reevaluate_seeds"], type=click.IntRange(0),
-             help="Fresh seeds per re-evaluated candidate (the K best, the defaults, the baseline)."),
+        _opt("--reevaluate-top", default=d["reevaluate_top"], type=click.IntRange(-1),
+             help="After the search, train the K best trials' settings again with fresh seeds, with the defaults and "
+                  "the baseline, seed round by seed round, dropping a trial that cannot catch up with the best "
+                  "(0: no re-evaluation; -1: by the profile: smoke re-trains its winner once, alone, in minutes; "
+                  "the others 3 trials x 3 seeds)."),
+        _opt("--reevaluate-seeds", default=d["reevaluate_seeds"], type=click.IntRange(-1),
+             help="Most fresh seeds per re-evaluated candidate (-1: by the profile, see --reevaluate-top)."),
         _opt("--space-file", default=d["space_file"],
              help="Search spaces YAML (default experiments/search_spaces.yaml)."),
     ]):

@@ -311,3 +311,45 @@ def test_the_reevaluated_winner_is_truer_than_the_search_winner():
         gaps_reeval.append(true.max() - true[winner])
     assert np.mean(gaps_reeval) < np.mean(gaps_search)
     assert np.mean(curse) > 0.05  # the winner's curse: the search winner's objective overstates its true value
+
+
+def test_the_reevaluation_goes_seed_round_by_seed_round_and_drops_a_futile_trial(tmp_path):
+    """A trial clearly behind the best after two rounds is not trained again; the defaults always are. The job
+    is a stand-in that logs a validation table with known values: this test is about the rounds and the rule."""
+    import pandas as pd
+
+    from clips.tuning.reevaluate import Candidate, collect, futile, run_jobs
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    prep = prepare(TuneConfig(curriculum="predefined", storage=storage, study_name="rounds", train=dict(TINY)))
+    cands = [Candidate("trial0", "trial 0", "predefined", {"start_fraction": 0.3}, 0.6),
+             Candidate("trial1", "trial 1", "predefined", {"start_fraction": 0.8}, 0.5),
+             Candidate("defaults", "defaults", "predefined")]
+    level = {"trial0": 0.6, "trial1": 0.1, "defaults": 0.4}
+    client = mlflow.MlflowClient()
+    trained, lines = [], []
+    rng = np.random.default_rng(0)
+
+    def job(cand, seed, run_id, prep):
+        trained.append((cand.key, seed - 1000))
+        table = pd.DataFrame({"patient_id": [f"P{i}" for i in range(6)],
+                              "dice": level[cand.key] + rng.normal(0, 0.03, 6)})
+        client.log_table(run_id, table, "tables/val_per_patient.json")
+        client.set_terminated(run_id, "FINISHED")
+
+    with mlflow.start_run() as parent:
+        pid = parent.info.run_id
+        run_jobs(prep, pid, cands, 4, job, log=lines.append, poll_s=0.2,
+                 drop=lambda done: futile(cands, collect(pid, cands), prep.objective, None, done, 4, lines.append))
+    assert sorted(s for k, s in trained if k == "trial1") == [0, 1]  # dropped after round 2
+    assert sorted(s for k, s in trained if k == "trial0") == [0, 1, 2, 3]
+    assert sorted(s for k, s in trained if k == "defaults") == [0, 1, 2, 3]
+    assert any(line.startswith("re-evaluation: trial 1 dropped after 2 seeds") for line in lines)
+    order = [s for _, s in trained]
+    assert order == sorted(order)  # round by round
+
+
+def test_the_reevaluation_is_sized_by_the_profile():
+    assert TuneConfig(train={"profile": "smoke"}).reevaluation() == (1, 1, False)  # a quick check: the winner once
+    assert TuneConfig(train={"profile": "study"}).reevaluation() == (3, 3, True)
+    assert TuneConfig(reevaluate_top=2, train={"profile": "smoke"}).reevaluation() == (2, 1, True)

@@ -42,12 +42,14 @@ class Candidate:
     search_value: float = float("nan")  # the search-time objective (trials only)
 
 
-def candidates(study: optuna.Study, top: int, curriculum: str) -> list[Candidate]:
-    """The ``top`` best complete trials, the curriculum's defaults, and the baseline."""
+def candidates(study: optuna.Study, top: int, curriculum: str, references: bool = True) -> list[Candidate]:
+    """The ``top`` best complete trials, and with ``references`` the curriculum's defaults and the baseline."""
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     best = sorted(done, key=lambda t: t.value, reverse=True)[:top]
     out = [Candidate(f"trial{t.number}", f"trial {t.number}", curriculum, dict(t.params), float(t.value))
            for t in best]
+    if not references:
+        return out
     out.append(Candidate(DEFAULTS, DEFAULTS, curriculum))
     if curriculum != BASELINE:
         out.append(Candidate(BASELINE, BASELINE, BASELINE))
@@ -66,9 +68,10 @@ def queue_name(study_name: str) -> str:
 
 
 def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train_fn, log=print,
-             poll_s: float = 2.0) -> None:
-    """Fill the re-evaluation queue and train its jobs until none is left (waiting for other workers' jobs, and
-    training again those a dead worker gave back)."""
+             poll_s: float = 2.0, drop=None) -> None:
+    """Fill the re-evaluation queue seed round by seed round and train each round's jobs until none is left
+    (waiting for other workers' jobs, and training again those a dead worker gave back); after each round,
+    ``drop(seeds done)`` names the candidates that are not trained again."""
     tcfg = prep.tcfg
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
@@ -81,8 +84,18 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
     queue = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s,
                      on_dead_worker=close_run, create=True)
     by_key = {c.key: c for c in cands}
-    queue.fill([f"{c.key}:{s}" for c in cands for s in range(seeds)])
     queue.set_meta(candidates=[dataclasses.asdict(c) for c in cands], seeds=seeds)  # for `clips tune --join`
+    dropped: set[str] = set()
+    for s in range(seeds):
+        queue.fill([f"{c.key}:{s}" for c in cands if c.key not in dropped])
+        _drain(queue, by_key, prep, parent, client, train_fn, log, poll_s)
+        if drop is not None and s + 1 < seeds:
+            dropped |= {c.key for c in cands if c.label in set(drop(s + 1))}
+
+
+def _drain(queue: JobQueue, by_key: dict, prep, parent, client, train_fn, log, poll_s: float) -> None:
+    """Train the queue's jobs until none is waiting or running."""
+    tcfg = prep.tcfg
     while True:
         queue.reap()
         claim = queue.claim(lambda job: job.split(":")[0] in by_key, worker=worker_name())
@@ -97,7 +110,7 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
         seed = base_seed(tcfg) + SEED_OFFSET + int(s)
         with queue.beating(claim):
             run = client.create_run(parent.info.experiment_id, run_name=f"reeval · {cand.label} · seed {seed}",
-                                    tags={**inherited_tags(parent), "mlflow.parentRunId": parent_run_id,
+                                    tags={**inherited_tags(parent), "mlflow.parentRunId": parent.info.run_id,
                                           schema.ROLE: schema.TUNE_REEVAL, schema.REEVAL_CANDIDATE: cand.label,
                                           schema.STUDY_NAME: tcfg.resolved_study_name(),
                                           schema.WORKER: worker_name()})
@@ -115,17 +128,54 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
 
 
 def join(prep, parent_run_id: str, log=print) -> None:
-    """A joining worker (``clips tune --join``) helps with the re-evaluation once the search has queued it."""
+    """A joining worker (``clips tune --join``) helps with the re-evaluation's queued jobs; the tuning's own
+    command fills the rounds (and drops candidates), so a joiner only takes what is there."""
     from clips.errors import ClipsError
 
     tcfg = prep.tcfg
     try:
-        meta = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s).meta
+        queue = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s)
     except ClipsError:
         return  # no re-evaluation (yet): nothing to help with
-    cands = [Candidate(**c) for c in meta.get("candidates", [])]
+    cands = [Candidate(**c) for c in queue.meta.get("candidates", [])]
     if cands:
-        run_jobs(prep, parent_run_id, cands, int(meta.get("seeds", 0)), train_candidate, log)
+        client = MlflowClient()
+        _drain(queue, {c.key: c for c in cands}, prep, client.get_run(parent_run_id), client, train_candidate, log,
+               2.0)
+
+
+FUTILITY = dict(effect=0.05, futility_power=0.2)  # a trial is dropped when it cannot be shown 0.05 above the best
+
+
+def futile(cands: list[Candidate], runs: dict, objective, hard, done: int, seeds: int, log=print) -> list[str]:
+    """The trials to drop after ``done`` seed rounds of ``seeds``: each trial against the best so far (the highest
+    re-evaluated mean) by the sequential machinery of studies (clips/study/sequential.py), paired by seed, on the
+    validation objective; a trial whose contrast with the best stops for futility or harm is not trained again.
+    The defaults and the baseline are never dropped (the verdicts need them); the winner is still chosen on the
+    re-evaluated means."""
+    from clips.study.inference import pair_runs, run_aware_test
+    from clips.study.sequential import SequentialPlan, decide
+
+    if done < 2 or seeds < 2:
+        return []
+    plan = SequentialPlan(max_seeds=seeds, min_seeds=2, **FUTILITY)
+    tables = {c.label: _per_run(runs[c.label], objective, hard, 1).rename(columns={"d": "m"})
+              for c in cands if c.key.startswith("trial") and runs[c.label]}
+    means = {k: float(t.groupby("seed")["m"].mean().mean()) for k, t in tables.items() if len(t)}
+    if len(means) < 2:
+        return []
+    best = max(means, key=means.get)
+    out = []
+    for label in means:
+        if label == best:
+            continue
+        r = run_aware_test(pair_runs(tables[label], tables[best], "m"), randomisation=False)
+        look = decide(r.estimate, r.se, r.p_value, done, plan, r.design.patients, r.components)
+        if look.decision in ("futility", "harm"):
+            out.append(label)
+            log(f"re-evaluation: {label} dropped after {done} seeds ({look.decision} against {best}: "
+                f"{objective} {r.estimate:+.4f}, conditional power {look.conditional_power:.2f})")
+    return out
 
 
 def base_seed(tcfg) -> int:

@@ -212,21 +212,27 @@ def reevaluate(prep: TuningSetup, parent_run_id: str, log=print, train_fn=None) 
     from clips.tuning import reevaluate as re
 
     tcfg = prep.tcfg
-    if tcfg.reevaluate_top < 1 or tcfg.reevaluate_seeds < 1:
+    top, seeds, references = tcfg.reevaluation()
+    if top < 1 or seeds < 1:
         return None
     study = load_study(prep)
-    cands = re.candidates(study, tcfg.reevaluate_top, tcfg.curriculum)
+    cands = re.candidates(study, top, tcfg.curriculum, references=references)
     if not any(c.key.startswith("trial") for c in cands):
         return None
-    log(f"re-evaluation: {len(cands)} candidates ({', '.join(c.label for c in cands)}) x {tcfg.reevaluate_seeds} "
-        "fresh seeds")
-    re.run_jobs(prep, parent_run_id, cands, tcfg.reevaluate_seeds, train_fn or re.train_candidate, log)
-    runs = re.collect(parent_run_id, cands)
-    hard = None
-    if prep.objective.hard_only:
+    log(f"re-evaluation: {len(cands)} candidates ({', '.join(c.label for c in cands)}) x up to {seeds} fresh "
+        "seeds, seed round by seed round")
+
+    def hard() -> set[str] | None:
+        if not prep.objective.hard_only:
+            return None
         split = _split_of(parent_run_id)
-        hard = _hard(split) if split is not None else None
-    return re.summarise(cands, runs, prep.objective, hard)
+        return _hard(split) if split is not None else None
+
+    def drop(done: int) -> list[str]:  # after each round: trials that cannot catch up with the best
+        return re.futile(cands, re.collect(parent_run_id, cands), prep.objective, hard(), done, seeds, log)
+
+    re.run_jobs(prep, parent_run_id, cands, seeds, train_fn or re.train_candidate, log, drop=drop)
+    return re.summarise(cands, re.collect(parent_run_id, cands), prep.objective, hard())
 
 
 def _split_of(parent_run_id: str):
