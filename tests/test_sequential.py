@@ -211,7 +211,7 @@ def test_a_real_tiny_sequential_study_stops_and_records_its_looks(tiny_cohort, t
     scfg = StudyConfig(curricula=["none", "random"], folds=2, seeds=4, study_name="seq", contrasts=["random:none"],
                        sequential=plan.__dict__, train={"data_dir": str(tiny_cohort), "model": "tiny", "epochs": "2",
                                                         "steps_per_epoch": "2", "patch_size": "32",
-                                                        "spacing_mm": "10", "threads": "1"})
+                                                        "spacing_mm": "10", "val_fraction": "0"})
     logs = []
     result = run_study(scfg, log=logs.append, compare_out=tmp_path / "report")
     children = mlflow.search_runs(search_all_experiments=True, output_format="list",
