@@ -76,7 +76,7 @@ class TrainConfig:
     batch_dice: bool = False  # the Dice term pooled over the batch (nnU-Net's batch_dice), curriculum weights inside
     # Validation and checkpoints
     val_every: int = 1  # validate (and maybe save the best checkpoint) every N epochs and at the end
-    collapse_after: int = 3  # validations in a row that find no lesion tag the run clips.collapsed
+    collapse_after: int = 3  # validations in a row that find no lesion, after one that found some: clips.collapsed
     sw_overlap: float = 0.25  # sliding-window overlap at inference
     sw_batch_size: int = 2  # windows per forward pass at inference
     init_weights: str = ""  # a checkpoint path or a models:/ URI

@@ -156,6 +156,17 @@ def test_a_lesion_free_validation_patient_counts_symmetrically():
     assert nothing.dice == pytest.approx(0.5) and not nothing.found_lesion  # scores, but found no lesion
 
 
+def test_a_collapse_is_a_lost_lesion_or_none_ever_found_not_a_slow_start():
+    from clips.training.collapse import collapse_epoch
+
+    slow_start = [(2, False), (5, False), (8, False), (11, True), (14, True)]  # seen in the recipe pilot
+    assert collapse_epoch(slow_start, 3) == collapse_epoch(slow_start, 3, finished=True) == -1
+    lost = [(2, True), (5, False), (8, False), (11, False), (14, False)]
+    assert collapse_epoch(lost[:3], 3) == -1 and collapse_epoch(lost[:4], 3) == 5
+    never = [(2, False), (5, False)]
+    assert collapse_epoch(never, 3) == -1 and collapse_epoch(never, 3, finished=True) == 2
+
+
 @pytest.mark.slow
 def test_a_run_that_never_finds_a_lesion_is_tagged_collapsed_and_delivers_its_last_epoch(tiny_cohort, tmp_path):
     """A network that predicts background everywhere (its output bias says so, lr 0 keeps it): no best

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -21,9 +21,8 @@ class LoopState:
     samples_seen: int = 0
     best_val_dice: float = -1.0
     best_epoch: int = -1
-    no_lesion_streak: int = 0  # validations in a row that found no lesion (clips.collapsed after collapse_after)
-    collapse_start: int = -1  # the epoch of the streak's first validation
-    collapsed_at: int = -1  # the first epoch of the streak that made the run collapsed; -1: never collapsed
+    validations: list = field(default_factory=list)  # [epoch, found a lesion] per validation (collapse rule)
+    collapsed_at: int = -1  # the first epoch of the streak that made the run collapsed; -1: not collapsed
 
 
 def save_last(path: Path, t, metrics: dict) -> None:

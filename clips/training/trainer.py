@@ -44,6 +44,7 @@ from clips.tracking.resilient import Spool
 from clips.tracking.runs import log_input, log_params_once, run_context
 from clips.training import checkpoint
 from clips.training.checkpoint import LoopState
+from clips.training.collapse import collapse_epoch
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.step import Schedule, build_curriculum, take_steps
 from clips.training.system import BusyWatch, SystemSampler
@@ -326,21 +327,19 @@ def validate(training: Training, epoch: int, metrics: dict) -> CohortEvaluation 
     return score.evaluation
 
 
-def _watch_collapse(training: Training, epoch: int, found_lesion: bool) -> None:
-    """Tag the run clips.collapsed once ``collapse_after`` validations in a row found no lesion: a collapse is
-    seen (and counted by a study's report), never averaged in silently."""
+def _watch_collapse(training: Training, epoch: int | None, found_lesion: bool = False) -> None:
+    """Tag the run clips.collapsed (the streak's first epoch) once its validations say so by the rule of
+    :func:`clips.training.collapse.collapse_epoch`; ``epoch`` None: the training has finished. A collapse is seen
+    (and counted by a study's report), never averaged in silently."""
     state = training.state
-    if found_lesion:
-        state.no_lesion_streak = 0
-        return
-    if state.no_lesion_streak == 0:
-        state.collapse_start = epoch
-    state.no_lesion_streak += 1
-    if state.no_lesion_streak >= training.cfg.collapse_after and state.collapsed_at < 0:
-        state.collapsed_at = state.collapse_start
-        training.spool.set_tag(schema.COLLAPSED, str(state.collapsed_at))
-        training.log(f"collapsed: no validation patient's lesion found since epoch {state.collapsed_at + 1} "
-                     f"({state.no_lesion_streak} validations in a row); tagged {schema.COLLAPSED}")
+    if epoch is not None:
+        state.validations.append([epoch, bool(found_lesion)])
+    at = collapse_epoch(state.validations, training.cfg.collapse_after, finished=epoch is None)
+    if at >= 0 and state.collapsed_at < 0:
+        state.collapsed_at = at
+        training.spool.set_tag(schema.COLLAPSED, str(at))
+        training.log(f"collapsed: no validation patient's lesion found from epoch {at + 1} on; tagged "
+                     f"{schema.COLLAPSED}")
 
 
 def save_epoch(training: Training, epoch: int, metrics: dict) -> None:
@@ -373,6 +372,7 @@ def finish(training: Training) -> TrainResult:
             f"'clips train --resume {training.run_id}' with the same parameters to upload them and finish the run.")
     with training.timer("logging"):
         training.clog.log(training.privacy)
+    _watch_collapse(training, None)  # a training that never found a lesion has collapsed too
     net, state = training.model, training.state
     last = {k: v.detach().clone() for k, v in training.delivered().state_dict().items()}  # the last epoch's network
     best = training.checkpoints / "best.pt"

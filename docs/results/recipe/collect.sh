@@ -21,16 +21,29 @@ PYEOF
       --out tables/$r-$ck > /dev/null
   done
 done
-$PY - "$OUT" <<'PYEOF'
-import sys, pandas as pd, pathlib
+# The collapse rule was corrected after the pinned snapshot tagged a slow start (no lesion found at the first three
+# validations, found later) as a collapse: the collapsed column is recomputed from each run's validation history by
+# the rule of the current code (clips/training/collapse.py), and a last-epoch row's selected epoch is its last.
+PYTHONPATH=/work/main $PY - "$OUT" <<'PYEOF'
+import sys, pandas as pd, pathlib, mlflow
+from clips.training.collapse import collapse_epoch
+client = mlflow.MlflowClient()
 parts = []
 for d in sorted(pathlib.Path("tables").iterdir()):
     r, ck = d.name.rsplit("-", 1)
     t = pd.read_csv(d / "per_patient.csv")
+    for run_id in t["run_id"].unique():
+        run = client.get_run(run_id)
+        history = [(m.step, m.value > 0) for m in sorted(client.get_metric_history(run_id, "val_dice_lesion"),
+                                                         key=lambda m: m.step)]
+        t.loc[t["run_id"] == run_id, "collapsed"] = int(collapse_epoch(history, 3, finished=True) >= 0)
+        if ck == "last":
+            t.loc[t["run_id"] == run_id, "best_epoch"] = int(run.data.params["cfg.epochs"]) - 1
     parts.append(t.assign(recipe=r if ck == "delivered" else f"{r}_last"))
 t = pd.concat(parts, ignore_index=True)
 first = ["patient_id", "curriculum", "fold", "seed", "dice", "recipe"]
 t = t[first + [c for c in t.columns if c not in first and c not in ("run_id", "wall_s")] + ["wall_s"]]
 t.sort_values(["recipe", "seed", "fold", "patient_id"]).to_csv(pathlib.Path(sys.argv[1]) / "per_patient.csv", index=False)
-print(t.groupby("recipe").agg(seeds=("seed", "nunique"), rows=("dice", "size"), dice=("dice", "mean")))
+print(t.groupby("recipe").agg(seeds=("seed", "nunique"), rows=("dice", "size"), dice=("dice", "mean"),
+                              collapsed=("collapsed", "sum")))
 PYEOF
