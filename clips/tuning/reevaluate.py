@@ -135,9 +135,10 @@ def join(prep, parent_run_id: str, log=print) -> None:
     tcfg = prep.tcfg
     try:
         queue = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s)
+        meta = queue.meta
     except ClipsError:
         return  # no re-evaluation (yet): nothing to help with
-    cands = [Candidate(**c) for c in queue.meta.get("candidates", [])]
+    cands = [Candidate(**c) for c in meta.get("candidates", [])]
     if cands:
         client = MlflowClient()
         _drain(queue, {c.key: c for c in cands}, prep, client.get_run(parent_run_id), client, train_candidate, log,
