@@ -247,9 +247,3 @@ def analyse(tables: list[np.ndarray], plan: SequentialPlan, contrasts: int = 1) 
 def first_stop(looks: list[Look]) -> int | None:
     """The index of the first look whose decision is not ``continue`` (where a study would have stopped)."""
     return next((i for i, look in enumerate(looks) if look.decision != "continue"), None)
-
-
-def seeds_used(stops: dict[str, int | None], plan: SequentialPlan) -> int:
-    """Seeds per fold a set of contrasts needed: the latest of their stopping looks (max_seeds if one never
-    stopped)."""
-    return max((plan.looks[i] if i is not None else plan.max_seeds for i in stops.values()), default=0)
