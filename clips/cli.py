@@ -426,6 +426,9 @@ def _study_command(f):
              help="Seeds per fold, the same for every arm: N (seeds 0 to N-1) or A-B (only seeds A to B: a chunk of a "
                   "long study, on any machine; clips compare --per-patient a.csv,b.csv joins the chunks). A primary "
                   "contrast needs at least 3."),
+        _opt("--earlier-chunks", default="",
+             help="A.csv[,B.csv]: the per-patient tables of this study's earlier chunks (trained on other machines or "
+                  "stores): their children are not trained again, and every look and the report include them."),
         _opt("--baseline-seeds", default=d["baseline_seeds"], type=click.IntRange(0),
              help="Seeds of the baseline when more than --seeds: 2 x --seeds gives the A/A calibration check as "
                   "many seeds per side as the contrasts (otherwise it splits the baseline's seeds in halves)."),
@@ -495,6 +498,7 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
         options["first_seed"], options["seeds"] = 0, plan.max_seeds  # every round; --seeds A-B: only those now
     tuned = _pairs(from_study, ":", "CURRICULUM:STUDY", "--from-study")
     references = _pairs(reference, "=", "NAME=MODEL_URI", "--reference")
+    options["earlier_chunks"] = _names(options["earlier_chunks"])
     scfg = StudyConfig(curricula=_names(curricula), from_study=tuned, train=train_params, references=references,
                        sequential=dataclasses.asdict(plan) if plan else {},
                        peers=_names(peers), peer_options=_pairs(peer_option, "=", "NAME.KEY=VALUE", "--peer-option"),

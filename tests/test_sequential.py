@@ -199,24 +199,40 @@ def test_a_sequential_re_analysis_needs_its_contrasts_and_its_maximum(tmp_path):
 
 # ----------------------------------------------------------------------------- a real tiny sequential study
 @pytest.mark.slow
-def test_a_real_tiny_sequential_study_stops_and_records_its_looks(tiny_cohort, tmp_path):
-    """Two arms, 2 folds, at most 4 seeds, looks from 2: a planned effect of 0.001 Dice, which the remaining seeds
-    could not show (conditional power far below 0.2), stops the study for futility at its first look; the rounds
-    after it are never queued, so never trained."""
+def test_a_real_tiny_sequential_study_in_chunks_on_three_stores_stops_and_records_its_looks(
+        tiny_cohort, tmp_path, monkeypatch):
+    """Two arms, 2 folds, at most 4 seeds, looks from 2, run as chunks on three stores (three machines that never
+    share a store): chunk 1 trains seed 0 and cannot look; chunk 2 (seeds 1-3) gets chunk 1's committed table, trains
+    seed 1 only, and its first look (2 seeds, both chunks) stops the study for futility (a planned effect of 0.001
+    Dice, which the remaining seeds could not show): seeds 2-3 are never queued. Chunk 3 (seeds 2-3) on a third store
+    looks at the earlier chunks before training anything, and trains nothing."""
     import mlflow
 
     from clips.study.runner import StudyConfig, run_study
 
-    plan = SequentialPlan(max_seeds=4, min_seeds=2, effect=0.001)
-    scfg = StudyConfig(curricula=["none", "random"], folds=2, seeds=4, study_name="seq", contrasts=["random:none"],
-                       sequential=plan.__dict__, train={"data_dir": str(tiny_cohort), "model": "tiny", "epochs": "2",
-                                                        "steps_per_epoch": "2", "patch_size": "32",
-                                                        "spacing_mm": "10", "val_fraction": "0"})
-    logs = []
-    result = run_study(scfg, log=logs.append, compare_out=tmp_path / "report")
-    children = mlflow.search_runs(search_all_experiments=True, output_format="list",
+    def on_store(name: str) -> None:  # a machine of its own: MLflow store and job queue
+        uri = f"sqlite:///{tmp_path / name}.db"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+
+    def children() -> list:
+        return mlflow.search_runs(search_all_experiments=True, output_format="list",
                                   filter_string="tags.`clips.role` = 'study_child'")
-    assert sorted({c.data.params["cfg.seed"] for c in children}) == ["0", "1"] and len(children) == 2 * 2 * 2
+
+    plan = SequentialPlan(max_seeds=4, min_seeds=2, effect=0.001)
+    design = dict(curricula=["none", "random"], folds=2, study_name="seq", contrasts=["random:none"],
+                  sequential=plan.__dict__, train={"data_dir": str(tiny_cohort), "model": "tiny", "epochs": "2",
+                                                   "steps_per_epoch": "2", "patch_size": "32", "spacing_mm": "10",
+                                                   "val_fraction": "0"})
+    on_store("first")
+    run_study(StudyConfig(first_seed=0, seeds=1, **design), log=print, compare_out=tmp_path / "chunk1")
+    assert sorted({c.data.params["cfg.seed"] for c in children()}) == ["0"] and len(children()) == 4
+
+    on_store("second")
+    logs = []
+    result = run_study(StudyConfig(first_seed=1, seeds=3, earlier_chunks=[str(tmp_path / "chunk1/per_patient.csv")],
+                                   **design), log=logs.append, compare_out=tmp_path / "report")
+    assert sorted({c.data.params["cfg.seed"] for c in children()}) == ["1"] and len(children()) == 2 * 2
     decisions = result["decisions"]
     row = decisions[(decisions["contrast"] == "random vs none") & (decisions["subset"] == "all")].iloc[0]
     assert row["decision"] == "futility" and row["look"] == 2
@@ -226,8 +242,29 @@ def test_a_real_tiny_sequential_study_stops_and_records_its_looks(tiny_cohort, t
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "looks/after_seed_1")}
     assert arts == {"looks/after_seed_1/looks.csv"}
     assert any("every primary contrast has its decision after 2 seeds" in line for line in logs)
+    assert any("4 children of earlier chunks" in line for line in logs)
     assert (tmp_path / "report" / "looks.csv").exists()
     assert "group-sequential" in parent.data.params["study.sequential"]
+    union = pd.read_csv(tmp_path / "report" / "per_patient.csv")
+    assert sorted(union["seed"].unique()) == [0, 1]  # the report is the chunks' union
+
+    on_store("third")
+    logs = []
+    run_study(StudyConfig(first_seed=2, seeds=2, earlier_chunks=[str(tmp_path / "report/per_patient.csv")], **design),
+              log=logs.append)
+    assert children() == []
+    assert any("every primary contrast has its decision after 2 seeds" in line for line in logs)
+
+
+def test_an_earlier_chunk_of_another_study_is_refused(tmp_path):
+    from clips.errors import ClipsError
+    from clips.study.runner import StudyConfig, chunk_keys, earlier_chunks
+
+    _table(0.0, 2).to_csv(tmp_path / "pp.csv", index=False)
+    ours = StudyConfig(curricula=["none", "x"], folds=3, earlier_chunks=[str(tmp_path / "pp.csv")])
+    assert chunk_keys(earlier_chunks(ours)) == {f"{a}:{f}:{s}" for a in ("none", "x") for f in range(3) for s in (0, 1)}
+    with pytest.raises(ClipsError, match=r"pp.csv: arm\(s\) x of the earlier chunks are not arms of study"):
+        earlier_chunks(StudyConfig(curricula=["none", "random"], folds=3, earlier_chunks=[str(tmp_path / "pp.csv")]))
 
 
 def test_a_study_grown_without_a_plan_is_exploratory():

@@ -438,6 +438,28 @@ def read_tables(paths: str | Path | list, arm_column: str = "curriculum") -> tup
     return table.drop(columns=["_file"]), ",".join(p.name for p in paths)
 
 
+def with_earlier(tests: pd.DataFrame | None, earlier: pd.DataFrame, flagged: set[str] | None
+                 ) -> tuple[pd.DataFrame, set[str] | None]:
+    """This store's test rows with the earlier chunks' (a run found in both counts once, as this store's), and the
+    hard flags (this store's split file, else the earlier table's ``hard`` column). A (patient, arm, fold, seed)
+    trained twice, once here and once in an earlier chunk, is refused: chunks must not overlap."""
+    rows = earlier.rename(columns={"curriculum": "variant"})
+    if flagged is None:
+        flagged = hard_ids(rows)
+    rows = rows.drop(columns=["hard"], errors="ignore")
+    if tests is not None and len(tests):
+        if "run_id" in rows:
+            rows = rows[~rows["run_id"].isin(set(tests["run_id"]))]
+        rows = pd.concat([rows, tests], ignore_index=True)
+    keys = ["patient_id", "variant", "fold", "seed"]
+    twice = rows[rows.duplicated(keys, keep=False)]
+    if len(twice):
+        r = twice.iloc[0]
+        raise ClipsError(f"arm {r['variant']}, fold {r['fold']}, seed {r['seed']} is both in an earlier chunk's table "
+                         "and trained in this store: chunks must not overlap")
+    return rows, flagged
+
+
 def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=print,
                   arm_column: str = "curriculum", plan=None) -> dict:
     """The whole comparison from a per-patient table (``clips compare --per-patient``): columns patient_id,
@@ -453,8 +475,7 @@ def compare_table(path, out_dir, contrasts=(), baseline: str = BASELINE, log=pri
         raise ClipsError(f"baseline {baseline!r} is not an arm of {names} ({', '.join(sorted(arms))}); "
                          "give --baseline")
     tests = table.rename(columns={"curriculum": "variant"})
-    flagged = set(tests.loc[tests["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"]) \
-        if "hard" in tests else None
+    flagged = hard_ids(tests)
     tests = tests.drop(columns=["hard"], errors="ignore")
     hard, rule = hard_patients(tests, flagged, baseline)
     if plan is not None and not contrasts:
@@ -497,10 +518,18 @@ def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrast
 
 def compare_and_log(experiment_id: str, parent_id: str | None, out_dir=None, log=print,
                     contrasts=PRIMARY_CONTRASTS, checkpoint: str = "delivered", plan=None,
-                    log_to_active: bool = True) -> dict:
+                    log_to_active: bool = True, earlier: pd.DataFrame | None = None) -> dict:
     """The comparison of a study's children, written to ``out_dir`` and logged to the active run (the parent)
-    under comparison/ unless ``log_to_active`` is False (a sequential study's look logs its own table)."""
-    tests, curves, flagged, difficulty = collect(experiment_id, parent_id, checkpoint)
+    under comparison/ unless ``log_to_active`` is False (a sequential study's look logs its own table).
+    ``earlier``: the per-patient rows of the study's earlier chunks (:func:`read_tables`), analysed with these."""
+    try:
+        tests, curves, flagged, difficulty = collect(experiment_id, parent_id, checkpoint)
+    except ClipsError:
+        if earlier is None or earlier.empty:
+            raise
+        tests, curves, flagged, difficulty = None, pd.DataFrame(), None, None  # this chunk has nothing finished yet
+    if earlier is not None and not earlier.empty:
+        tests, flagged = with_earlier(tests, earlier, flagged)
     hard, rule = hard_patients(tests, flagged)
     notes, exploratory = [], ""
     if parent_id:

@@ -60,6 +60,10 @@ class StudyConfig:
     # A group-sequential plan (clips/study/sequential.py: SequentialPlan's fields; empty: a fixed design): seed rounds
     # looked at from min_seeds on, each primary contrast stopped at its spending boundary or for futility.
     sequential: dict = field(default_factory=dict)
+    # Per-patient tables of this study's earlier chunks, trained on other machines or stores (their committed
+    # per_patient.csv): their children are not trained again, and every look and the report analyse them with this
+    # chunk's, so a study outlives the machine that started it (docs/study.md, 'A long study runs in chunks').
+    earlier_chunks: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         # imported here: the command line reads the defaults without importing torch

@@ -303,10 +303,19 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         queue.set_meta(config=scfg.to_dict(), parent_run_id=parent_id, experiment_id=exp, digest=digest,
                        tracking_uri=redact(mlflow.get_tracking_uri()), declared_seeds=declared)
         done = set(finished_children(client, exp, parent_id))  # finished before the queue existed
+        earlier = earlier_chunks(scfg)
+        if earlier is not None:
+            done |= chunk_keys(earlier)
+            log(f"[{scfg.name()}] {len(chunk_keys(earlier))} children of earlier chunks "
+                f"({', '.join(scfg.earlier_chunks)}): not trained again, analysed with this chunk's")
         plan = scfg.plan()
         rounds = [None] if plan is None else [s for s in scfg.seed_range(BASELINE) if s < plan.max_seeds]
+        if plan is not None and earlier is not None and scfg.first_seed >= plan.min_seeds:
+            # the looks of the earlier chunks decide whether this one is needed, and which arms it still trains
+            if not _look(scfg, queue, parent_id, scfg.first_seed - 1, log, earlier):
+                rounds = []
         for seed in rounds:  # a fixed design: every job at once; a sequential one: seed round by seed round
-            if not _run_round(scfg, queue, parent_id, done, seed, log):
+            if not _run_round(scfg, queue, parent_id, done, seed, log, earlier):
                 break
         failed = {k: queue.errors(k)[-1] for k, v in queue.status().items() if v == "failed"}
         if failed:
@@ -315,10 +324,33 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
                 log(f"[{scfg.name()}] {key} failed for good: {reason}")
     with mlflow.start_run(run_id=parent_id):
         return compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, compare_out, log,
-                               contrasts=scfg.contrasts, plan=scfg.plan())
+                               contrasts=scfg.contrasts, plan=scfg.plan(), earlier=earlier)
 
 
-def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str], seed: int | None, log) -> bool:
+def earlier_chunks(scfg: StudyConfig):
+    """The per-patient rows of the study's earlier chunks (``--earlier-chunks``), or None; every arm in them must be
+    one of this study's."""
+    if not scfg.earlier_chunks:
+        return None
+    from clips.study.compare import read_tables
+
+    table, names = read_tables(scfg.earlier_chunks)
+    arms = set(scfg.curricula) | set(scfg.references) | set(scfg.peers)
+    foreign = sorted(set(table["curriculum"]) - arms)
+    if foreign:
+        raise ClipsError(f"{names}: arm(s) {', '.join(foreign)} of the earlier chunks are not arms of study "
+                         f"{scfg.name()!r} ({', '.join(sorted(arms))}): is it the same study?")
+    return table
+
+
+def chunk_keys(table) -> set[str]:
+    """The study keys (arm:fold:seed) of the children in a per-patient table."""
+    runs = table[["curriculum", "fold", "seed"]].drop_duplicates()
+    return {Job(c, int(f), int(s)).key for c, f, s in runs.itertuples(index=False)}
+
+
+def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str], seed: int | None, log,
+               earlier=None) -> bool:
     """Queue and train the jobs of one seed round (``seed`` None: every job of a fixed design), then, in a
     sequential study, look; False when the study has reached its decision."""
     withdrawn = set(queue.meta.get("withdrawn", []))
@@ -337,10 +369,10 @@ def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str
     if len(slots) > 1:
         spawn_clips_workers([join_args(scfg) for _ in slots], slots)
     work(scfg, queue, parent_id, log, until_all_done=True)
-    return seed is None or _look(scfg, queue, parent_id, seed, log)
+    return seed is None or _look(scfg, queue, parent_id, seed, log, earlier)
 
 
-def _look(scfg: StudyConfig, queue: JobQueue, parent_id: str, seed: int, log) -> bool:
+def _look(scfg: StudyConfig, queue: JobQueue, parent_id: str, seed: int, log, earlier=None) -> bool:
     """A sequential study's look after seed round ``seed``: the primary contrasts' decisions (the looks table on
     the parent, under looks/), arms whose every contrast stopped withdrawn; False when every contrast stopped."""
     import tempfile
@@ -353,7 +385,7 @@ def _look(scfg: StudyConfig, queue: JobQueue, parent_id: str, seed: int, log) ->
     client = MlflowClient()
     with tempfile.TemporaryDirectory() as tmp:
         result = compare_and_log(client.get_run(parent_id).info.experiment_id, parent_id, tmp, lambda *_: None,
-                                 contrasts=scfg.contrasts, plan=plan, log_to_active=False)
+                                 contrasts=scfg.contrasts, plan=plan, log_to_active=False, earlier=earlier)
         client.log_artifact(parent_id, f"{tmp}/looks.csv", f"looks/after_seed_{seed}")
     rows = result["decisions"]
     rows = rows[rows["subset"] == "all"]
