@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Appends the finished children of this machine's chunk to per_patient.csv beside this file (rows of runs already
+# in it are left as they are: the file is appended, never rewritten), and records the chunk in design.json.
+# Run it after every seed round and before the machine goes; pause the study around it (kill -STOP / -CONT).
+set -eu
+HERE=$(cd "$(dirname "$0")" && pwd)
+cd /work/studies/confirm
+export CLIPS_HOME=$PWD/home MLFLOW_TRACKING_URI=sqlite:///$PWD/mlflow.db PYTHONPATH=$PWD/code
+PY=/work/main/.venv/bin/python
+parent=$($PY - <<'PYEOF'
+import mlflow
+runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+    filter_string="tags.`clips.study_name` = 'confirm' and tags.`clips.role` = 'study_parent'")
+print(runs[0].info.run_id if runs else "")
+PYEOF
+)
+[ -n "$parent" ] || { echo "no study parent in this store yet"; exit 0; }
+rm -rf tables && $PY -m clips compare --experiment clips --parent "$parent" --contrasts "" --out tables > /dev/null
+$PY - "$HERE" tables/per_patient.csv <<'PYEOF'
+import json, socket, subprocess, sys, datetime, pathlib
+import pandas as pd
+here, new = pathlib.Path(sys.argv[1]), pd.read_csv(sys.argv[2])
+table = here / "per_patient.csv"
+old = pd.read_csv(table) if table.exists() and table.stat().st_size else None
+if old is not None:
+    new = new[~new["run_id"].isin(set(old["run_id"]))]
+    new = new.reindex(columns=old.columns)
+new = new.sort_values(["seed", "curriculum", "fold", "patient_id"])
+new.to_csv(table, mode="a", header=old is None, index=False)
+design = json.loads((here / "design.json").read_text())
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+chunk = {"started": open("started.txt").read().strip(), "collected": datetime.datetime.now(datetime.timezone.utc)
+         .strftime("%Y-%m-%dT%H:%MZ"), "machine": f"{socket.gethostname()} ({cpu}, {len(open('/proc/cpuinfo').read().split('processor')) - 1} cores)",
+         "store_parent_run": open("parent.txt").read().strip() if pathlib.Path("parent.txt").exists() else ""}
+all_rows = pd.read_csv(table)
+chunk["children"] = int(all_rows[all_rows["run_id"].isin(set(pd.read_csv(sys.argv[2])["run_id"]))]["run_id"].nunique())
+chunk["seeds"] = sorted(int(s) for s in pd.read_csv(sys.argv[2])["seed"].unique())
+chunks = [c for c in design.get("chunks", []) if c.get("started") != chunk["started"]]
+design["chunks"] = chunks + [chunk]
+(here / "design.json").write_text(json.dumps(design, indent=2) + "\n")
+print(f"{len(new)} rows appended ({new['run_id'].nunique() if len(new) else 0} children); the table has "
+      f"{all_rows['run_id'].nunique()} children: " + ", ".join(f"{k} {v}" for k, v in
+      all_rows.drop_duplicates("run_id").groupby(["curriculum"])["seed"].apply(lambda s: sorted(s.unique())).items()))
+PYEOF
