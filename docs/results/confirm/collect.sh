@@ -17,7 +17,7 @@ PYEOF
 [ -n "$parent" ] || { echo "no study parent in this store yet"; exit 0; }
 rm -rf tables && $PY -m clips compare --experiment clips --parent "$parent" --contrasts "" --out tables > /dev/null
 $PY - "$HERE" tables/per_patient.csv <<'PYEOF'
-import json, socket, subprocess, sys, datetime, pathlib
+import datetime, json, os, pathlib, socket, sys
 import pandas as pd
 here, new = pathlib.Path(sys.argv[1]), pd.read_csv(sys.argv[2])
 table = here / "per_patient.csv"
@@ -30,7 +30,7 @@ new.to_csv(table, mode="a", header=old is None, index=False)
 design = json.loads((here / "design.json").read_text())
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 chunk = {"started": open("started.txt").read().strip(), "collected": datetime.datetime.now(datetime.timezone.utc)
-         .strftime("%Y-%m-%dT%H:%MZ"), "machine": f"{socket.gethostname()} ({cpu}, {len(open('/proc/cpuinfo').read().split('processor')) - 1} cores)",
+         .strftime("%Y-%m-%dT%H:%MZ"), "machine": f"{socket.gethostname()} ({cpu}, {os.cpu_count()} cores)",
          "store_parent_run": open("parent.txt").read().strip() if pathlib.Path("parent.txt").exists() else ""}
 all_rows = pd.read_csv(table)
 chunk["children"] = int(all_rows[all_rows["run_id"].isin(set(pd.read_csv(sys.argv[2])["run_id"]))]["run_id"].nunique())

@@ -14,6 +14,7 @@ want=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['snapshot
 PY=/work/main/.venv/bin/python
 EARLIER=()
 [ -s "$HERE/per_patient.csv" ] && EARLIER=(--earlier-chunks "$HERE/per_patient.csv")
+[ -s started.txt ] || date -u +%FT%TZ > started.txt  # when this machine's chunk began
 echo "=== $(date -u +%FT%TZ) chunk from seed ${FIRST:-0}"
 nice $PY -m clips study --study-name confirm --curricula none,progressive_patch,patch_mix \
   --contrasts progressive_patch:none,progressive_patch:patch_mix --folds 3 --seeds "${FIRST:-0}-3" \
