@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +39,28 @@ def save_last(path: Path, t, metrics: dict) -> None:
         "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
         "state": dataclasses.asdict(t.state), "config": t.privacy.params(t.cfg.as_params()),
         "curriculum_rows": t.clog.indexed_rows(),
-        "metrics": metrics, "ema": t.ema.state_dict() if t.ema is not None else None,
+        "metrics": metrics, "ema": t.ema.state_dict() if t.ema is not None else None, "run_id": t.run_id,
     }, path)
+
+
+LAST_KEYS = ("model", "optimizer", "scheduler", "curriculum", "state", "config")
+NOT_CONFIG = ("resume",)  # differs legitimately between the first start and the resumed one
+
+
+def unusable(saved, run_id: str, config: dict) -> str:
+    """Why a loaded 'last' checkpoint cannot continue run ``run_id`` trained with ``config`` ("" if it can): not a
+    training checkpoint, another run's, or another configuration's (a resumed training must be the same one)."""
+    if not isinstance(saved, dict) or any(k not in saved for k in LAST_KEYS):
+        return "not a CLIPS training checkpoint (a 'last.pt' holds " + ", ".join(LAST_KEYS) + ")"
+    if saved.get("run_id") not in (None, run_id):
+        return f"a checkpoint of run {saved['run_id']}, not of {run_id}"
+    old = {k: v for k, v in saved["config"].items() if k not in NOT_CONFIG}
+    new = {k: v for k, v in config.items() if k not in NOT_CONFIG}
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:3])
+        return f"trained with another configuration ({shown}{', ...' if len(changed) > 3 else ''})"
+    return ""
 
 
 def restore_last(saved: dict, t) -> dict | None:
@@ -67,23 +88,40 @@ def save(state: dict, path: Path) -> None:
 def load(path: str | Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise ClipsError(f"cannot read checkpoint {path}: {exc}") from None
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated, not torch's
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ClipsError(f"cannot read checkpoint {path}: {reason}") from None
 
 
-def find_last(local_dir: Path, run_id: str) -> dict | None:
-    """The newest 'last' checkpoint of a run: the local copy if present, else the logged artifact."""
-    local = local_dir / "last.pt"
-    if local.exists():
-        return load(local)
+def find_last(local_dir: Path, run_id: str, config: dict, log=print) -> dict | None:
+    """The newest usable 'last' checkpoint of run ``run_id`` trained with ``config``: the local copy, else the copy
+    logged to the run's artifacts (written at the same epoch; the server's survives a local disk that did not).
+    Each unusable one (unreadable, truncated, another run's or another configuration's) is said in one line and
+    skipped; None when neither can continue the run."""
+    for where in ("local", "artifact"):
+        path = local_dir / "last.pt" if where == "local" else _downloaded_last(local_dir, run_id)
+        if path is None or not Path(path).exists():
+            continue
+        try:
+            saved = load(path)
+        except ClipsError as exc:
+            log(f"{exc}; not resumed from it")
+            continue
+        why = unusable(saved, run_id, config)
+        if not why:
+            return saved
+        log(f"checkpoint {path}: {why}; not resumed from it")
+    return None
+
+
+def _downloaded_last(local_dir: Path, run_id: str) -> str | None:
     import mlflow  # here, not at the top: benchmarks on machines without MLflow import this module
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{schema.CHECKPOINTS}/last.pt",
+        return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{schema.CHECKPOINTS}/last.pt",
                                                    dst_path=str(local_dir.parent / "download"))
     except Exception:  # noqa: BLE001 - MLflow raises several types for "no such artifact"
         return None
-    return load(path)
 
 
 def _open(source: str, role: str):

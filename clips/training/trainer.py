@@ -42,7 +42,7 @@ from clips.tracking.privacy import Privacy
 from clips.tracking.reap import heartbeat_now
 from clips.tracking.resilient import Spool
 from clips.tracking.runs import log_input, log_params_once, run_context
-from clips.training import checkpoint
+from clips.training import checkpoint, failpoints
 from clips.training.checkpoint import LoopState
 from clips.training.collapse import collapse_epoch
 from clips.training.curriculum_log import CurriculumLog
@@ -139,6 +139,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             busy.note_if_busy(epoch, metrics.get("system/other_cores"), training.spool.set_tag)
             with timer("checkpoint"):
                 save_epoch(training, epoch, metrics)
+            failpoints.reached("epoch", epoch)
             if on_validation is not None and val_eval is not None:
                 on_validation(epoch, lambda v=val_eval: v, cohort.table)
             per_epoch = (time.perf_counter() - began) / (epoch - first + 1)
@@ -248,9 +249,11 @@ def restore(training: Training) -> bool:
     """Continue from the run's last checkpoint when resuming; False for a fresh run."""
     if not training.cfg.resume:
         return False
-    saved = checkpoint.find_last(training.checkpoints, training.run_id)
+    config = training.privacy.params(training.cfg.as_params())
+    saved = checkpoint.find_last(training.checkpoints, training.run_id, config, training.log)
     if saved is None:
-        raise ClipsError(f"run {training.run_id} has no checkpoint to resume from")
+        raise ClipsError(f"run {training.run_id} has no usable checkpoint to resume from (see above); start it "
+                         "afresh without --resume")
     metrics = checkpoint.restore_last(saved, training)
     _log_pending_metrics(training.run_id, training.state.epoch, metrics)
     training.log(f"resuming run {training.run_id} after epoch {training.state.epoch}")
@@ -280,7 +283,8 @@ def run_epoch(training: Training, epoch: int) -> dict:
     workers = default_workers(training.device) if cfg.workers < 0 else cfg.workers
     steps = take_steps(forward, cur, training.patches, training.rng, weights, batch_size, cfg.steps_per_epoch,
                        training.loss_fn, training.optimizer, training.device, workers, cfg.amp, cfg.grad_clip)
-    for idx, terms in steps:
+    for step, (idx, terms) in enumerate(steps):
+        failpoints.reached("step", epoch, step)
         training.scheduler.step()
         if training.ema is not None:
             training.ema.update_parameters(training.model)

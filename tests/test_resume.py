@@ -1,0 +1,120 @@
+"""Exact resume (issue #44): a real training killed with SIGKILL (tiny network, real NIfTI cohort, the CLI in a
+process of its own) and resumed ends exactly where the same training run without interruption ends: the same
+parameters, bit for bit, and the same test Dice. And a checkpoint that cannot continue the run (truncated,
+another run's, another configuration's) is refused in one line, never a traceback.
+
+The uninterrupted reference and the resumption run in this process (`train`, as `clips train` calls it; the
+checkpoint's configuration check proves they are the same training), the killed training in a process of its
+own: half the cost of three processes, the same arithmetic (one thread everywhere)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from clips.training.failpoints import ENV
+
+REPO = Path(__file__).resolve().parent.parent
+# One thread: the same arithmetic in every process; 4 epochs, validation after each, so a kill after epoch 1 leaves
+# every kind of state (curriculum, optimiser, scheduler, generators, the best checkpoint) mid-way.
+TINY = {"model": "tiny", "epochs": "4", "steps_per_epoch": "3", "patch_size": "32", "spacing_mm": "10",
+        "batch_size": "2", "threads": "1", "val_every": "1", "seed": "5"}
+
+pytestmark = pytest.mark.slow
+
+
+def _train(cohort: Path, curriculum: str, kill_at: str = "", resume: str = "") -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "clips", "train", "--data-dir", str(cohort), "--curriculum", curriculum]
+    args += [x for k, v in TINY.items() for x in ("-P", f"{k}={v}")] + (["--resume", resume] if resume else [])
+    env = {k: v for k, v in os.environ.items() if k != ENV} | ({ENV: kill_at} if kill_at else {})
+    return subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # the trainings set one thread (TINY); the rest of the suite keeps its own
+
+
+def _in_process(cohort: Path, curriculum: str, resume: str = "") -> tuple[str, list[str]]:
+    from clips.config import build_config
+    from clips.training.trainer import train
+
+    mlflow.set_experiment("clips")
+    lines: list[str] = []
+    cfg = build_config({"data_dir": str(cohort), "curriculum": curriculum, **TINY} | ({"resume": resume} if resume
+                                                                                       else {}))
+    return train(cfg, log=lines.append).run_id, lines
+
+
+def _newest_run() -> str:
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id
+
+
+def _last(run_id: str) -> dict:
+    return torch.load(Path(os.environ["CLIPS_HOME"]) / "runs" / run_id / "checkpoints" / "last.pt",
+                      map_location="cpu", weights_only=False)
+
+
+def _assert_same_training(a: str, b: str) -> None:
+    la, lb = _last(a), _last(b)
+    assert la["state"]["epoch"] == lb["state"]["epoch"] == int(TINY["epochs"]) - 1
+    different = [k for k in la["model"] if not torch.equal(la["model"][k], lb["model"][k])]
+    assert not different, f"parameters differ after resume: {different[:5]}"
+    ma, mb = (mlflow.MlflowClient().get_run(r).data.metrics for r in (a, b))
+    assert ma["test_dice_mean"] == mb["test_dice_mean"] and ma["best_epoch"] == mb["best_epoch"]
+    for key in ("train_loss", "val_dice"):  # every epoch logged once, with the uninterrupted run's values
+        ha, hb = ([(m.step, m.value) for m in sorted(mlflow.MlflowClient().get_metric_history(r, key),
+                                                     key=lambda m: m.step)] for r in (a, b))
+        assert ha == hb, key
+
+
+# Where each is killed: after epoch 1 (checkpoint written, metrics logged), or inside epoch 2 after its second
+# step (that epoch's steps are lost and done again from epoch 1's checkpoint, with the same random draws).
+KILLS = {"none": "step:2:1", "self_paced": "epoch:1", "rl_teacher": "epoch:1", "smoothing": "epoch:1",
+         "progressive_patch": "epoch:1"}
+
+
+@pytest.mark.parametrize("curriculum", list(KILLS))
+def test_a_killed_training_resumed_ends_as_if_never_stopped(tiny_cohort, curriculum, one_thread):
+    reference, _ = _in_process(tiny_cohort, curriculum)
+    killed = _train(tiny_cohort, curriculum, kill_at=KILLS[curriculum])
+    assert killed.returncode == -9, killed.stdout[-2000:] + killed.stderr[-2000:]  # SIGKILL, not an error
+    run_id = _newest_run()
+    local = Path(os.environ["CLIPS_HOME"]) / "runs" / run_id / "checkpoints" / "last.pt"
+    if curriculum == "smoothing":  # a local copy cut short (a disk that filled up): the server's copy is used
+        local.write_bytes(local.read_bytes()[:4096])
+    _, lines = _in_process(tiny_cohort, curriculum, resume=run_id)
+    assert f"resuming run {run_id} after epoch 1" in lines
+    if curriculum == "smoothing":
+        assert any(line.startswith(f"cannot read checkpoint {local}") for line in lines), lines
+    _assert_same_training(reference, run_id)
+    if curriculum == "none":  # another run's checkpoint, and garbage on the server: one line each, then a clear stop
+        mlflow.MlflowClient().log_text(run_id, "not a checkpoint", "checkpoints/last.pt")
+        local.write_bytes((Path(os.environ["CLIPS_HOME"]) / "runs" / reference / "checkpoints" / "last.pt")
+                          .read_bytes())
+        refused = _train(tiny_cohort, curriculum, resume=run_id)
+        out = refused.stdout + refused.stderr
+        assert refused.returncode == 2 and "Traceback" not in out, out[-3000:]
+        assert f"checkpoint {local}: a checkpoint of run {reference}, not of {run_id}; not resumed from it" in out
+        assert "cannot read checkpoint" in out and "no usable checkpoint to resume from" in out
+
+
+def test_why_a_checkpoint_cannot_continue_a_run():
+    from clips.training.checkpoint import unusable
+
+    assert unusable({"model": {}}, "r1", {}).startswith("not a CLIPS training checkpoint")
+    saved = {k: {} for k in ("model", "optimizer", "scheduler", "curriculum", "state")}
+    assert unusable(saved | {"config": {"seed": "1"}, "run_id": "r2"}, "r1", {"seed": "1"}) == \
+        "a checkpoint of run r2, not of r1"
+    assert unusable(saved | {"config": {"seed": "1", "resume": ""}}, "r1", {"seed": "2", "resume": "r1"}) == \
+        "trained with another configuration (seed: '1' -> '2')"
+    assert unusable(saved | {"config": {"seed": "1", "resume": ""}, "run_id": "r1"}, "r1", {"seed": "1"}) == ""
