@@ -10,6 +10,10 @@ class ConfigError(ClipsError):
     """A parameter, profile or YAML config that cannot be used."""
 
 
+class NotResumable(ClipsError):
+    """A run that cannot be continued (no usable checkpoint, another recipe): start it afresh."""
+
+
 class DataError(ClipsError):
     """A patient's data cannot be used; ``str()`` is the one-line message shown to the user."""
 

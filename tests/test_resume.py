@@ -118,3 +118,27 @@ def test_why_a_checkpoint_cannot_continue_a_run():
     assert unusable(saved | {"config": {"seed": "1", "resume": ""}}, "r1", {"seed": "2", "resume": "r1"}) == \
         "trained with another configuration (seed: '1' -> '2')"
     assert unusable(saved | {"config": {"seed": "1", "resume": ""}, "run_id": "r1"}, "r1", {"seed": "1"}) == ""
+
+
+def test_a_dead_study_child_without_a_checkpoint_is_trained_afresh_in_a_new_run_saying_why(tiny_cohort, one_thread):
+    """Its worker died before the first checkpoint: the next attempt finds nothing to continue, says so in one line,
+    marks the dead run, and trains the job in a new run (the report counts the finished one only)."""
+    from clips.study.config import Job, StudyConfig
+    from clips.study.runner import resumable_attempt, run_child
+    from clips.tracking import schema
+
+    client = mlflow.MlflowClient()
+    exp = mlflow.set_experiment("clips").experiment_id
+    scfg = StudyConfig(curricula=["none"], seeds=1, study_name="s", train=TINY | {"data_dir": str(tiny_cohort)})
+    parent = client.create_run(exp, tags={schema.ROLE: schema.STUDY_PARENT}).info.run_id
+    job = Job("none", -1, 0)
+    dead = client.create_run(exp, tags={"mlflow.parentRunId": parent, schema.STUDY_KEY: job.key,
+                                        schema.ROLE: schema.STUDY_CHILD}).info.run_id
+    schema.mark_failed(client, dead, "worker w died (heartbeat stale)")
+    assert resumable_attempt(client, exp, parent, job) == dead
+    lines: list[str] = []
+    new = run_child(scfg, parent, exp, job, {}, lines.append)
+    assert new != dead and client.get_run(new).info.status == "FINISHED"
+    assert any(f"run {dead} cannot be resumed (run {dead} has no usable checkpoint" in line for line in lines), lines
+    assert "no usable checkpoint" in client.get_run(dead).data.tags[schema.NOT_RESUMABLE]
+    assert resumable_attempt(client, exp, parent, job) is None  # the job's latest run finished

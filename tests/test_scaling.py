@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 import optuna
 import pytest
+import torch
 
 from clips.errors import ClipsError, ConfigError
 from clips.scaling.devices import assign, check_cpu_budget, parse_gpus
@@ -135,17 +136,19 @@ def test_joining_an_unknown_study_says_so(tmp_path):
         JobQueue("nope", f"sqlite:///{tmp_path / 'q.db'}")
 
 
-def _clips(args, home, log):
-    env = dict(os.environ, CLIPS_HOME=str(home))
+def _clips(args, home, log, **extra_env):
+    env = dict(os.environ, CLIPS_HOME=str(home), **extra_env)
     return subprocess.Popen([sys.executable, "-m", "clips", *args], cwd=REPO, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
 
 
 @pytest.mark.slow
 def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_path):
-    """Two workers with their own CLIPS_HOME (two machines) on one PostgreSQL queue; the joining one is killed
-    in its first child: the study still completes, each job has exactly one FINISHED child, the killed child is
-    FAILED, and the comparison is written once. A worker with other data refuses."""
+    """Two workers with their own CLIPS_HOME (two machines) on one PostgreSQL queue; the joining one is SIGKILLed in
+    its first child, after that child's first epoch (issue #44): the study still completes, the other worker
+    finishes the killed child **from its checkpoint, in the same run** (tagged with the epoch it resumed after),
+    ending exactly as the same child trained without interruption; each job has exactly one child, FINISHED, and
+    the comparison is written once. A worker with other data refuses."""
     mlflow.search_experiments()  # create the local store's tables before two processes race to
     params = [x for k, v in (TINY | {"data_dir": str(tiny_cohort)}).items() for x in ("-P", f"{k}={v}")]
     # Six jobs, and the second worker starts as soon as the queue exists: tiny children take ~3 s on a fast
@@ -176,14 +179,16 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     while not queue_exists():
         assert a.poll() is None and time.time() < deadline, (tmp_path / "a.log").read_text()[-3000:]
         time.sleep(0.3)
+    # The joining worker dies by SIGKILL right after the first epoch of the first child it trains (checkpoint
+    # written and uploaded; the fault injection of clips/training/failpoints.py, so the kill lands mid-child
+    # however fast the machine is).
     b = _clips(["study", "--join", "q", "--storage", pg_url, "--workers", "1", "-P", "threads=1"],
-               tmp_path / "home_b", logs["b"])
+               tmp_path / "home_b", logs["b"], CLIPS_KILL_AT="epoch:0")
     while not running_of(b.pid):
         assert b.poll() is None and time.time() < deadline, (tmp_path / "b.log").read_text()[-3000:]
-        time.sleep(0.3)
+        time.sleep(0.1)
     killed = running_of(b.pid)[0]
-    os.kill(b.pid, signal.SIGKILL)
-    b.wait()
+    assert b.wait(timeout=300) == -signal.SIGKILL, (tmp_path / "b.log").read_text()[-3000:]
     assert a.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-3000:]
     log_a = (tmp_path / "a.log").read_text()
     assert "[q] none:0 epoch 1/2: loss" in log_a and "left)" in log_a  # progress, with the time left
@@ -194,9 +199,24 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     children = [r for r in runs if r.data.tags.get("clips.role") == "study_child"]
     finished = [r.data.tags["clips.study_key"] for r in children if r.info.status == "FINISHED"]
     assert sorted(finished) == [f"{c}:{s}" for c in ("anti", "none", "random") for s in (0, 1)]  # each once
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    dead = client.get_run(killed.user_attrs["run_id"])
-    assert dead.info.status == "FAILED" and "heartbeat" in dead.data.tags["clips.failure"]
+    assert len(children) == 6 and not [r for r in runs if r.info.status == "RUNNING"]  # no second run for a job
+    resumed = client.get_run(killed.user_attrs["run_id"])  # the killed child's own run, finished by worker a
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["clips.resumed_after"] == "0"
+    assert resumed.data.tags["clips.resumes"] == "1" and "heartbeat" in resumed.data.tags["clips.failure"]
+    assert f"resuming {resumed.data.tags['clips.study_key']} in its run {resumed.info.run_id}" in log_a
+    from clips.config import build_config
+    from clips.study.config import Job, StudyConfig
+    from clips.study.runner import child_params
+    from clips.training.trainer import train
+
+    curriculum, seed = resumed.data.tags["clips.study_key"].split(":")
+    threads = torch.get_num_threads()
+    try:
+        whole = train(build_config(child_params(StudyConfig(curricula=[curriculum], train=TINY | {
+            "data_dir": str(tiny_cohort)}), Job(curriculum, -1, int(seed)), {})), log=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert client.get_run(whole.run_id).data.metrics["test_dice_mean"] == resumed.data.metrics["test_dice_mean"]
     assert (tmp_path / "report" / "comparison.csv").exists()
     (parent,) = [r for r in runs if r.data.tags.get("clips.role") == "study_parent"]
     assert parent.info.run_name == "q"  # named after the study, not adjective-animal-123

@@ -8,12 +8,10 @@ import sys
 
 import mlflow
 
+from clips.config import MACHINE_KEYS
 from clips.errors import ConfigError
 from clips.scaling.devices import Slot
 from clips.tracking import schema
-
-# Training parameters a joining worker may set for its own machine; the recipe itself is the study's.
-MACHINE_KEYS = ("data_dir", "device", "threads", "workers")
 
 
 def machine_overrides(machine: dict | None) -> dict:

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from clips.config import build_config
 from clips.curricula import BASELINE, REGISTRY, get_curriculum
-from clips.errors import ClipsError, ConfigError
+from clips.errors import ClipsError, ConfigError, NotResumable
 from clips.scaling.devices import local_slots
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
@@ -130,11 +130,58 @@ def finished_children(client: MlflowClient, experiment_id: str, parent_id: str) 
     return {r.data.tags.get(schema.STUDY_KEY): r for r in runs if r.data.tags.get(schema.STUDY_KEY)}
 
 
+def resumable_attempt(client: MlflowClient, experiment_id: str, parent_id: str, job: Job) -> str | None:
+    """The run of ``job``'s latest attempt when it did not finish (its worker died, was pre-empted, or failed) and
+    has not been found unresumable: the next attempt continues it from its checkpoint, not from epoch 0."""
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}' and "
+                              f"{schema.tag_is(schema.STUDY_KEY, job.key)}", order_by=["attributes.start_time DESC"],
+                              max_results=1)
+    if not runs or runs[0].info.status == "FINISHED" or schema.NOT_RESUMABLE in runs[0].data.tags:
+        return None
+    return runs[0].info.run_id
+
+
+def _resume_child(scfg: StudyConfig, client: MlflowClient, previous: str, job: Job, tuned: dict, log, progress,
+                  on_created) -> bool:
+    """Continue ``previous`` (a dead attempt's run) from its checkpoint; False, with the reason on the run and in
+    one line, when it cannot be (no checkpoint yet, a corrupt or foreign one, another recipe)."""
+    from clips.training.trainer import train
+
+    on_created(previous)
+    client.set_tag(previous, schema.WORKER, worker_name())
+    log(f"[{scfg.name()}] resuming {job.key} in its run {previous} from its checkpoint")
+    try:
+        train(build_config(child_params(scfg, job, tuned) | {"resume": previous}), log=progress, run_id=previous)
+    except NotResumable as exc:
+        reason = str(exc).splitlines()[0]
+        client.set_tag(previous, schema.NOT_RESUMABLE, reason[:5000])
+        if client.get_run(previous).info.status == "RUNNING":
+            schema.mark_failed(client, previous, f"not resumable: {reason}")
+        log(f"[{scfg.name()}] {job.key}: run {previous} cannot be resumed ({reason}); training it afresh in a new run")
+        return False
+    return True
+
+
 def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log,
               on_created=lambda run_id: None) -> str:
     from clips.training.trainer import train
 
     client = MlflowClient()
+
+    def progress(line: str) -> None:  # one line per epoch, with the time left, so a long study shows it lives
+        if line.startswith("epoch") or line.startswith("resuming") or "checkpoint" in line:
+            log(f"[{scfg.name()}] {job.key} {line}")
+
+    trained = job.curriculum not in scfg.references and job.curriculum not in scfg.peers
+    previous = resumable_attempt(client, experiment_id, parent_id, job) if trained else None
+    if previous is not None:
+        try:
+            if _resume_child(scfg, client, previous, job, tuned, log, progress, on_created):
+                return previous
+        except BaseException as exc:
+            if client.get_run(previous).info.status == "RUNNING":  # never leave a child RUNNING
+                schema.mark_failed(client, previous, f"{type(exc).__name__}: {exc}")
+            raise
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
     run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
         **inherited_tags(client.get_run(parent_id)), "mlflow.parentRunId": parent_id,
@@ -143,10 +190,6 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     run_id = run.info.run_id
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")
-    def progress(line: str) -> None:  # one line per epoch, with the time left, so a long study shows it lives
-        if line.startswith("epoch"):
-            log(f"[{scfg.name()}] {job.key} {line}")
-
     try:
         if job.curriculum in scfg.references:
             mlflow.MlflowClient().set_tag(run_id, schema.REFERENCE, scfg.references[job.curriculum])

@@ -90,13 +90,13 @@ def start_run(resume: str, run_id: str | None = None):
                          f"{exc.message.splitlines()[0]}") from None
 
 
-def log_params_once(params: dict[str, str]) -> None:
-    """Log params; on a resumed run, check that none changed (MLflow forbids overwriting)."""
+def log_params_once(params: dict[str, str], may_differ: tuple[str, ...] = ()) -> None:
+    """Log params; on a resumed run, check that none changed (MLflow forbids overwriting) except those in
+    ``may_differ`` (the machine's, and resume itself), which keep the first start's value."""
     run = mlflow.active_run()
     existing = mlflow.get_run(run.info.run_id).data.params
-    changed = {k: (existing[k], v) for k, v in params.items() if k in existing and existing[k] != v}
-    # resume legitimately differs between the first start (empty) and the resumed one (the run id).
-    changed = {k: v for k, v in changed.items() if k != "cfg.resume"}
+    changed = {k: (existing[k], v) for k, v in params.items()
+               if k in existing and existing[k] != v and k not in may_differ}
     if changed:
         desc = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ConfigError(f"cannot resume run {run.info.run_id} with different parameters ({desc})")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from clips.config import MACHINE_KEYS
 from clips.errors import ClipsError
 from clips.tracking import schema
 from clips.values import cast
@@ -44,7 +45,9 @@ def save_last(path: Path, t, metrics: dict) -> None:
 
 
 LAST_KEYS = ("model", "optimizer", "scheduler", "curriculum", "state", "config")
-NOT_CONFIG = ("resume",)  # differs legitimately between the first start and the resumed one
+# What differs legitimately between the first start and the resumed one: resume itself, and the machine (a study job
+# resumed by another worker); the result is exact on the same machine and thread count (docs/reliability.md).
+NOT_CONFIG = ("resume", *MACHINE_KEYS)
 
 
 def unusable(saved, run_id: str, config: dict) -> str:

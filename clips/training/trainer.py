@@ -28,7 +28,7 @@ from clips.data.loader import PatchDataset, default_workers
 from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.data.synth.version import GENERATOR_VERSION
-from clips.errors import ClipsError
+from clips.errors import ClipsError, ConfigError, NotResumable
 from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
@@ -204,7 +204,13 @@ def log_run_parameters(training: Training, data_dir: Path) -> None:
     training.spool.flush()  # a resumed run first uploads what an outage left behind
     training.privacy.ids(training.cohort.table["patient_id"])
     cfg = training.cfg
-    log_params_once(training.privacy.params(run_parameters(cfg, vars(training.curriculum.opt), data_dir)))
+    try:
+        log_params_once(training.privacy.params(run_parameters(cfg, vars(training.curriculum.opt), data_dir)),
+                        may_differ=tuple(f"cfg.{k}" for k in checkpoint.NOT_CONFIG))
+    except ConfigError as exc:
+        if cfg.resume:  # another recipe cannot continue this run's training
+            raise NotResumable(str(exc)) from None
+        raise
     mlflow.set_tags({"mlflow.note.content": run_description(training, data_dir), schema.CURRICULUM: cfg.curriculum,
                      schema.PAPER: training.curriculum.paper, schema.PROFILE: cfg.profile,
                      schema.COHORT_DIGEST: training.cohort.digest})
@@ -252,10 +258,12 @@ def restore(training: Training) -> bool:
     config = training.privacy.params(training.cfg.as_params())
     saved = checkpoint.find_last(training.checkpoints, training.run_id, config, training.log)
     if saved is None:
-        raise ClipsError(f"run {training.run_id} has no usable checkpoint to resume from (see above); start it "
-                         "afresh without --resume")
+        raise NotResumable(f"run {training.run_id} has no usable checkpoint to resume from (see above); start it "
+                           "afresh without --resume")
     metrics = checkpoint.restore_last(saved, training)
     _log_pending_metrics(training.run_id, training.state.epoch, metrics)
+    times = int(mlflow.get_run(training.run_id).data.tags.get(schema.RESUMES, "0")) + 1
+    mlflow.set_tags({schema.RESUMED_AFTER: str(training.state.epoch), schema.RESUMES: str(times)})
     training.log(f"resuming run {training.run_id} after epoch {training.state.epoch}")
     return True
 
