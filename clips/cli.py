@@ -458,6 +458,10 @@ def _study_command(f):
         _opt("--peer-option", multiple=True,
              help="NAME.KEY=VALUE: a peer's option (e.g. nnunet.budget=wall; `clips params --peer nnunet`)."),
         *_scaling_options(d, "the job queue and of --from-study"),
+        _opt("--deadline", default=d["deadline"],
+             help="This worker's deadline: an ISO date-time (UTC unless it says), +MINUTES, or slurm (the job's end "
+                  "time); no job is claimed that the study's median child could not finish by then. SIGTERM or "
+                  "SIGUSR1 (Slurm: --signal=B:USR1@300) make a worker hand its job back and exit 0."),
     ]):
         f = decorator(f)
     return f
@@ -487,10 +491,18 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
         withdraw_arms(options["study_name"], _names(withdraw), options["storage"], log=click.echo)
         return
     train_params = {k: v for k, v in (_extra_options(ctx.args) | _params(params)).items() if str(v).strip() != ""}
+    from clips.errors import Preempted
+    from clips.scaling import preemption
+
+    preemption.parse_deadline(options["deadline"])  # a malformed deadline is refused before any work
+    preemption.install()  # SIGTERM, SIGUSR1: leave after the current step, the job handed back
     if join:
         _reachable()
-        join_study(join, options["storage"], options["workers"], options["gpus"], machine=train_params,
-                   log=click.echo)
+        try:
+            join_study(join, options["storage"], options["workers"], options["gpus"], machine=train_params,
+                       log=click.echo, deadline=options["deadline"])
+        except Preempted as exc:
+            click.echo(f"{exc}: this worker's job is back in the queue; it left")
         return
     options["first_seed"], options["seeds"] = options["seeds"]
     plan = _plan(options)
@@ -505,7 +517,11 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
                        **options,
                        **({"contrasts": []} if exploratory else {"contrasts": _names(contrasts)} if contrasts else {}))
     _reachable(experiment)
-    result = run_study(scfg, log=click.echo, compare_out=out or None)
+    try:
+        result = run_study(scfg, log=click.echo, compare_out=out or None)
+    except Preempted as exc:
+        click.echo(f"{exc}: the study stopped with its finished children kept")
+        return
     click.echo(result["summary"][["variant", "subset", "patients", "dice", "dice_ci_low", "dice_ci_high"]]
                .to_string(index=False))
     ui = f"in the MLflow UI (make ui): run {scfg.name()}, artifacts comparison/report.html"

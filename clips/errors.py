@@ -10,6 +10,10 @@ class ConfigError(ClipsError):
     """A parameter, profile or YAML config that cannot be used."""
 
 
+class Preempted(ClipsError):
+    """A worker told to leave (SIGTERM, SIGUSR1: clips/scaling/preemption.py): its run stays resumable."""
+
+
 class NotResumable(ClipsError):
     """A run that cannot be continued (no usable checkpoint, another recipe): start it afresh."""
 

@@ -182,13 +182,29 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     # The joining worker dies by SIGKILL right after the first epoch of the first child it trains (checkpoint
     # written and uploaded; the fault injection of clips/training/failpoints.py, so the kill lands mid-child
     # however fast the machine is).
+    # A third worker is told to leave after its first child's first epoch, as Slurm tells a job before its time
+    # limit (SIGUSR1): it hands its job back at once and exits 0; another worker continues that child too.
     b = _clips(["study", "--join", "q", "--storage", pg_url, "--workers", "1", "-P", "threads=1"],
                tmp_path / "home_b", logs["b"], CLIPS_KILL_AT="epoch:0")
-    while not running_of(b.pid):
-        assert b.poll() is None and time.time() < deadline, (tmp_path / "b.log").read_text()[-3000:]
+    d = _clips(["study", "--join", "q", "--storage", pg_url, "--workers", "1", "-P", "threads=1"],
+               tmp_path / "home_d", open(tmp_path / "d.log", "w"), CLIPS_KILL_AT="epoch:0", CLIPS_KILL_SIGNAL="SIGUSR1")
+    claims = {}  # worker -> the attempt it runs
+    while len(claims) < 2:
+        for name, p in (("b", b), ("d", d)):
+            running = [] if name in claims else running_of(p.pid)
+            if running:
+                claims[name] = running[0]
+            elif name not in claims:
+                assert p.poll() is None, (tmp_path / f"{name}.log").read_text()[-3000:]
+        assert time.time() < deadline
         time.sleep(0.1)
-    killed = running_of(b.pid)[0]
+    killed, left = claims["b"], claims["d"]
     assert b.wait(timeout=300) == -signal.SIGKILL, (tmp_path / "b.log").read_text()[-3000:]
+    assert d.wait(timeout=300) == 0, (tmp_path / "d.log").read_text()[-3000:]
+    log_d = (tmp_path / "d.log").read_text()
+    assert "SIGUSR1 received; left in epoch 2 after step 1" in log_d and "handed back to the queue" in log_d
+    handed = optuna.load_study(study_name="queue:q", storage=poll).trials[left.number]
+    assert handed.state == optuna.trial.TrialState.PRUNED and "SIGUSR1" in handed.user_attrs["handed_back"]
     assert a.wait(timeout=600) == 0, (tmp_path / "a.log").read_text()[-3000:]
     log_a = (tmp_path / "a.log").read_text()
     assert "[q] none:0 epoch 1/2: loss" in log_a and "left)" in log_a  # progress, with the time left
@@ -204,6 +220,9 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     assert resumed.info.status == "FINISHED" and resumed.data.tags["clips.resumed_after"] == "0"
     assert resumed.data.tags["clips.resumes"] == "1" and "heartbeat" in resumed.data.tags["clips.failure"]
     assert f"resuming {resumed.data.tags['clips.study_key']} in its run {resumed.info.run_id}" in log_a
+    after_leaving = client.get_run(left.user_attrs["run_id"])  # the child of the worker that left: continued too
+    assert after_leaving.info.status == "FINISHED" and after_leaving.data.tags["clips.resumed_after"] == "0"
+    assert after_leaving.data.tags["clips.failure"].startswith("pre-empted: SIGUSR1 received")
     from clips.config import build_config
     from clips.study.config import Job, StudyConfig
     from clips.study.runner import child_params
@@ -257,3 +276,34 @@ def test_a_variant_that_needs_a_teacher_waits_for_its_baseline_and_is_taught_by_
     teacher = by_key["transfer_teacher:0"].data.params
     assert teacher["curriculum.teacher_uri"] == f"runs:/{by_key['none:0'].info.run_id}/model"
     assert by_key["none:0"].info.start_time < by_key["transfer_teacher:0"].info.start_time
+
+
+def test_a_worker_with_a_deadline_claims_no_job_it_cannot_finish(tmp_path, monkeypatch):
+    """Its deadline (ISO, +MINUTES, or Slurm's end time) against the median wall time of the study's finished
+    children: 10 min left and 20 min children, nothing is claimed and the worker says why; an hour left, it works."""
+    from clips.errors import ConfigError
+    from clips.scaling.preemption import parse_deadline
+    from clips.study.config import StudyConfig
+    from clips.study.runner import _time_for_a_child
+
+    now = time.time()
+    assert abs(parse_deadline("+30") - (now + 1800)) < 5 and parse_deadline("") is None
+    assert parse_deadline("2026-12-06T12:00:00") == parse_deadline("2026-12-06T12:00:00+00:00")
+    monkeypatch.setenv("SLURM_JOB_END_TIME", "1800000000")
+    assert parse_deadline("slurm") == 1800000000.0
+    with pytest.raises(ConfigError, match="deadline 'tomorrow': \\+MINUTES, an ISO date-time, or slurm"):
+        parse_deadline("tomorrow")
+    client = mlflow.MlflowClient()
+    exp = mlflow.set_experiment("clips").experiment_id
+    parent = client.create_run(exp).info.run_id
+    start = int(now * 1000) - 3_600_000
+    for i, minutes in enumerate((18, 20, 25)):
+        child = client.create_run(exp, start_time=start, tags={"mlflow.parentRunId": parent,
+                                                                 "clips.study_key": f"none:{i}"}).info.run_id
+        client.set_terminated(child, "FINISHED", end_time=start + minutes * 60_000)
+    said = []
+    scfg = StudyConfig(curricula=["none"], study_name="d")
+    assert not _time_for_a_child(scfg, client, exp, parent, time.time() + 602, said.append)
+    assert said == ["[d] not claiming another job: a child takes about 20.0 min (the median of 3 finished), "
+                    "10.0 min are left before this worker's deadline"]
+    assert _time_for_a_child(scfg, client, exp, parent, now + 3600, said.append) and len(said) == 1

@@ -23,6 +23,7 @@ from clips.errors import ClipsError
 from clips.scaling.storage import open_storage
 
 WITHDRAWN = "withdrawn"  # user attr of a cancelled attempt, and the status of its job
+HANDED_BACK = "handed_back"  # user attr of an attempt whose worker left (pre-empted): why; not a failure
 MAX_OWN_FAILURES = 2  # an exception twice: the job's own fault (bad data, a crash), not bad luck
 MAX_DEAD_WORKERS = 3  # killed this often: stop retrying (it may be what kills the worker, e.g. memory)
 PREFIX = "queue:"
@@ -172,6 +173,13 @@ class JobQueue:
 
     def complete(self, claim: Claim, value: float = 0.0) -> None:
         self.storage.set_trial_state_values(claim.trial_id, state=TrialState.COMPLETE, values=[value])
+
+    def hand_back(self, claim: Claim, reason: str) -> None:
+        """The worker leaves (pre-empted) before finishing: the attempt ends without counting as a failure and the
+        job is waiting again at once, for any worker (no heartbeat grace to wait out)."""
+        self.storage.set_trial_user_attr(claim.trial_id, HANDED_BACK, reason[:500])
+        self.storage.set_trial_state_values(claim.trial_id, state=TrialState.PRUNED)
+        self.study.enqueue_trial({}, user_attrs={"job": claim.job, "attempt": self._attempts(claim.job) + 1})
 
     def fail(self, claim: Claim, reason: str) -> bool:
         """Record the attempt's own failure; queue the job again unless it failed for good (returns True then)."""

@@ -10,6 +10,7 @@ import mlflow
 
 from clips.config import MACHINE_KEYS
 from clips.errors import ConfigError
+from clips.scaling import preemption
 from clips.scaling.devices import Slot
 from clips.tracking import schema
 
@@ -45,6 +46,7 @@ def spawn_clips_workers(commands: list[list[str]], slots: list[Slot] | None = No
             env |= slots[i].env
             extra = ["-P", f"threads={slots[i].threads}"]
         procs.append(subprocess.Popen([sys.executable, "-m", "clips", *args, *extra], env=env))
+    preemption.forward(procs)  # a signal to leave reaches every worker, each hands its job back
     codes = [p.wait() for p in procs]
     if any(codes) and mlflow.active_run() is not None:
         mlflow.set_tag(schema.WORKER_EXIT_CODES, ",".join(map(str, codes)))

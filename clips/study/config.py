@@ -47,6 +47,9 @@ class StudyConfig:
     workers: int = 0  # local worker processes; 0: one per GPU (--gpus), one on a CPU-only machine
     gpus: str = "auto"  # auto: every visible GPU; none: CPU; or "0,1"
     heartbeat_grace_s: int = 180  # a worker silent this long is dead: its job goes back to the queue
+    # This machine's deadline (clips/scaling/preemption.py: ISO date-time, +MINUTES, or slurm): no job is claimed
+    # that the study's median child could not finish by then
+    deadline: str = ""
     from_study: dict[str, str] = field(default_factory=dict)  # curriculum -> Optuna study name (best params)
     storage: str = ""  # Optuna storage of the job queue and of from_study (default: SQLite beside the MLflow store)
     train: dict = field(default_factory=dict)  # the shared recipe: profile, data_dir, epochs, teacher_uri, ...
@@ -73,7 +76,8 @@ class StudyConfig:
 
     def to_dict(self) -> dict:
         """What a joining worker needs to rebuild the study (JSON-able; stored with the queue)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("storage", "workers", "gpus")}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("storage", "workers", "gpus", "deadline")}
 
     @classmethod
     def from_dict(cls, values: dict) -> "StudyConfig":

@@ -17,7 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from clips.config import build_config
 from clips.curricula import BASELINE, REGISTRY, get_curriculum
-from clips.errors import ClipsError, ConfigError, NotResumable
+from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
+from clips.scaling import preemption
 from clips.scaling.devices import local_slots
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
@@ -255,7 +256,13 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
     tuned = tuned_params(scfg)
     jobs = {j.key: j for j in scfg.jobs()}
     waiting_logged = False
+    deadline = preemption.parse_deadline(scfg.deadline)
     while True:
+        if preemption.requested():
+            log(f"[{scfg.name()}] {preemption.requested()} received: this worker leaves before its next job")
+            return
+        if deadline is not None and not _time_for_a_child(scfg, client, exp, parent_id, deadline, log):
+            return
         queue.reap()
         status = queue.status()
 
@@ -268,7 +275,10 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
 
         claim = queue.claim(ready, worker=worker_name())
         if claim is not None:
-            _run_claim(scfg, queue, claim, jobs[claim.job], parent_id, exp, tuned, log)
+            try:
+                _run_claim(scfg, queue, claim, jobs[claim.job], parent_id, exp, tuned, log)
+            except Preempted:
+                return
             waiting_logged = False
             continue
         waiting, running = queue.pending()
@@ -280,12 +290,31 @@ def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_al
         time.sleep(poll_s)
 
 
+def _time_for_a_child(scfg: StudyConfig, client: MlflowClient, exp: str, parent_id: str, deadline: float,
+                      log) -> bool:
+    """Whether a child can finish before the worker's ``deadline``, judged by the median wall time of the study's
+    finished children (unknown before the first: then yes); says why not in one line."""
+    walls = sorted((r.info.end_time - r.info.start_time) / 1000
+                   for r in finished_children(client, exp, parent_id).values() if r.info.end_time)
+    left = deadline - time.time()
+    needed = walls[len(walls) // 2] if walls else 0.0
+    if needed <= left:
+        return True
+    log(f"[{scfg.name()}] not claiming another job: a child takes about {needed / 60:.1f} min (the median of "
+        f"{len(walls)} finished), {max(left, 0) / 60:.1f} min are left before this worker's deadline")
+    return False
+
+
 def _run_claim(scfg, queue: JobQueue, claim, job: Job, parent_id: str, exp: str, tuned: dict, log) -> None:
     with queue.beating(claim):
         try:
             teacher = _with_teacher(scfg, job, tuned, parent_id, exp)
             run_id = run_child(scfg, parent_id, exp, job, teacher, log,
                                on_created=lambda rid: queue.set_attr(claim, "run_id", rid))
+        except Preempted as exc:  # told to leave: the job waits again at once, its run resumes elsewhere
+            queue.hand_back(claim, str(exc))
+            log(f"[{scfg.name()}] {job.key}: {exc}; handed back to the queue")
+            raise
         except Exception as exc:  # noqa: BLE001 - one failed child must not stop the study
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             final = queue.fail(claim, reason)
@@ -412,6 +441,7 @@ def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str
     if len(slots) > 1:
         spawn_clips_workers([join_args(scfg) for _ in slots], slots)
     work(scfg, queue, parent_id, log, until_all_done=True)
+    preemption.check("before the study's next look; start the same command again to continue it")
     return seed is None or _look(scfg, queue, parent_id, seed, log, earlier)
 
 
@@ -547,13 +577,13 @@ def _names(text: str) -> list[str]:
 
 
 def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None,
-               log=print) -> None:
+               log=print, deadline: str = "") -> None:
     """Work on study ``name`` from this machine until no job is left to take."""
     machine = machine_overrides(machine)
     probe = JobQueue(name, storage)
     meta = probe.meta
     scfg = StudyConfig.from_dict(meta["config"])
-    scfg.storage, scfg.workers, scfg.gpus = storage, workers, gpus
+    scfg.storage, scfg.workers, scfg.gpus, scfg.deadline = storage, workers, gpus, deadline
     scfg.train = dict(scfg.train) | machine
     parent_id = meta["parent_run_id"]
     try:
@@ -577,4 +607,5 @@ def join_args(scfg: StudyConfig) -> list[str]:
     """Command line of a local worker process of this study."""
     args = ["study", "--join", scfg.name(), "--storage", scfg.storage or default_storage(), "--workers", "1"]
     own = [k for k in MACHINE_KEYS if k in scfg.train and k != "threads"]  # threads: the slot's share
-    return args + [x for k in own for x in ("-P", f"{k}={scfg.train[k]}")]
+    deadline = ["--deadline", scfg.deadline] if scfg.deadline else []
+    return args + deadline + [x for k in own for x in ("-P", f"{k}={scfg.train[k]}")]

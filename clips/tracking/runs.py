@@ -14,7 +14,7 @@ import time
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from clips.errors import ClipsError, ConfigError
+from clips.errors import ClipsError, ConfigError, Preempted
 from clips.tracking.schema import DEFAULT_EXPERIMENT
 
 
@@ -113,6 +113,9 @@ def run_context(resume: str, run_id: str | None = None):
     status = "FINISHED"
     try:
         yield run
+    except Preempted:
+        status = "KILLED"  # told to leave: resumable from its checkpoint, not failed
+        raise
     except BaseException:
         status = "FAILED"
         raise

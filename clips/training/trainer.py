@@ -7,6 +7,7 @@ best model on the patients' own grids, log tables, figures and the model.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import warnings
@@ -28,13 +29,14 @@ from clips.data.loader import PatchDataset, default_workers
 from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.data.synth.version import GENERATOR_VERSION
-from clips.errors import ClipsError, ConfigError, NotResumable
+from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
 from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import RELEASED_PRESET, build_network
 from clips.paths import clips_home
+from clips.scaling import preemption
 from clips.tracking import schema
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
@@ -130,7 +132,7 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
         system = SystemSampler(training.device)
         for epoch in range(first, cfg.epochs):
             started = time.perf_counter()
-            with timer("steps"):
+            with timer("steps"), _leaving(training):
                 metrics = run_epoch(training, epoch)
             with timer("validation"):
                 val_eval = validate(training, epoch, metrics)
@@ -145,6 +147,20 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
             per_epoch = (time.perf_counter() - began) / (epoch - first + 1)
             log(_epoch_line(epoch, cfg.epochs, metrics, per_epoch * (cfg.epochs - epoch - 1)))
         return finish(training)
+
+
+@contextlib.contextmanager
+def _leaving(training: Training):
+    """A worker told to leave (clips/scaling/preemption.py) mid-epoch: upload what is pending (the last epoch's
+    checkpoint first of all) and say on the run where it stopped; the run ends KILLED, resumable."""
+    try:
+        yield
+    except Preempted as exc:
+        training.spool.set_tag(schema.FAILURE, f"pre-empted: {exc}; resumable from its last checkpoint")
+        training.spool.wait_and_flush(1.0)
+        training.log(f"{exc}: leaving; the run resumes from its last checkpoint (after epoch "
+                     f"{training.state.epoch + 1})")
+        raise
 
 
 # ----------------------------------------------------------------------------- phases
@@ -302,6 +318,7 @@ def run_epoch(training: Training, epoch: int) -> dict:
         for k, v in terms.items():
             if not k.startswith("_"):  # the pooled Dice's sums are not loss terms
                 sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+        preemption.check(f"in epoch {epoch + 1} after step {step + 1}")
     cur.end_epoch(epoch)
     measured = cur.measured_losses()
     with np.errstate(invalid="ignore", divide="ignore"):
