@@ -31,12 +31,6 @@ class ExampleCohort:
     seed: int = 0  # example cohort: generator seed
 
 
-# The parameters that describe the machine a training runs on, not its recipe: a joining worker may set them for
-# itself, and a training resumed on another machine may differ in them (the rest must be the same: tracking/runs.py
-# log_params_once, training/checkpoint.py).
-MACHINE_KEYS = ("data_dir", "device", "threads", "workers")
-
-
 @dataclass
 class TrainConfig:
     """Every training parameter. The defaults are the ``smoke`` profile: a run of a couple of

@@ -38,11 +38,16 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home}/mlflow.db")
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    # mlflow.set_experiment in an earlier test sets MLFLOW_EXPERIMENT_ID in os.environ and a module global: an id
+    # of that test's store, unknown to this one's (and to its subprocesses)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
     # `mlflow run` and our subprocesses call `python`: make it this interpreter (the venv's).
     monkeypatch.setenv("PATH", os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
     import mlflow
+    import mlflow.tracking.fluent
 
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.tracking.fluent._active_experiment_id = None
     yield home
     while mlflow.active_run():
         mlflow.end_run()

@@ -8,10 +8,10 @@ import sys
 
 import mlflow
 
-from clips.config import MACHINE_KEYS
 from clips.errors import ConfigError
 from clips.scaling import preemption
 from clips.scaling.devices import Slot
+from clips.scaling.machine import MACHINE_KEYS
 from clips.tracking import schema
 
 

@@ -20,9 +20,10 @@ from clips.curricula import BASELINE, REGISTRY, get_curriculum
 from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
 from clips.scaling import preemption
 from clips.scaling.devices import local_slots
+from clips.scaling.machine import MACHINE_KEYS
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
-from clips.scaling.workers import MACHINE_KEYS, machine_overrides, spawn_clips_workers, worker_name
+from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
 from clips.study.config import SELECTIONS, Job, StudyConfig
 from clips.study.inference import MIN_SEEDS
 from clips.study.peer_arm import check_peers, run_peer, waits_for

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from clips.config import MACHINE_KEYS
 from clips.errors import ClipsError
+from clips.scaling.machine import MACHINE_KEYS
 from clips.tracking import schema
 from clips.values import cast
 
