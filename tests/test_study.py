@@ -36,6 +36,27 @@ def test_bootstrap_interval_is_reproducible_and_sensible():
     assert (narrow[2] - narrow[1]) < (wide[2] - wide[1])
 
 
+def test_the_bootstrap_by_per_patient_sums_is_the_resampling_of_rows():
+    """The interval comes from per-patient sums (a matrix product per draw); it must be the percentile bootstrap
+    that resamples the patients' rows and recomputes the statistic, draw for draw (NaN Dice, a ratio of lesion
+    counts, a per-patient rate)."""
+    from clips.study.stats import _statistic
+
+    t = _tests(n_patients=9, seeds=3)
+    t.loc[[1, 5], "dice"] = np.nan
+    t["gt_lesions"] = np.arange(len(t)) % 4
+    t["a1_fp_preds"] = np.arange(len(t)) % 3
+    patients = t["patient_id"].unique()
+    groups = t.groupby("patient_id").indices
+    for name in ("dice", "a1_sensitivity", "a1_fp_per_patient"):
+        rng = np.random.default_rng(0)
+        values = np.array([_statistic(t.iloc[np.concatenate([groups[p] for p in rng.choice(patients, len(patients))])],
+                                      name) for _ in range(300)])
+        values = values[~np.isnan(values)]
+        expected = (_statistic(t, name), np.quantile(values, 0.025), np.quantile(values, 0.975))
+        assert bootstrap_ci(t, name, n_boot=300) == pytest.approx(expected, rel=1e-12), name
+
+
 def test_paired_test_matches_scipy_on_a_known_vector():
     base = pd.DataFrame({"patient_id": list("abcdefgh"), "dice": [0.5] * 8})
     d = np.array([0.1, 0.2, -0.05, 0.3, 0.15, -0.1, 0.25, 0.05])

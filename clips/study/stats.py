@@ -34,6 +34,21 @@ def _statistic(rows: pd.DataFrame, name: str) -> float:
     return float(total / d) if d else float("nan")
 
 
+def _per_patient_sums(table: pd.DataFrame, name: str, order) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) of the statistic summed per patient in ``order``: the statistic of any multiset of
+    patients is the ratio of their weighted sums, which makes the bootstrap a matrix product."""
+    if name in MEASURES:
+        v = pd.Series(MEASURES[name](table).to_numpy(float), index=table.index)
+        num, den = v.fillna(0.0), v.notna().astype(float)
+    else:
+        col, total = DETECTION[name]
+        num = table[col].astype(float)
+        den = table[total].astype(float) if total is not None else pd.Series(1.0, index=table.index)
+    by = table["patient_id"]
+    return (num.groupby(by).sum().reindex(order).to_numpy(float),
+            den.groupby(by).sum().reindex(order).to_numpy(float))
+
+
 def bootstrap_ci(table: pd.DataFrame, name: str, n_boot: int = 2000, seed: int = 0, level: float = 0.95):
     """(estimate, low, high): the statistic over patients and seeds, and a percentile bootstrap interval that
     resamples patients (all seeds of a drawn patient come along: seeds of one patient are not independent)."""
@@ -41,14 +56,13 @@ def bootstrap_ci(table: pd.DataFrame, name: str, n_boot: int = 2000, seed: int =
     patients = table["patient_id"].unique()
     if len(patients) < MIN_PATIENTS:  # an interval from a handful of patients is not one
         return estimate, float("nan"), float("nan")
-    groups = {p: idx for p, idx in table.groupby("patient_id").indices.items()}
+    num, den = _per_patient_sums(table, name, patients)
     rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        draw = rng.choice(patients, size=len(patients), replace=True)
-        rows = table.iloc[np.concatenate([groups[p] for p in draw])]
-        values[b] = _statistic(rows, name)
-    values = values[~np.isnan(values)]
+    counts = np.stack([np.bincount(rng.choice(len(patients), size=len(patients), replace=True),
+                                   minlength=len(patients)) for _ in range(n_boot)]).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = (counts @ num) / (counts @ den)
+    values = values[np.isfinite(values)]
     if not len(values):
         return estimate, float("nan"), float("nan")
     a = (1 - level) / 2
