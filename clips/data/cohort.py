@@ -11,7 +11,7 @@ import pandas as pd
 
 from clips.data.layout import PatientFiles, discover
 from clips.data.preprocess import Case, CaseCache, PreprocessConfig
-from clips.data.splits import make_fold_split, make_splits
+from clips.data.splits import is_hard, make_fold_split, make_splits
 from clips.data.synth import SynthConfig, write_cohort
 from clips.errors import ClipsError, DataError
 from clips.progress import Progress
@@ -117,4 +117,4 @@ def hard_ids(table: pd.DataFrame) -> set[str] | None:
     """Patients flagged hard in the cohort's cohort.csv (as joined into the split), or None without the column."""
     if "hard" not in table:
         return None
-    return set(table.loc[table["hard"].astype(str).isin(["1", "1.0", "True", "true"]), "patient_id"])
+    return set(table.loc[is_hard(table), "patient_id"])

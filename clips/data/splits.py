@@ -68,7 +68,15 @@ def make_fold_split(table: pd.DataFrame, folds: int, fold: int, seed: int, val_f
     return out.sort_values("patient_id").reset_index(drop=True)
 
 
+HARD_VALUES = ("1", "1.0", "True", "true")  # what cohort.csv's (or a per-patient table's) hard column says for yes
+
+
+def is_hard(table: pd.DataFrame) -> pd.Series:
+    """Each row's hard flag as a boolean (the column read as text: 1, 1.0, True or true)."""
+    return table["hard"].astype(str).isin(HARD_VALUES)
+
+
 def _hard_flags(table: pd.DataFrame) -> np.ndarray:
     if "hard" not in table:
         return np.zeros(len(table))
-    return table["hard"].astype(str).isin(["1", "1.0", "True", "true"]).to_numpy(float)
+    return is_hard(table).to_numpy(float)
