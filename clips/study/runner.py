@@ -378,8 +378,9 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
         done = set(finished_children(client, exp, parent_id))  # finished before the queue existed
         earlier = earlier_chunks(scfg)
         if earlier is not None:
-            done |= chunk_keys(earlier)
-            log(f"[{scfg.name()}] {len(chunk_keys(earlier))} children of earlier chunks "
+            reused = chunk_keys(earlier)
+            done |= reused
+            log(f"[{scfg.name()}] {len(reused)} children of earlier chunks "
                 f"({', '.join(scfg.earlier_chunks)}): not trained again, analysed with this chunk's")
         plan = scfg.plan()
         rounds = [None] if plan is None else [s for s in scfg.seed_range(BASELINE) if s < plan.max_seeds]
