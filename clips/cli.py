@@ -860,7 +860,26 @@ def runs_reap(hours, experiment, dry_run):
 # ----------------------------------------------------------------------------- models brought in
 @cli.group()
 def model():
-    """Models from outside CLIPS (the released TMTV-Net)."""
+    """Models from outside CLIPS (the released TMTV-Net, nnU-Net model folders)."""
+
+
+def _provenance_options(f):
+    """What the registered model carries about its weights (clips/registry/provenance.py)."""
+    from clips.registry.provenance import NOT_STATED, RESEARCH_ONLY
+
+    for name, default, text in (
+            ("--intended-use", RESEARCH_ONLY, "Intended use, on the registered model and its exports."),
+            ("--licence", NOT_STATED, "The weights' licence, e.g. CC-BY-SA-4.0."),
+            ("--source", NOT_STATED, "Where the weights come from: a DOI or URL."),
+            ("--training-data", NOT_STATED, "What the weights were trained on, as you state it.")):
+        f = click.option(name, default=default, show_default=True, help=text)(f)
+    return f
+
+
+def _provenance(intended_use, licence, source, training_data):
+    from clips.registry.provenance import Provenance
+
+    return Provenance(intended_use, licence, source, training_data)
 
 
 @model.command("import-tmtvnet")
@@ -868,14 +887,42 @@ def model():
 @click.option("--refiner", default="", type=click.Path(dir_okay=False), help="r_latest.model (stage 2).")
 @click.option("--register", default="tmtv-net-released", show_default=True,
               help="Registered model name ('' to log without registering).")
+@_provenance_options
 @_experiment_option
-def model_import_tmtvnet(ensemble, refiner, register, experiment):
+def model_import_tmtvnet(ensemble, refiner, register, intended_use, licence, source, training_data, experiment):
     """Log the released TMTV-Net's files as one MLflow model (weights as artifacts, no pickled code) and
     register it; then clips predict/evaluate --model-uri models:/tmtv-net-released/1 run it (docs/tmtv_net.md)."""
     from clips.registry.tmtv_net_import import import_released
 
     _reachable(experiment)
-    import_released(ensemble or None, refiner or None, register, log=click.echo)
+    import_released(ensemble or None, refiner or None, register,
+                    _provenance(intended_use, licence, source, training_data), log=click.echo)
+
+
+@model.command("import-nnunet")
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--name", required=True, help="Registered model name ('' to log without registering).")
+@click.option("--folds", default="", help="0,1,2 or all (nnU-Net's fold_all); default: every fold_k present.")
+@click.option("--checkpoint", default="final", show_default=True, type=click.Choice(["final", "best"]))
+@click.option("--channels", default="", help="Cohort image per model channel, e.g. CT=0,SUV=1 (PET=1: the model's "
+                                              "unit; see docs/references.md); default: from dataset.json's names.")
+@click.option("--ensemble", default="union", show_default=True, type=click.Choice(["union", "mean"]),
+              help="Several folders: union of their masks, or mean of their probabilities (nnU-Net's ensemble).")
+@click.option("--mirroring/--no-mirroring", default=True, show_default=True,
+              help="nnU-Net's test-time mirroring (nnUNetv2_predict --disable_tta: off).")
+@_provenance_options
+@_experiment_option
+def model_import_nnunet(folders, name, folds, checkpoint, channels, ensemble, mirroring, intended_use, licence,
+                        source, training_data, experiment):
+    """Trained nnU-Net v2 model folders (LyROI, the autoPET III winner, your own) as one registered MLflow model,
+    run by nnU-Net's own predictor; then clips predict/evaluate --model-uri and clips study --reference use it
+    (docs/references.md)."""
+    from clips.models.nnunet.predictor import Settings
+    from clips.registry.nnunet_import import import_nnunet
+
+    _reachable(experiment)
+    import_nnunet(list(folders), name, folds, checkpoint, channels, Settings(ensemble=ensemble, mirroring=mirroring),
+                  _provenance(intended_use, licence, source, training_data), log=click.echo)
 
 
 # ----------------------------------------------------------------------------- registry

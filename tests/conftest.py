@@ -30,6 +30,52 @@ def tiny_cohort(tiny_cohort_master, tmp_path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="session")
+def nnunet_study(tiny_cohort_master, tmp_path_factory):
+    """One tiny study with the nnU-Net peer arm (real nnU-Net v2: plan, preprocess, train 1 epoch x 3 steps,
+    predict) beside a trained baseline, on its own home and store; shared by the peer arm's test and the
+    model-import tests (tests/test_nnunet_models.py), which point their environment at ``env``."""
+    import types
+
+    import mlflow
+    import mlflow.tracking.fluent
+
+    from clips.study.runner import StudyConfig, run_study
+
+    root = tmp_path_factory.mktemp("nnunet_study")
+    cohort = root / "cohort"
+    shutil.copytree(tiny_cohort_master, cohort)
+    env = {"CLIPS_HOME": str(root / "home"), "MLFLOW_TRACKING_URI": f"sqlite:///{root}/mlflow.db"}
+    train = {"data_dir": str(cohort), "model": "tiny", "epochs": "1", "steps_per_epoch": "3", "patch_size": "32",
+             "spacing_mm": "10", "threads": "2"}
+    before = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    mlflow.tracking.fluent._active_experiment_id = None
+    try:
+        run_study(StudyConfig(curricula=["none"], peers=["nnunet"], seeds=1, study_name="peer", contrasts=[],
+                              peer_options={"nnunet.val_iterations": "1"}, train=train),
+                  log=lambda *_: None, compare_out=root / "report")
+    finally:
+        for k, v in before.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+        mlflow.tracking.fluent._active_experiment_id = None  # isolated_home sets the test's own store next
+    return types.SimpleNamespace(root=root, env=env, cohort=cohort, report=root / "report", train=train)
+
+
+@pytest.fixture
+def in_nnunet_study(nnunet_study, monkeypatch):
+    """This test's environment on the shared nnU-Net study's home and store."""
+    import mlflow
+    import mlflow.tracking.fluent
+
+    for k, v in nnunet_study.env.items():
+        monkeypatch.setenv(k, v)
+    mlflow.set_tracking_uri(nnunet_study.env["MLFLOW_TRACKING_URI"])
+    mlflow.tracking.fluent._active_experiment_id = None
+    return nnunet_study
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own CLIPS_HOME and a local SQLite MLflow store."""

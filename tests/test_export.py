@@ -41,9 +41,14 @@ def test_bundle_passes_monai_checks_and_writes_the_masks_clips_predict_writes(ti
     torch.manual_seed(0)
     with mlflow.start_run() as run:
         mlflow.log_metric("test_dice_mean", 0.5)
-        log_segmentation_model(SegNet("tiny"), {"spacing_mm": [10.0, 10.0, 10.0], "patch_size": [32, 32, 32],
-                                                "model": "tiny", "sw_overlap": 0.25})
-    uri = f"runs:/{run.info.run_id}/model"
+        info = log_segmentation_model(SegNet("tiny"), {"spacing_mm": [10.0, 10.0, 10.0], "patch_size": [32, 32, 32],
+                                                       "model": "tiny", "sw_overlap": 0.25})
+    from clips.registry.provenance import Provenance, register_version
+
+    # registered with a stated provenance, which the bundle must carry
+    register_version(mlflow.MlflowClient(), "bundled", info.model_uri, run.info.run_id,
+                     Provenance(licence="CC-BY-4.0", training_data="six synthetic patients"), model_id=info.model_id)
+    uri = "models:/bundled/1"
     cases = tmp_path / "cases"
     cases.mkdir()
     for pid in ("SYN0001", "SYN0002"):
@@ -58,9 +63,11 @@ def test_bundle_passes_monai_checks_and_writes_the_masks_clips_predict_writes(ti
         for spec in meta["network_data_format"][io].values():
             assert not [k for k in TENSOR_KEYS if k not in spec], spec
     assert meta["eval_metrics"] == {"test_dice_mean": 0.5}
+    assert meta["intended_use"] == "research use only, not a medical device" and meta["license"] == "CC-BY-4.0"
+    assert meta["data_source"].startswith("six synthetic patients")
     assert "clips" not in (bundle / "configs" / "inference.json").read_text().replace("CLIPS", "")  # MONAI only
     readme = (bundle / "docs" / "README.md").read_text()
-    assert run.info.run_id in readme and "MONAI Label" in readme
+    assert run.info.run_id in readme and "MONAI Label" in readme and "Licence: CC-BY-4.0" in readme
 
     res = subprocess.run([sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
                           "configs/metadata.json", "--config_file", "configs/inference.json", "--device", "cpu"],

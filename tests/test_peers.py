@@ -11,17 +11,15 @@ import pandas as pd
 import pytest
 
 from clips.errors import ConfigError
-from clips.study.runner import StudyConfig, check, run_study
+from clips.study.runner import StudyConfig, check
 
 # one split, one training of 1 epoch x 3 steps each side: the whole nnU-Net pipeline in about a minute
 TINY = {"model": "tiny", "epochs": "1", "steps_per_epoch": "3", "patch_size": "32", "spacing_mm": "10",
         "threads": "2"}
 
 
-def test_nnunet_is_an_arm_of_a_study_on_clips_split(tiny_cohort, tmp_path):
-    scfg = StudyConfig(curricula=["none"], peers=["nnunet"], seeds=1, study_name="peer", contrasts=[],
-                       peer_options={"nnunet.val_iterations": "1"}, train={"data_dir": str(tiny_cohort), **TINY})
-    run_study(scfg, log=lambda *_: None, compare_out=tmp_path / "report")
+def test_nnunet_is_an_arm_of_a_study_on_clips_split(in_nnunet_study, tmp_path):
+    """The shared study of tests/conftest.py:nnunet_study (the baseline and the nnU-Net arm, one split)."""
     children = {c.data.params["cfg.curriculum"]: c for c in mlflow.search_runs(
         search_all_experiments=True, output_format="list", filter_string="tags.`clips.role` = 'study_child'")}
     peer, base = children["nnunet"], children["none"]
@@ -39,10 +37,10 @@ def test_nnunet_is_an_arm_of_a_study_on_clips_split(tiny_cohort, tmp_path):
     ids = {s: sorted(split.loc[split["split"] == s, "patient_id"]) for s in ("train", "val", "test")}
     assert splits == [{"train": ids["train"], "val": ids["val"]}]
     # every test patient scored by CLIPS's suite, the same patients as the baseline's
-    per_patient = pd.read_csv(tmp_path / "report" / "per_patient.csv")
+    per_patient = pd.read_csv(in_nnunet_study.report / "per_patient.csv")
     rows = per_patient[per_patient["curriculum"] == "nnunet"]
     assert sorted(rows["patient_id"]) == ids["test"] and rows["dice"].between(0, 1).all()
-    summary = pd.read_csv(tmp_path / "report" / "comparison.csv")
+    summary = pd.read_csv(in_nnunet_study.report / "comparison.csv")
     assert "nnunet" in set(summary["variant"])
     # the model folder nnU-Net's predictor takes, and the logs of every step, in the child run
     arts = {a.path for a in client.list_artifacts(peer.info.run_id, "nnunet/model")}

@@ -18,6 +18,10 @@ def test_promote_twice_registers_once_and_links_the_logged_model():
     assert [str(v.version) for v in versions] == ["1"]
     (logged,) = client.get_run(run_a).outputs.model_outputs
     assert versions[0].source == f"models:/{logged.model_id}"  # MLflow 3: version -> logged model -> metrics
+    tags = versions[0].tags  # provenance: what CLIPS knows of a model it trained, nothing it cannot know
+    assert tags["clips.intended_use"] == "research use only, not a medical device"
+    assert run_a in tags["clips.source"] and tags["clips.licence"] == "not stated"
+    assert "Intended use: research use only" in versions[0].description
     assert type(mlflow.pytorch.load_model("models:/clips-tmtv@champion")).__name__ == "SegNet"
 
 

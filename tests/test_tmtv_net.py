@@ -178,11 +178,12 @@ def test_import_then_predict_and_evaluate_a_case_through_mlflow(files, tmp_path)
     from clips.cli import cli
 
     out = CliRunner().invoke(cli, ["model", "import-tmtvnet", "--ensemble", str(files / "e_latest.model"),
-                                   "--refiner", str(files / "r_latest.model")])
+                                   "--refiner", str(files / "r_latest.model"), "--source", "the site's copy"])
     assert out.exit_code == 0, out.output
     assert "as models:/tmtv-net-released/1" in out.output
     version = mlflow.MlflowClient().get_model_version("tmtv-net-released", "1")
-    assert "SHA-256" in version.description
+    assert "SHA-256" in version.description and "Source: the site's copy" in version.description
+    assert version.tags["clips.intended_use"] == "research use only, not a medical device"
     run = mlflow.get_run(version.run_id)
     assert run.data.params["tmtv_net.ensemble.file"] == "e_latest.model" and len(
         run.data.params["tmtv_net.refiner.sha256"]) == 64

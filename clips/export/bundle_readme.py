@@ -8,13 +8,15 @@ def _table(d: dict) -> str:
     return "| | |\n|---|---|\n" + "".join(f"| `{k}` | {v} |\n" for k, v in sorted(d.items()))
 
 
-def render(model_uri: str, meta: dict, description: str, metrics: dict, provenance: dict) -> str:
-    params = provenance.get("params", {})
+def render(model_uri: str, meta: dict, description: str, metrics: dict, evidence: dict, provenance) -> str:
+    params = evidence.get("params", {})
     data = {k: v for k, v in params.items() if k.startswith(("cfg.data", "cfg.curriculum", "cfg.profile",
                                                                "cfg.epochs", "cfg.seed", "data."))}
     return f"""# CLIPS lymphoma lesion segmentation: MONAI bundle
 
-Exported by `clips export monai-bundle` from `{model_uri}`. Research use only; not a medical device.
+Exported by `clips export monai-bundle` from `{model_uri}`.
+
+{provenance.text().replace(chr(10), "  " + chr(10))}
 
 ## The model
 {description}
@@ -28,7 +30,7 @@ softmax, back to the patient's grid (`Invertd`), lesion where the lesion probabi
 ## Its training data and figures, as the tracking server holds them
 Identifiers are as the run logged them (pseudonymised by default; no patient data is in this bundle).
 
-Training (run `{provenance.get('run', '')}`):
+Training (run `{evidence.get('run', '')}`):
 
 {_table(data)}
 Mean figures of the run (validation and test patients of its split):
@@ -36,7 +38,7 @@ Mean figures of the run (validation and test patients of its split):
 {_table(metrics)}
 Registry evidence (promotion's paired test against the previous champion):
 
-{_table({k: v for k, v in provenance.items() if k not in ('run', 'params')})}
+{_table({k: v for k, v in evidence.items() if k not in ('run', 'params')})}
 ## Running it
 Needs `monai` with `fire` and `pytorch-ignite` (MONAI's bundle command line and evaluator; `pip install
 'clips[bundle]'` or `pip install "monai[fire,ignite]"`), nothing else; offline. Cases in the autoPET layout,

@@ -32,7 +32,10 @@ from clips.data.layout import AUTOPET_FILES
 from clips.data.preprocess import CHANNEL_WINDOWS, N_CHANNELS
 from clips.errors import ClipsError
 from clips.export.bundle_readme import render as render_readme
+from clips.models.nnunet import KIND as NNUNET_KIND
 from clips.models.unet import MIN_PATCH, dynunet_args
+from clips.registry.provenance import TAGS as PROVENANCE_TAGS
+from clips.registry.provenance import Provenance, trained_provenance
 from clips.tracking import schema
 
 CT, PET = "ct", "pet"
@@ -142,7 +145,7 @@ def inference_config(meta: dict) -> dict:
     }
 
 
-def metadata(meta: dict, model_uri: str, description: str, figures: dict) -> dict:
+def metadata(meta: dict, model_uri: str, description: str, figures: dict, provenance: Provenance) -> dict:
     m = MIN_PATCH  # any multiple of it is a valid input (instance norm needs more than one bottleneck voxel)
     return {
         "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/"
@@ -160,13 +163,14 @@ def metadata(meta: dict, model_uri: str, description: str, figures: dict) -> dic
         "description": description,
         "authors": "CLIPS",
         "copyright": "the site that trained the model",
-        "data_source": "see docs/README.md",
+        "license": provenance.licence,  # the weights' licence, as the registry holds it
+        "data_source": f"{provenance.training_data} (source: {provenance.source}; docs/README.md)",
         "data_type": "nibabel",
         "image_classes": "CT (HU) and PET (SUV) on the same grid, made into five windowed channels",
         "label_classes": "0 background, 1 lesion",
         "pred_classes": "0 background, 1 lesion",
         "eval_metrics": figures,
-        "intended_use": "Research only: not a medical device.",
+        "intended_use": provenance.intended_use,
         "references": ["Yousefirizi et al., TMTV-Net, 2024 (the channel windows)"],
         "network_data_format": {
             "inputs": {"image": {"type": "image", "format": "magnitude", "modality": "PET/CT",
@@ -186,20 +190,23 @@ def _state_dict(net) -> dict:
     return {k.removeprefix("unet."): v.detach().cpu() for k, v in net.state_dict().items()}
 
 
-def _figures(model_uri: str) -> tuple[dict, dict]:
-    """(the run's test and validation means, the registry's evidence for this version) as far as they exist."""
+def _figures(model_uri: str) -> tuple[dict, dict, Provenance]:
+    """(the run's test and validation means, the registry's evidence for this version, its provenance) as far as
+    they exist; a model that is not a registered version has the provenance CLIPS knows of its training run."""
     client = mlflow.MlflowClient()
     info = mlflow.models.get_model_info(model_uri)
     run = client.get_run(info.run_id) if info.run_id else None
     metrics = {k: round(v, 4) for k, v in (run.data.metrics if run else {}).items()
                if k.startswith(("test_", "val_")) and k.endswith("_mean")}
-    evidence = {}
+    evidence, prov = {}, (trained_provenance(run) if run else Provenance())
     if model_uri.startswith("models:/"):
         name, _, ref = model_uri[len("models:/"):].partition("@")
         ver = client.get_model_version_by_alias(name, ref) if ref else client.get_model_version(*name.split("/", 1))
         evidence = {"model": f"{ver.name} version {ver.version}", **{k: v for k, v in ver.tags.items()
-                                                                      if k.startswith(schema.PREFIX)}}
-    return metrics, {"run": info.run_id or "", **({"params": run.data.params} if run else {}), **evidence}
+                                                                      if k.startswith(schema.PREFIX)
+                                                                      and k not in PROVENANCE_TAGS.values()}}
+        prov = Provenance.from_tags(ver.tags) or prov
+    return metrics, {"run": info.run_id or "", **({"params": run.data.params} if run else {}), **evidence}, prov
 
 
 def export_bundle(model_uri: str, out: Path) -> Path:
@@ -210,10 +217,13 @@ def export_bundle(model_uri: str, out: Path) -> Path:
     if meta.get("kind") == RELEASED_KIND:
         raise ClipsError(f"{model_uri} is the released TMTV-Net (two stages, its own tiling): only CLIPS's own "
                          "single-network models are exported as MONAI bundles")
+    if meta.get("kind") == NNUNET_KIND:
+        raise ClipsError(f"{model_uri} is an imported nnU-Net model: nnU-Net's predictor is its inference, which a "
+                         "MONAI bundle cannot hold; share the model folder (the run's model/artifacts) instead")
     if out.exists() and any(out.iterdir()):
         raise ClipsError(f"{out} exists and is not empty: choose a new folder for the bundle")
     net = mlflow.pytorch.load_model(model_uri, map_location="cpu")
-    metrics, provenance = _figures(model_uri)
+    metrics, evidence, provenance = _figures(model_uri)
     description = (f"A 3D U-Net (MONAI DynUNet, preset {meta['model']!r}) trained with CLIPS; input the five "
                    f"TMTV-Net channels at {meta['spacing_mm']} mm, sliding windows of {meta['patch_size']}.")
     (out / "configs").mkdir(parents=True)
@@ -223,6 +233,7 @@ def export_bundle(model_uri: str, out: Path) -> Path:
     (out / "configs" / "logging.conf").write_text(LOGGING_CONF)
     (out / "configs" / "inference.json").write_text(json.dumps(inference_config(meta), indent=2) + "\n")
     (out / "configs" / "metadata.json").write_text(
-        json.dumps(metadata(meta, model_uri, description, metrics), indent=2) + "\n")
-    (out / "docs" / "README.md").write_text(render_readme(model_uri, meta, description, metrics, provenance))
+        json.dumps(metadata(meta, model_uri, description, metrics, provenance), indent=2) + "\n")
+    (out / "docs" / "README.md").write_text(render_readme(model_uri, meta, description, metrics, evidence,
+                                                          provenance))
     return out

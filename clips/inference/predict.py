@@ -13,6 +13,7 @@ from clips.data.io import load_patient, save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
 from clips.inference.sliding_window import predict_files, resolve_device
+from clips.models.nnunet import KIND as NNUNET_KIND
 from clips.progress import Progress
 from clips.registry.tmtv_net_import import KIND as RELEASED_KIND
 from clips.tracking.model import model_preprocessing
@@ -50,8 +51,15 @@ def report(pid: str, mask: np.ndarray, vols, model: str) -> str:
 
 
 def segmenter(model_uri: str, device):
-    """files -> (mask on the PET grid, volumes) for a CLIPS model or the imported released TMTV-Net."""
+    """files -> (mask on the PET grid, volumes) for a CLIPS model, the imported released TMTV-Net or imported
+    nnU-Net model folders."""
     prep = model_preprocessing(model_uri)
+    if prep.get("kind") == NNUNET_KIND:  # nnU-Net's own predictor over the imported folders
+        import warnings
+
+        with warnings.catch_warnings():  # MLflow asks for type hints on the model's predict (two file paths)
+            warnings.simplefilter("ignore", UserWarning)
+            return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().segmenter(device)
     if prep.get("kind") == RELEASED_KIND:  # the released two-stage pipeline, as its authors run it
         from clips.models.tmtv_net.pipeline import predict_volumes
 

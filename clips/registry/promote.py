@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from scipy import stats
 
 from clips.errors import ClipsError
+from clips.registry.provenance import register_version, trained_provenance
 from clips.tracking import schema
 from clips.tracking.tables import run_table
 
@@ -153,13 +154,11 @@ def _version_of(client: MlflowClient, model_name: str, run) -> str:
     if existing:
         return str(max(int(v.version) for v in existing))
     outputs = run.outputs.model_outputs if run.outputs else []
-    if outputs:
-        model_id = outputs[-1].model_id
-        version = client.create_model_version(model_name, f"models:/{model_id}", run_id=run.info.run_id,
-                                              model_id=model_id)
-    else:  # a model logged before MLflow 3 linked models to runs
-        version = client.create_model_version(model_name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-    return str(version.version)
+    model_id = outputs[-1].model_id if outputs else None
+    # a model logged before MLflow 3 linked models to runs is registered from the run's artifact path
+    uri = f"models:/{model_id}" if model_id else f"runs:/{run.info.run_id}/model"
+    return register_version(client, model_name, uri, run.info.run_id, trained_provenance(run), model_id=model_id)
+
 
 
 def _record(decision: Decision) -> Decision:

@@ -15,6 +15,7 @@ import mlflow
 from clips.errors import ClipsError
 from clips.models.tmtv_net import loading
 from clips.models.tmtv_net.pipeline import RELEASED
+from clips.registry.provenance import Provenance, register_version
 from clips.tracking import schema
 
 MODEL_NAME = "tmtv-net-released"
@@ -25,7 +26,8 @@ DESCRIPTION = ("The released TMTV-Net (Yousefirizi et al., 2024): a stage-1 ense
                "by clips model import-tmtvnet and run with the released inference pipeline (docs/tmtv_net.md).")
 
 
-def import_released(ensemble: str | None, refiner: str | None, register: str = MODEL_NAME, log=print) -> dict:
+def import_released(ensemble: str | None, refiner: str | None, register: str = MODEL_NAME,
+                    provenance: Provenance | None = None, log=print) -> dict:
     if not ensemble and not refiner:
         raise ClipsError("give --ensemble (e_latest.model), --refiner (r_latest.model), or both")
     files = {k: Path(v) for k, v in (("ensemble", ensemble), ("refiner", refiner)) if v}
@@ -35,23 +37,18 @@ def import_released(ensemble: str | None, refiner: str | None, register: str = M
             "stage1_spacing_mm": RELEASED.stage1_spacing_mm, "stage1_tile": list(RELEASED.stage1_tile),
             "stage2_tile": list(RELEASED.stage2_tile), "stages": 2 if "refiner" in files else 1}
     with mlflow.start_run(run_name="tmtv-net-released · import") as run:
-        mlflow.set_tags({schema.ROLE: schema.MODEL_IMPORT, "mlflow.note.content": DESCRIPTION})
+        mlflow.set_tags({schema.ROLE: schema.MODEL_IMPORT, "mlflow.note.content": DESCRIPTION + "\n\n"
+                         + (provenance or Provenance()).text()})
         mlflow.log_params({f"tmtv_net.{k}.sha256": v for k, v in digests.items()}
                           | {f"tmtv_net.{k}.file": p.name for k, p in files.items()})
         info = mlflow.pyfunc.log_model(name="model", python_model=str(CODE),
                                        artifacts={k: str(p) for k, p in files.items()},
                                        pip_requirements=_requirements(), metadata={"clips": meta})
-        version = None
-        if register:
-            client = mlflow.MlflowClient()
-            try:
-                client.get_registered_model(register)
-            except Exception:  # noqa: BLE001 - not there yet
-                client.create_registered_model(register, description=DESCRIPTION)
-            version = client.create_model_version(register, info.model_uri, run_id=run.info.run_id,
-                                                  description=DESCRIPTION + " SHA-256: "
-                                                  + ", ".join(f"{k} {v}" for k, v in digests.items()))
-    uri = f"models:/{register}/{version.version}" if version else info.model_uri
+        version = register_version(mlflow.MlflowClient(), register, info.model_uri, run.info.run_id,
+                                   provenance or Provenance(), DESCRIPTION + " SHA-256: "
+                                   + ", ".join(f"{k} {v}" for k, v in digests.items()),
+                                   model_id=info.model_id) if register else None
+    uri = f"models:/{register}/{version}" if version else info.model_uri
     log(f"imported the released TMTV-Net ({', '.join(f'{k} {p.name}' for k, p in files.items())}) as {uri} "
         f"(run {run.info.run_id})")
     return {"run_id": run.info.run_id, "model_uri": uri, "sha256": digests}

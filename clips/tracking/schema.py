@@ -57,6 +57,11 @@ REASON = "clips.reason"
 CHALLENGER_RUN = "clips.challenger_run_id"
 MODEL_VERSION = "clips.model_version"
 EVIDENCE_PREFIX = "clips.evidence."  # + a figure of the paired test
+# provenance on every registered model and version (clips/registry/provenance.py), carried into exports
+INTENDED_USE = "clips.intended_use"
+LICENCE = "clips.licence"  # the weights' licence
+SOURCE = "clips.source"  # where the weights come from: a DOI, a URL, or the CLIPS run that trained them
+TRAINING_DATA = "clips.training_data"  # what the weights were trained on, as the user states it
 
 # the values of ROLE
 STUDY_PARENT, STUDY_CHILD, STUDY_RESTART = "study_parent", "study_child", "study_restart"
