@@ -32,13 +32,14 @@ from _common import generated_cases, sync, whole_body_inference_s  # noqa: E402
 
 from clips.curricula import get_curriculum  # noqa: E402
 from clips.data.augment import Augmentation  # noqa: E402
-from clips.data.loader import PatchDataset, default_workers, epoch_batches, plan_batch  # noqa: E402
+from clips.data.loader import PatchDataset, default_workers, epoch_batches  # noqa: E402
 from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.inference.sliding_window import resolve_device  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
 from clips.models import SegNet  # noqa: E402
 from clips.models.tmtv_net.loading import TMTVNet  # noqa: E402
 from clips.models.tmtv_net.pipeline import RELEASED, SMALL, predict  # noqa: E402
+from clips.training.batch_plan import plan_batch  # noqa: E402
 from clips.training.step import optimise  # noqa: E402
 
 SIZES = {  # (model, patch, batch, steps, spacing, inference volume, e2e profile)

@@ -182,7 +182,7 @@ def data_select(release, metadata, where, negatives, seed, out):
 def data_export_nnunet(data_dir, out, folds_from, seed, dataset_id, name, copy, params):
     """Write the cohort and CLIPS's splits (a study's folds with --folds-from) in nnU-Net v2's raw format, with
     splits_final.json so that nnU-Net trains and validates on CLIPS's patients (docs/data.md)."""
-    from clips.data.nnunet_export import export_nnunet, split_params_of_study
+    from clips.export.nnunet import export_nnunet, split_params_of_study
 
     given = _params(params)
     if folds_from:

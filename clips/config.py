@@ -17,6 +17,7 @@ from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.data.sampling import FG_RULES
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ConfigError
+from clips.models import RELEASED_PRESET
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
 from clips.paths import EXPERIMENTS_DIR, clips_home
 from clips.values import apply_values
@@ -128,12 +129,12 @@ def _validate(cfg: TrainConfig):
     if cfg.model in RENAMED:
         raise ConfigError(f"model preset {cfg.model!r} is now {RENAMED[cfg.model]!r}: a DynUNet with TMTV-Net's "
                           "channel widths, not the released TMTV-Net (docs/tmtv_net.md)")
-    if cfg.model == "tmtv_net_released":
+    if cfg.model == RELEASED_PRESET:
         from clips.models.tmtv_net.finetune import check_trainable
 
         check_trainable(cfg.finetune)
     elif cfg.model not in PRESETS:
-        raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}, tmtv_net_released")
+        raise ConfigError(f"unknown model preset {cfg.model!r}; known: {', '.join(PRESETS)}, {RELEASED_PRESET}")
     for name, (lo, hi) in _RANGES.items():
         v = getattr(cfg, name)
         if (lo is not None and v < lo) or (hi is not None and v > hi):

@@ -1,4 +1,5 @@
-"""The shape of the package: no import cycle between its modules (function-level imports included)."""
+"""The shape of the package: no import cycle between its modules, every import down the layers (function-level
+imports included), the run schema in one place, and a command line that only wires."""
 import ast
 from pathlib import Path
 
@@ -64,26 +65,42 @@ def test_no_import_cycle_in_clips():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-# Infrastructure never reaches up into training: finding $CLIPS_HOME or talking to a server must not import the
-# training configuration (and through it the curricula, the models and torch).
-INFRASTRUCTURE = ("clips.tracking", "clips.scaling", "clips.paths", "clips.errors", "clips.values")
-ABOVE = ("clips.config", "clips.curricula", "clips.training", "clips.study", "clips.tuning", "clips.cli")
+# The layers, bottom-up: a module imports only from its own layer or those below (function-level imports
+# included). The root package (clips/__init__.py: the version) and the leaf utilities are the floor; infrastructure
+# (tracking, scaling) sits below training, so that finding $CLIPS_HOME or talking to a server never imports the
+# training configuration (and through it the curricula, the models and torch); the command line is the roof.
+LAYERS = (
+    ("clips", "clips.values", "clips.paths", "clips.errors", "clips.progress", "clips.disk"),
+    ("clips.data", "clips.metrics", "clips.models", "clips.losses"),
+    ("clips.curricula",),
+    ("clips.tracking", "clips.scaling"),
+    ("clips.config", "clips.training", "clips.inference"),
+    ("clips.study", "clips.tuning", "clips.peers", "clips.export", "clips.registry"),
+    ("clips.cli", "clips.__main__"),
+)
 
 
-def _within(module: str, packages) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in packages)
+def layer_of(module: str) -> int | None:
+    """The layer of the most specific package that holds ``module`` (None: in no layer)."""
+    found = [(len(p), i) for i, packages in enumerate(LAYERS) for p in packages
+             if module == p or module.startswith(p + ".")]
+    return max(found)[1] if found else None
 
 
 def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    return sorted((m, t) for m, targets in graph.items() if _within(m, INFRASTRUCTURE)
-                  for t in targets if _within(t, ABOVE))
+    return sorted((m, t) for m, targets in graph.items() for t in targets
+                  if layer_of(m) is not None and layer_of(t) is not None and layer_of(t) > layer_of(m))
 
 
-def test_infrastructure_never_imports_training():
-    assert upward_imports({"clips.tracking.x": {"clips.config"}, "clips.config": {"clips.paths"}}) == [
-        ("clips.tracking.x", "clips.config")]  # the rule finds a planted violation
-    found = upward_imports(import_graph())
-    assert not found, "infrastructure imports training: " + ", ".join(f"{m} -> {t}" for m, t in found)
+def test_every_import_points_down_the_layers():
+    assert upward_imports({"clips.tracking.x": {"clips.config"}, "clips.config": {"clips.paths"},
+                           "clips.data.y": {"clips.training.step", "clips"}, "clips.inference.z": {"clips.registry"}}
+                          ) == [("clips.data.y", "clips.training.step"), ("clips.inference.z", "clips.registry"),
+                                ("clips.tracking.x", "clips.config")]  # the rule finds planted violations
+    graph = import_graph()
+    assert not [m for m in graph if layer_of(m) is None], "modules in no layer: add their package to LAYERS"
+    found = upward_imports(graph)
+    assert not found, "imports against the layers: " + ", ".join(f"{m} -> {t}" for m, t in found)
 
 
 def test_conda_yaml_lists_exactly_the_packages_of_pyproject():

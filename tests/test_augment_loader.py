@@ -7,10 +7,11 @@ from monai.transforms import Compose
 from clips.config import build_config
 from clips.curricula import get_curriculum
 from clips.data.augment import Augmentation, _spatial
-from clips.data.loader import PatchDataset, epoch_batches, plan_batch
+from clips.data.loader import PatchDataset, epoch_batches
 from clips.data.preprocess import Case
 from clips.data.sampling import PatchSampler
 from clips.errors import ConfigError
+from clips.training.batch_plan import plan_batch
 
 
 def _cases(n=4, size=24):

@@ -15,12 +15,13 @@ from test_curricula import tiny_cases
 from clips.config import build_config
 from clips.curricula import CurriculumContext, get_curriculum
 from clips.data.augment import Augmentation
-from clips.data.loader import PatchDataset, plan_batch
+from clips.data.loader import PatchDataset
 from clips.data.sampling import PatchSampler
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS
 from clips.study.config import StudyConfig
+from clips.training.batch_plan import plan_batch
 from clips.training.trainer import validation_score
 
 

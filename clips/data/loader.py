@@ -1,7 +1,7 @@
 """Training batches prepared by background workers while the network computes.
 
-The training process plans each step: which patients (the curriculum's batch hook, or a
-draw by the epoch's weights) and one seed per patch. Workers (torch DataLoader processes)
+The training process plans each step (clips/training/batch_plan.py: which patients, by the
+curriculum's batch hook or a draw by the epoch's weights, and one seed per patch). Workers (torch DataLoader processes)
 crop and augment; the plan is pulled as the loader needs it, so a curriculum that decides
 per step (``rl_teacher``) decides at most ``workers * PREFETCH`` steps ahead of the step
 that trains on it. Every patch's randomness comes from its own seed: batches are the same
@@ -50,19 +50,6 @@ class PatchDataset(Dataset):
         return i, torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(label))[None]
 
 
-def plan_batch(curriculum, sampler: PatchSampler, rng: np.random.Generator, weights, batch_size: int) -> list:
-    """One step's patches: [(patient index, seed), ...], with the sampler's ``batch`` rule [(patient index, seed,
-    lesion-centred), ...]."""
-    idx = curriculum.batch_indices(rng, batch_size, weights)
-    if idx is None:
-        idx = sampler.choose(weights, batch_size, rng)
-    seeds = rng.integers(0, 2 ** 63, size=len(idx))
-    if sampler.fg_rule == "batch":
-        forced = sampler.forced(len(idx))
-        return [(int(i), int(s), k < forced) for k, (i, s) in enumerate(zip(idx, seeds))]
-    return [(int(i), int(s)) for i, s in zip(idx, seeds)]
-
-
 def _one_thread(_):
     torch.set_num_threads(1)  # a worker crops and augments; the cores are the training process's
 
@@ -76,4 +63,4 @@ def epoch_batches(dataset: PatchDataset, plan: Iterator[list], workers: int, pin
         yield idx.numpy(), x, y
 
 
-__all__ = ["PatchDataset", "default_workers", "epoch_batches", "plan_batch"]
+__all__ = ["PatchDataset", "default_workers", "epoch_batches"]

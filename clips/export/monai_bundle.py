@@ -32,6 +32,7 @@ from clips.data.layout import AUTOPET_FILES
 from clips.data.preprocess import CHANNEL_WINDOWS, N_CHANNELS
 from clips.errors import ClipsError
 from clips.export.bundle_readme import render as render_readme
+from clips.models import RELEASED_PRESET as RELEASED_KIND
 from clips.models.nnunet import KIND as NNUNET_KIND
 from clips.models.unet import MIN_PATCH, dynunet_args
 from clips.registry.provenance import TAGS as PROVENANCE_TAGS
@@ -210,7 +211,6 @@ def _figures(model_uri: str) -> tuple[dict, dict, Provenance]:
 
 
 def export_bundle(model_uri: str, out: Path) -> Path:
-    from clips.registry.tmtv_net_import import KIND as RELEASED_KIND
     from clips.tracking.model import model_preprocessing
 
     meta = model_preprocessing(model_uri)

@@ -13,9 +13,9 @@ from clips.data.io import load_patient, save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
 from clips.inference.sliding_window import predict_files, resolve_device
+from clips.models import RELEASED_PRESET as RELEASED_KIND
 from clips.models.nnunet import KIND as NNUNET_KIND
 from clips.progress import Progress
-from clips.registry.tmtv_net_import import KIND as RELEASED_KIND
 from clips.tracking.model import model_preprocessing
 
 

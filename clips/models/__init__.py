@@ -1,7 +1,6 @@
 """Segmentation networks."""
+from clips.models.tmtv_net.finetune import PRESET as RELEASED_PRESET  # the released TMTV-Net's one name
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, SegNet, build_model
-
-RELEASED_PRESET = "tmtv_net_released"  # the released TMTV-Net's stage-1 ensemble (clips/models/tmtv_net/finetune.py)
 
 
 def build_network(model: str, finetune: str = "stacking", spacing_mm=(6.0, 6.0, 6.0)):

@@ -3,7 +3,7 @@
 Per fold (its train/val/test patients; a folder per distinct split, so seeds with one split share it)::
 
     $CLIPS_HOME/peers/nnunet/<study>/split-<digest>/
-        nnUNet_raw/Dataset500_CLIPS/        clips/data/nnunet_export.py: CT _0000, SUV _0001, labels 0/1
+        nnUNet_raw/Dataset500_CLIPS/        clips/export/nnunet.py: CT _0000, SUV _0001, labels 0/1
         nnUNet_preprocessed/Dataset500_CLIPS/  splits_final.json = CLIPS's train/val; plans; preprocessed data
         seed<s>/nnUNet_results/, seed<s>/pred/, seed<s>/*.log   one training per seed
 
@@ -31,8 +31,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from clips.data.nnunet_export import SPLIT_KEYS, write_dataset
 from clips.errors import ClipsError, ConfigError
+from clips.export.nnunet import SPLIT_KEYS, write_dataset
 from clips.peers.base import Peer, PeerJob
 
 DATASET_ID, DATASET_NAME = 500, "CLIPS"

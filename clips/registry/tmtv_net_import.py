@@ -13,13 +13,14 @@ from pathlib import Path
 import mlflow
 
 from clips.errors import ClipsError
+from clips.models import RELEASED_PRESET
 from clips.models.tmtv_net import loading
 from clips.models.tmtv_net.pipeline import RELEASED
 from clips.registry.provenance import Provenance, register_version
 from clips.tracking import schema
 
 MODEL_NAME = "tmtv-net-released"
-KIND = "tmtv_net_released"  # the model's metadata["clips"]["kind"]: how clips predict runs it
+KIND = RELEASED_PRESET  # the model's metadata["clips"]["kind"]: how clips predict runs it
 CODE = Path(loading.__file__).with_name("mlflow_model.py")
 DESCRIPTION = ("The released TMTV-Net (Yousefirizi et al., 2024): a stage-1 ensemble of four 3D U-Nets with a "
                "learned stacking layer at 6 mm, and a stage-2 refiner on the native PET grid; imported unchanged "

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from clips.errors import ClipsError
+from clips.models import RELEASED_PRESET
 from clips.scaling.machine import MACHINE_KEYS
 from clips.tracking import schema
 from clips.values import cast
@@ -158,7 +159,7 @@ def is_released(source: str) -> bool:
             meta = (mlflow.models.get_model_info(source).metadata or {}).get("clips", {})
         except Exception:  # noqa: BLE001 - not a model we can read: not the released one
             return False
-        return meta.get("kind") == "tmtv_net_released"
+        return meta.get("kind") == RELEASED_PRESET
     try:
         sd = torch.load(source, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a CLIPS checkpoint (pickled dicts) or no file: not a released file
@@ -169,7 +170,7 @@ def is_released(source: str) -> bool:
 def load_network(source: str):
     """A whole network (for a teacher): an MLflow model URI, a CLIPS checkpoint that names its preset, or the
     released TMTV-Net ensemble (imported, or its file)."""
-    from clips.models import RELEASED_PRESET, build_network
+    from clips.models import build_network
 
     if is_released(source):
         net = build_network(RELEASED_PRESET)

@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from clips.curricula import Curriculum, CurriculumContext, StepInfo
-from clips.data.loader import PatchDataset, epoch_batches, plan_batch
+from clips.data.loader import PatchDataset, epoch_batches
 from clips.data.sampling import PatchSampler
+from clips.training.batch_plan import plan_batch
 
 
 @dataclass

@@ -23,6 +23,8 @@ from clips.errors import ConfigError
 from clips.models.tmtv_net._stacking import MEMBERS, Stacking
 from clips.models.tmtv_net._unet import MULTIPLE
 
+# The released TMTV-Net's one name: the model preset that fine-tunes it (here) and the kind of its imported MLflow
+# model (clips/registry/tmtv_net_import.py), which prediction dispatches on; clips.models exports it as RELEASED_PRESET
 PRESET = "tmtv_net_released"
 REFINER = "refiner"  # finetune=refiner: stage 2 trains (cascade.py); every other value names a stage-1 part
 
