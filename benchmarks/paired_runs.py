@@ -4,7 +4,7 @@
 
 Runs of one arm are seeds, paired by position with the other arm's (same split). Prints the mean
 paired difference (variant minus reference) with the study's run-aware interval and p-value (the
-training run as a random factor) and the sign-flip p (clips/study/inference.py), for recipes that a
+training run as a random factor) and the sign-flip p (clips/stats/run_aware.py), for recipes that a
 study does not vary (e.g. augmentation). With one run per arm there is no test: say so, not a p.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from clips.study.inference import pair_runs, run_aware_test  # noqa: E402
+from clips.stats.run_aware import pair_runs, run_aware_test  # noqa: E402
 from clips.tracking.tables import run_table  # noqa: E402
 
 

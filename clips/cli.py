@@ -345,8 +345,8 @@ def train(ctx, curriculum, profile, data_dir, config_file, config_if_set, resume
 
 
 def _sequential_options(f):
-    """The options of a group-sequential plan (clips/study/sequential.py), for studies and re-analyses alike."""
-    from clips.study.sequential import SPENDINGS, SequentialPlan
+    """The options of a group-sequential plan (clips/stats/sequential.py), for studies and re-analyses alike."""
+    from clips.stats.sequential import SPENDINGS, SequentialPlan
 
     d = _defaults(SequentialPlan)
     for decorator in reversed([
@@ -375,7 +375,7 @@ def _plan(options: dict):
         return None
     if not values["max_seeds"]:
         raise click.BadParameter("a sequential study needs its maximum seeds per fold", param_hint="--max-seeds")
-    from clips.study.sequential import SequentialPlan
+    from clips.stats.sequential import SequentialPlan
 
     return SequentialPlan(**values)
 

@@ -65,13 +65,13 @@ def test_no_import_cycle_in_clips():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-# The layers, bottom-up: a module imports only from its own layer or those below (function-level imports
+# The layers, bottom-up (statistics beside the metrics: numbers in, numbers out): a module imports only from its own layer or those below (function-level imports
 # included). The root package (clips/__init__.py: the version) and the leaf utilities are the floor; infrastructure
 # (tracking, scaling) sits below training, so that finding $CLIPS_HOME or talking to a server never imports the
 # training configuration (and through it the curricula, the models and torch); the command line is the roof.
 LAYERS = (
     ("clips", "clips.values", "clips.paths", "clips.errors", "clips.progress", "clips.disk"),
-    ("clips.data", "clips.metrics", "clips.models", "clips.losses"),
+    ("clips.data", "clips.metrics", "clips.models", "clips.losses", "clips.stats"),
     ("clips.curricula",),
     ("clips.tracking", "clips.scaling"),
     ("clips.config", "clips.training", "clips.inference"),

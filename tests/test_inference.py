@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from clips.study.inference import (
+from clips.stats.run_aware import (
     Components,
     Design,
     balanced_core,

@@ -1,4 +1,4 @@
-"""Group-sequential studies (clips/study/sequential.py), tested by simulation on tables with the variance components
+"""Group-sequential studies (clips/stats/sequential.py), tested by simulation on tables with the variance components
 measured in docs/results.md (3 folds of 10 patients; per patient and run pair d = effect + patient x arm + run +
 residual), and on a hand-made table through `clips compare --per-patient --sequential`."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from clips.study.inference import tables_test
-from clips.study.sequential import SequentialPlan, analyse, first_stop, stopped_estimate, z_boundaries
+from clips.stats.run_aware import tables_test
+from clips.stats.sequential import SequentialPlan, analyse, first_stop, stopped_estimate, z_boundaries
 
 RUN_SD, PATIENT_SD, RESIDUAL_SD = 0.10, 0.16, 0.13  # the paired differences' components (docs/results.md)
 FOLDS, PATIENTS = 3, 10

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from clips.stats.paired import bootstrap_ci
 from clips.study.runner import StudyConfig, run_study
-from clips.study.stats import bootstrap_ci, paired_against_baseline
 
 TINY = {"model": "tiny", "epochs": "2", "steps_per_epoch": "2", "patch_size": "32", "spacing_mm": "10"}
 
@@ -40,7 +40,7 @@ def test_the_bootstrap_by_per_patient_sums_is_the_resampling_of_rows():
     """The interval comes from per-patient sums (a matrix product per draw); it must be the percentile bootstrap
     that resamples the patients' rows and recomputes the statistic, draw for draw (NaN Dice, a ratio of lesion
     counts, a per-patient rate)."""
-    from clips.study.stats import _statistic
+    from clips.stats.paired import _statistic
 
     t = _tests(n_patients=9, seeds=3)
     t.loc[[1, 5], "dice"] = np.nan
@@ -57,17 +57,14 @@ def test_the_bootstrap_by_per_patient_sums_is_the_resampling_of_rows():
         assert bootstrap_ci(t, name, n_boot=300) == pytest.approx(expected, rel=1e-12), name
 
 
-def test_paired_test_matches_scipy_on_a_known_vector():
-    base = pd.DataFrame({"patient_id": list("abcdefgh"), "dice": [0.5] * 8})
+def test_promotions_paired_test_matches_scipy_on_a_known_vector():
+    from clips.stats.paired import wilcoxon_greater
+
     d = np.array([0.1, 0.2, -0.05, 0.3, 0.15, -0.1, 0.25, 0.05])
-    var = pd.DataFrame({"patient_id": list("abcdefgh"), "dice": 0.5 + d})
-    out = paired_against_baseline(var, base)
-    assert out["p_wilcoxon"] == pytest.approx(stats.wilcoxon(d).pvalue)
-    assert out["improved"] == 6 and out["worsened"] == 2 and out["mean_difference"] == pytest.approx(d.mean())
-    # For an error, smaller is better: the same differences count the other way round.
-    err = paired_against_baseline(var.rename(columns={"dice": "tmtv_abs_rel_error"}),
-                                  base.rename(columns={"dice": "tmtv_abs_rel_error"}), "tmtv_abs_rel_error")
-    assert err["improved"] == 2 and err["worsened"] == 6 and err["p_wilcoxon"] == out["p_wilcoxon"]
+    base = np.full(8, 0.5)
+    assert wilcoxon_greater(base + d, base) == pytest.approx(stats.wilcoxon(d, alternative="greater").pvalue)
+    assert wilcoxon_greater(base - d, base) == pytest.approx(stats.wilcoxon(-d, alternative="greater").pvalue)
+    assert wilcoxon_greater(base, base) == 1.0  # every pair tied: no evidence either way
 
 
 @pytest.mark.slow
@@ -165,7 +162,7 @@ def test_every_patient_once_per_curriculum_and_seed_and_a_teacher_per_fold():
 
 
 def test_holm_against_hand_computed_values():
-    from clips.study.stats import holm
+    from clips.stats.paired import holm
 
     # p sorted 0.01, 0.02, 0.04, 0.3 of m = 4: 4 x 0.01, max(., 3 x 0.02), max(., 2 x 0.04), max(., 1 x 0.3)
     assert holm([0.04, 0.01, 0.3, 0.02]).tolist() == pytest.approx([0.08, 0.04, 0.3, 0.06])

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from scipy import stats
 
 from clips.errors import ClipsError
 from clips.registry.provenance import register_version, trained_provenance
+from clips.stats.paired import wilcoxon_greater
 from clips.tracking import schema
 from clips.tracking.tables import run_table
 
@@ -68,15 +68,6 @@ def _test_table(client: MlflowClient, run_id: str) -> pd.DataFrame:
     return table
 
 
-def _wilcoxon_greater(x: np.ndarray, y: np.ndarray) -> float:
-    """p-value that x is greater than y (paired, one-sided); 1.0 when every pair is tied."""
-    d = np.round(x - y, 12)  # equal differences are ties, not float noise apart
-    d = d[~np.isnan(d)]
-    if not len(d) or np.all(d == 0):
-        return 1.0
-    return float(stats.wilcoxon(d, alternative="greater", zero_method="wilcox").pvalue)
-
-
 def compare(challenger: pd.DataFrame, champion: pd.DataFrame, alpha: float) -> tuple[bool, str, dict]:
     both = challenger.merge(champion, on="patient_id", suffixes=("_new", "_old"))
     n = len(both)
@@ -86,8 +77,8 @@ def compare(challenger: pd.DataFrame, champion: pd.DataFrame, alpha: float) -> t
     dice_new, dice_old = both["dice_new"].to_numpy(float), both["dice_old"].to_numpy(float)
     err_new = (both["tmtv_pred_ml_new"] - both["tmtv_true_ml_new"]).abs().to_numpy(float)
     err_old = (both["tmtv_pred_ml_old"] - both["tmtv_true_ml_old"]).abs().to_numpy(float)
-    p_dice = _wilcoxon_greater(dice_new, dice_old)
-    p_tmtv_worse = _wilcoxon_greater(err_new, err_old)
+    p_dice = wilcoxon_greater(dice_new, dice_old)
+    p_tmtv_worse = wilcoxon_greater(err_new, err_old)
     ev = {"paired_patients": n, "dice_challenger": float(np.nanmean(dice_new)),
           "dice_champion": float(np.nanmean(dice_old)),
           "tmtv_abs_error_ml_challenger": float(np.mean(err_new)),

@@ -32,6 +32,8 @@ from clips.curricula import BASELINE, REGISTRY  # noqa: E402
 from clips.data.cohort import hard_ids  # noqa: E402
 from clips.errors import ClipsError  # noqa: E402
 from clips.metrics.figures import draw_bland_altman  # noqa: E402
+from clips.stats.paired import DETECTION, MEASURES, bootstrap_ci  # noqa: E402
+from clips.stats.run_aware import balanced_core, pair_runs, sign_flip  # noqa: E402
 from clips.study.config import PRIMARY_CONTRASTS  # noqa: E402
 from clips.study.contrasts import (  # noqa: E402
     CALIBRATION,
@@ -45,8 +47,6 @@ from clips.study.contrasts import (  # noqa: E402
     sequential_statement,
     sequential_tables,
 )
-from clips.study.inference import balanced_core, pair_runs, sign_flip  # noqa: E402
-from clips.study.stats import DETECTION, MEASURES, bootstrap_ci  # noqa: E402
 from clips.tracking import schema  # noqa: E402
 from clips.tracking.tables import run_table  # noqa: E402
 

@@ -60,7 +60,7 @@ class StudyConfig:
     # and their options, NAME.KEY -> VALUE (e.g. nnunet.budget: wall)
     peers: list[str] = field(default_factory=list)
     peer_options: dict[str, str] = field(default_factory=dict)
-    # A group-sequential plan (clips/study/sequential.py: SequentialPlan's fields; empty: a fixed design): seed rounds
+    # A group-sequential plan (clips/stats/sequential.py: SequentialPlan's fields; empty: a fixed design): seed rounds
     # looked at from min_seeds on, each primary contrast stopped at its spending boundary or for futility.
     sequential: dict = field(default_factory=dict)
     # Per-patient tables of this study's earlier chunks, trained on other machines or stores (their committed
@@ -88,7 +88,7 @@ class StudyConfig:
         """The SequentialPlan, or None for a fixed design."""
         if not self.sequential:
             return None
-        from clips.study.sequential import SequentialPlan
+        from clips.stats.sequential import SequentialPlan
 
         return SequentialPlan(**self.sequential)
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from clips.curricula import BASELINE
-from clips.study.inference import (
+from clips.stats.paired import LOWER_IS_BETTER, holm
+from clips.stats.run_aware import (
     Components,
     Design,
     aa_sides,
@@ -25,7 +26,6 @@ from clips.study.inference import (
     run_aware_test,
     seeds_needed,
 )
-from clips.study.stats import LOWER_IS_BETTER, holm
 
 PAIRED_MEASURES = ("dice", "nsd", "hd95_mm", "tmtv_abs_rel_error")
 CALIBRATION = "calibration"
@@ -176,7 +176,7 @@ def power_statement(per_patient: pd.DataFrame, paired: pd.DataFrame, hard: set[s
 def difficulty_statement(per_patient: pd.DataFrame, difficulty: pd.DataFrame | None,
                          baseline: str = BASELINE) -> tuple[str, dict]:
     """Spearman correlation between each patient's cohort difficulty score and the baseline's error (1 - Dice)."""
-    from clips.study.stats import spearman_ci
+    from clips.stats.paired import spearman_ci
 
     base = per_patient[per_patient["curriculum"] == baseline]
     if difficulty is None or base.empty:
@@ -199,13 +199,13 @@ SEQUENTIAL_COLUMNS = ["decision", "look", "boundary", "estimate_naive", "estimat
 
 def sequential_tables(per_patient: pd.DataFrame, hard: set[str], primary: list[str], plan,
                       baseline: str = BASELINE, hard_is_flag: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(looks, decisions) of a sequential study's primary Dice contrasts (clips/study/sequential.py): every look
+    """(looks, decisions) of a sequential study's primary Dice contrasts (clips/stats/sequential.py): every look
     from ``plan.min_seeds`` to the seeds present (the table's seeds in order: look l is its first l seeds), for
     all patients and for the flagged hard ones; and per contrast and subset the decision at the first look that
     is not ``continue`` (the last look when none), with the naive and the corrected estimate and the interval
     that accounts for the looks (SEQUENTIAL_COLUMNS)."""
-    from clips.study.inference import balanced_core
-    from clips.study.sequential import analyse, first_stop, stopped_estimate
+    from clips.stats.run_aware import balanced_core
+    from clips.stats.sequential import analyse, first_stop, stopped_estimate
 
     pairs = [p for p in contrast_pairs(per_patient, primary, baseline) if p[3] == "primary"]
     m = max(1, len(pairs))

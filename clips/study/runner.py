@@ -24,8 +24,8 @@ from clips.scaling.machine import MACHINE_KEYS
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
 from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
+from clips.stats.run_aware import MIN_SEEDS
 from clips.study.config import SELECTIONS, Job, StudyConfig
-from clips.study.inference import MIN_SEEDS
 from clips.study.peer_arm import check_peers, run_peer, waits_for
 from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema

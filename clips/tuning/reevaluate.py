@@ -7,7 +7,7 @@ trials' settings, the curriculum's defaults and the baseline ``none`` are each t
 ``reevaluate_seeds`` fresh seeds on the search's split, as jobs of a queue in the tuning's storage (workers on
 several machines share them; a killed worker's job is trained again). The winner is the trial with the best
 re-evaluated mean objective on the validation patients; the verdict, tuned settings against the defaults and
-against the baseline, is the study's run-aware paired test (clips/study/inference.py) on the *test* patients,
+against the baseline, is the study's run-aware paired test (clips/stats/run_aware.py) on the *test* patients,
 which no choice was made on.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from clips.curricula import BASELINE
 from clips.scaling.queue import JobQueue
 from clips.scaling.workers import worker_name
-from clips.study.inference import pair_runs, run_aware_test
+from clips.stats.run_aware import pair_runs, run_aware_test
 from clips.tracking import schema
 from clips.tracking.runs import inherited_tags
 from clips.tracking.tables import run_table
@@ -150,12 +150,12 @@ FUTILITY = dict(effect=0.05, futility_power=0.2)  # a trial is dropped when it c
 
 def futile(cands: list[Candidate], runs: dict, objective, hard, done: int, seeds: int, log=print) -> list[str]:
     """The trials to drop after ``done`` seed rounds of ``seeds``: each trial against the best so far (the highest
-    re-evaluated mean) by the sequential machinery of studies (clips/study/sequential.py), paired by seed, on the
+    re-evaluated mean) by the sequential machinery of studies (clips/stats/sequential.py), paired by seed, on the
     validation objective; a trial whose contrast with the best stops for futility or harm is not trained again.
     The defaults and the baseline are never dropped (the verdicts need them); the winner is still chosen on the
     re-evaluated means."""
-    from clips.study.inference import pair_runs, run_aware_test
-    from clips.study.sequential import SequentialPlan, decide
+    from clips.stats.run_aware import pair_runs, run_aware_test
+    from clips.stats.sequential import SequentialPlan, decide
 
     if done < 2 or seeds < 2:
         return []

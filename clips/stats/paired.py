@@ -69,25 +69,6 @@ def bootstrap_ci(table: pd.DataFrame, name: str, n_boot: int = 2000, seed: int =
     return estimate, float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
 
 
-def paired_against_baseline(variant: pd.DataFrame, baseline: pd.DataFrame, column: str = "dice") -> dict:
-    """Per-patient differences (mean over seeds, variant minus baseline) and a two-sided Wilcoxon test.
-
-    Right for a *fixed* model on independent patients (promotion compares two given models). Wrong for two
-    training procedures in cross-validation, where one trained network scores a whole fold: there it is the
-    documented negative control of tests/test_inference.py (about 47 % false positives on A/A comparisons);
-    studies use clips.study.inference.
-
-    ``improved`` / ``worsened`` count patients by the measure's direction (see LOWER_IS_BETTER);
-    ``mean_difference`` keeps its sign."""
-    d = paired_differences(variant, baseline, column)["difference"].to_numpy(float)
-    better = d < 0 if column in LOWER_IS_BETTER else d > 0
-    out = {"patients": len(d), "mean_difference": float(d.mean()) if len(d) else float("nan"),
-           "improved": int(np.sum(better)), "worsened": int(np.sum(~better & (d != 0))), "p_wilcoxon": float("nan")}
-    if len(d) and np.any(d != 0):
-        out["p_wilcoxon"] = float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
-    return out
-
-
 def holm(p_values) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
     p = np.asarray(p_values, float)
@@ -101,14 +82,16 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def paired_differences(variant: pd.DataFrame, reference: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Per patient: the mean over seeds of each arm, and their difference (variant minus reference);
-    the rows of both arms per patient and seed kept for the bootstrap."""
-    a = variant.groupby("patient_id")[column].mean()
-    b = reference.groupby("patient_id")[column].mean()
-    both = pd.concat([a, b], axis=1, keys=["variant", "reference"]).dropna()
-    # Rounded so that equal differences are ties, as they are, not float noise apart.
-    return both.assign(difference=np.round(both["variant"] - both["reference"], 12))
+def wilcoxon_greater(x: np.ndarray, y: np.ndarray) -> float:
+    """p-value that x is greater than y, paired by position, one-sided Wilcoxon signed-rank; 1.0 when every pair
+    is tied. Right for two *fixed* models on the same independent patients (promotion, clips/registry/promote.py);
+    wrong for two training procedures in cross-validation, where one trained network scores a whole fold (the
+    per-patient Wilcoxon is the negative control of tests/test_inference.py there): studies use run_aware."""
+    d = np.round(np.asarray(x, float) - np.asarray(y, float), 12)  # equal differences are ties, not float noise
+    d = d[~np.isnan(d)]
+    if not len(d) or np.all(d == 0):
+        return 1.0
+    return float(stats.wilcoxon(d, alternative="greater", zero_method="wilcox").pvalue)
 
 
 def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float, int]:

@@ -43,7 +43,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import optimize, stats
 
-from clips.study.inference import Components, Design, _variance_of_estimate
+from clips.stats.run_aware import Components, Design, _variance_of_estimate
 
 SPENDINGS = ("obf", "pocock")
 DECISIONS = ("continue", "efficacy", "harm", "futility")
@@ -232,7 +232,7 @@ def stopped_estimate(z_observed: float, look: int, se_observed: float, plan: Seq
 def analyse(tables: list[np.ndarray], plan: SequentialPlan, contrasts: int = 1) -> list[Look]:
     """Every look from ``min_seeds`` to the seeds the tables hold (per fold, patients x seeds in seed order), each
     analysed on its first seeds alone, with the t test only (a look's decision needs no sign flips)."""
-    from clips.study.inference import tables_test
+    from clips.stats.run_aware import tables_test
 
     held = min((t.shape[1] for t in tables), default=0)
     looks = []
