@@ -200,7 +200,7 @@ def test_a_run_that_never_finds_a_lesion_is_tagged_collapsed_and_delivers_its_la
 def test_a_chunk_trains_only_its_seeds():
     from click.testing import CliRunner
 
-    from clips.cli import SeedRange
+    from clips.cli.study import SeedRange
 
     assert SeedRange().convert("4-7", None, None) == (4, 4) and SeedRange().convert("3", None, None) == (0, 3)
     for bad in ("7-4", "0", "a-b", "-1"):
