@@ -32,8 +32,9 @@ def main():
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home}/mlflow.db"
 
     from clips.config import build_config
+    from clips.training.cohort import load_data
     from clips.training.timing import PHASES
-    from clips.training.trainer import load_data, train
+    from clips.training.trainer import train
 
     params = {"profile": "study", "folds": "3", "fold": "0", "split_seed": "0", "example.patients": str(a.patients)}
     params |= {"epochs": "6"} if a.quick else {}

@@ -42,7 +42,8 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="clips-difficulty-"))
     write_cohort(tmp / "cohort", args.patients, args.seed, SynthConfig(spacing_mm=(4.0,) * 3), log=lambda *_: None)
     spacing = (args.spacing,) * 3
-    cohort = load_cohort(tmp / "cohort", tmp / "cache", PreprocessConfig(spacing), 0, 0.2, 0.2, log=lambda *_: None)
+    cohort = load_cohort(tmp / "cohort", cache_root=tmp / "cache", pre=PreprocessConfig(spacing), seed=0,
+                         val_fraction=0.2, test_fraction=0.2, log=lambda *_: None)
     table = difficulty_of_cohort(cohort, spacing)
     if args.csv:
         table.to_csv(args.csv, index=False)

@@ -15,11 +15,10 @@ import yaml
 from clips.curricula import get_curriculum
 from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.data.sampling import FG_RULES
-from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ConfigError
 from clips.models import RELEASED_PRESET
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
-from clips.paths import EXPERIMENTS_DIR, clips_home
+from clips.paths import EXPERIMENTS_DIR
 from clips.values import apply_values
 
 
@@ -180,14 +179,6 @@ def build_config(overrides: dict | None = None, config_file: str | None = None) 
     cfg.curriculum_options.update({k: v for k, v in extras.items() if str(v).strip() != ""})
     _validate(cfg)
     return cfg
-
-
-def example_cohort_dir(cfg: TrainConfig) -> Path:
-    ex = cfg.example
-    # the generator's version is in the name: a cohort from an older generator is never reused
-    return clips_home() / f"example_cohort_{GENERATOR_VERSION}_n{ex.patients}_{ex.spacing_mm:g}mm_seed{ex.seed}"
-
-
 
 
 def describe_parameters(curriculum: str | None = None, profile: str | None = None, peer=None) -> list[str]:

@@ -14,7 +14,7 @@ from clips.cli import cli
 from clips.config import build_config
 from clips.data.layout import discover
 from clips.tracking import schema
-from clips.training.trainer import load_data
+from clips.training.cohort import load_data
 
 SPLIT = {"folds": "3", "split_seed": "4", "val_fraction": "0.25", "spacing_mm": "10"}
 

@@ -188,13 +188,11 @@ def data_difficulty(data_dir, out, profile, spacing, skip_invalid):
     """
     from clips.config import build_config
     from clips.curricula.difficulty import difficulty_of_cohort
-    from clips.data.cohort import load_cohort
-    from clips.data.preprocess import PreprocessConfig
-    from clips.paths import clips_home
+    from clips.training.cohort import load_data
 
-    cfg = build_config({"profile": profile} | ({"spacing_mm": str(spacing)} if spacing else {}))
-    cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), 0, cfg.val_fraction,
-                         cfg.test_fraction, skip_invalid, log=click.echo)
+    cfg = build_config({"profile": profile, "data_dir": data_dir, "skip_invalid": str(skip_invalid).lower()}
+                       | ({"spacing_mm": str(spacing)} if spacing else {}))
+    _, cohort = load_data(cfg, log=click.echo)
     table = difficulty_of_cohort(cohort, cfg.spacing_mm).sort_values("score_cohort", ascending=False)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

@@ -64,9 +64,9 @@ def cohort_digest(files: list[PatientFiles], tmtv: dict[str, float]) -> str:
     return h.hexdigest()[:16]
 
 
-def load_cohort(root: str | Path, cache_root: Path, pre: PreprocessConfig, seed: int,
-                val_fraction: float, test_fraction: float, skip_invalid: bool = False, log=print,
-                folds: int = 0, fold: int = 0, val_seed: int | None = None) -> Cohort:
+def load_cohort(root: str | Path, *, cache_root: Path, pre: PreprocessConfig, seed: int, val_fraction: float,
+                test_fraction: float, skip_invalid: bool = False, log=print, folds: int = 0, fold: int = 0,
+                val_seed: int | None = None) -> Cohort:
     """Valid cases, preprocessed once, and their split: train/val/test by ``seed``, or with ``folds`` > 1
     fold ``fold`` as the test set (folds by ``seed``) and an inner validation set from the other folds (by
     ``val_seed``, default ``seed``)."""

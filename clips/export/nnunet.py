@@ -34,7 +34,7 @@ from clips.errors import ClipsError, DataError
 
 CHANNELS = {"0": "CT", "1": "CT"}  # CT as _0000, SUV as _0001; the names choose nnU-Net's normalisation
 LABELS = {"background": 0, "lesion": 1}
-# The training parameters that decide a split (clips/training/trainer.py:load_data); --folds-from reads these
+# The training parameters that decide a split (clips/training/cohort.py:load_data); --folds-from reads these
 # from the study's children.
 SPLIT_KEYS = ("folds", "fold", "seed", "split_seed", "val_split_seed", "val_fraction", "test_fraction",
               "spacing_mm", "skip_invalid")
@@ -117,7 +117,7 @@ def export_nnunet(data_dir: Path, out: Path, params: dict[str, str], dataset_id:
                   copy: bool = False, log=print) -> list[Exported]:
     """Every split that ``params`` (training parameters: profile, folds, split_seed, ...) gives ``data_dir``."""
     from clips.config import build_config
-    from clips.training.trainer import load_data
+    from clips.training.cohort import load_data
 
     if not 1 <= dataset_id <= 999:
         raise ClipsError(f"nnU-Net dataset ids are 1 to 999 (custom ones from 500), not {dataset_id}")

@@ -85,9 +85,10 @@ class NnUNet(Peer):
         from clips.inference.sliding_window import resolve_device
         from clips.metrics.cohort import CohortEvaluation, evaluate_files, find_prediction
         from clips.metrics.patient import COLUMNS, EvalSettings
+        from clips.tracking.cohort import log_cohort
         from clips.tracking.evaluation import log_evaluation
         from clips.tracking.privacy import Privacy
-        from clips.training.trainer import load_data, log_cohort
+        from clips.training.cohort import load_data
 
         cfg, opts = job.cfg, self.options
         _, cohort = load_data(cfg, log=lambda *_: None)

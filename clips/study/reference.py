@@ -36,7 +36,7 @@ def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: d
     ``split_params``: a trained child's parameters of the same fold (the children's own split)."""
     from clips.inference.predict import segmenter
     from clips.inference.sliding_window import resolve_device
-    from clips.training.trainer import load_data
+    from clips.training.cohort import load_data
 
     uri = scfg.references[job.curriculum]
     cfg = build_config(split_params)

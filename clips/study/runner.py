@@ -240,7 +240,7 @@ def open_queue(scfg: StudyConfig, create: bool = False) -> JobQueue:
 
 def cohort_digest_of(scfg: StudyConfig) -> tuple[str, str]:
     """(data folder, digest) of the cohort the children train on (preprocessed here once, cached for them)."""
-    from clips.training.trainer import load_data
+    from clips.training.cohort import load_data
 
     first = next(j for j in scfg.jobs() if j.curriculum in scfg.curricula)
     root, cohort = load_data(build_config(child_params(scfg, first, {})), log=lambda *_: None)

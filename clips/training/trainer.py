@@ -8,9 +8,7 @@ best model on the patients' own grids, log tables, figures and the model.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,14 +17,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from clips.config import TrainConfig, example_cohort_dir
+from clips.config import TrainConfig
 from clips.curricula import Curriculum, get_curriculum
 from clips.curricula.difficulty import feature_table, with_scores
 from clips.data.augment import Augmentation
-from clips.data.cohort import Cohort, ensure_example_cohort, load_cohort
+from clips.data.cohort import Cohort
 from clips.data.io import load_patient
 from clips.data.loader import PatchDataset, default_workers
-from clips.data.preprocess import PreprocessConfig
 from clips.data.sampling import PatchSampler
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
@@ -38,14 +35,16 @@ from clips.models import RELEASED_PRESET, build_network
 from clips.paths import clips_home
 from clips.scaling import preemption
 from clips.tracking import schema
+from clips.tracking.cohort import log_cohort
 from clips.tracking.evaluation import log_evaluation
 from clips.tracking.model import log_segmentation_model
 from clips.tracking.privacy import Privacy
 from clips.tracking.reap import heartbeat_now
 from clips.tracking.resilient import Spool
-from clips.tracking.runs import log_input, log_params_once, run_context
+from clips.tracking.runs import log_params_once, run_context
 from clips.training import checkpoint, failpoints
 from clips.training.checkpoint import LoopState
+from clips.training.cohort import load_data
 from clips.training.collapse import collapse_epoch
 from clips.training.curriculum_log import CurriculumLog
 from clips.training.step import Schedule, build_curriculum, take_steps
@@ -164,18 +163,6 @@ def _leaving(training: Training):
 
 
 # ----------------------------------------------------------------------------- phases
-def load_data(cfg: TrainConfig, log=print) -> tuple[Path, Cohort]:
-    """The cohort (the example cohort, generated once, when no data_dir is given), preprocessed and split."""
-    data_dir = resolve_data_dir(cfg, log)
-    split_seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
-    cohort = load_cohort(data_dir, clips_home() / "cache", PreprocessConfig(cfg.spacing_mm), split_seed,
-                         cfg.val_fraction, cfg.test_fraction, cfg.skip_invalid, log=log, folds=cfg.folds, fold=cfg.fold,
-                         val_seed=cfg.val_split_seed if cfg.val_split_seed >= 0 else split_seed)
-    log(f"cohort {data_dir}: " + ", ".join(f"{len(cohort.ids(s))} {s}" for s in ("train", "val", "test"))
-        + " patients")
-    return data_dir, cohort
-
-
 def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     """Network, loss, sampler, difficulty, curriculum, optimiser and schedule of a fresh training."""
     curriculum_cls = get_curriculum(cfg.curriculum)
@@ -441,13 +428,6 @@ def finish(training: Training) -> TrainResult:
 
 
 # ----------------------------------------------------------------------------- helpers
-def resolve_data_dir(cfg: TrainConfig, log=print) -> Path:
-    if cfg.data_dir:
-        return Path(cfg.data_dir).expanduser()
-    ex = cfg.example
-    return ensure_example_cohort(example_cohort_dir(cfg), ex.patients, ex.spacing_mm, ex.seed, log=log)
-
-
 def _epoch_line(epoch: int, epochs: int, metrics: dict, seconds_left: float = 0.0) -> str:
     left = f", about {seconds_left / 60:.0f} min left" if seconds_left >= 90 else (
         f", about {seconds_left:.0f} s left" if seconds_left > 0 else "")
@@ -497,23 +477,6 @@ def _init_weights(net, source: str) -> None:
     except RuntimeError as exc:
         raise ClipsError(f"init_weights {source} does not fit model preset {net.preset!r}: "
                          f"{str(exc).splitlines()[0]}") from None
-
-
-def log_cohort(cohort: Cohort, workdir: Path, privacy: Privacy) -> None:
-    """The run's split (data/split.csv), skipped patients and the cohort as the run's MLflow dataset input; a
-    peer arm's child logs the same (clips/peers)."""
-    table = privacy.table(cohort.table)
-    split_file = workdir / "split.csv"
-    table.to_csv(split_file, index=False)
-    mlflow.log_artifact(str(split_file), "data")
-    if cohort.skipped:
-        privacy.ids([p.patient_id for p in cohort.skipped])
-        (workdir / "skipped.json").write_text(json.dumps([privacy.text(str(p)) for p in cohort.skipped], indent=1))
-        mlflow.log_artifact(str(workdir / "skipped.json"), "data")
-    with warnings.catch_warnings():  # MLflow's source-type guess and integer-column hints are noise here
-        warnings.simplefilter("ignore", UserWarning)
-        ds = mlflow.data.from_pandas(table, source=privacy.path(cohort.root), name="cohort", digest=cohort.digest)
-        log_input(ds, context="training")
 
 
 @dataclass
