@@ -18,7 +18,7 @@ from clips.data.sampling import FG_RULES
 from clips.errors import ConfigError
 from clips.models import RELEASED_PRESET
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
-from clips.paths import EXPERIMENTS_DIR
+from clips.paths import DEFAULT_PROFILE, EXPERIMENTS_DIR
 from clips.values import apply_values
 
 
@@ -38,7 +38,7 @@ class TrainConfig:
 
     # What to train
     curriculum: str = "none"  # a name of clips/curricula's REGISTRY (docs/curricula.md)
-    profile: str = "smoke"  # sizes of a run: experiments/profiles.yaml
+    profile: str = DEFAULT_PROFILE  # sizes of a run: experiments/profiles.yaml
     data_dir: str = ""  # empty: the example cohort, generated once under $CLIPS_HOME
     seed: int = 0  # network initialisation, patch sampling, curriculum randomness
     split_seed: int = -1  # seed of the train/val/test split; -1: the same as seed (a study fixes it across seeds)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = Path(os.environ.get("CLIPS_EXPERIMENTS", REPO_ROOT / "experiments"))
+DEFAULT_PROFILE = "smoke"  # the profile of experiments/profiles.yaml a run takes when it names none
 
 
 def clips_home() -> Path:

@@ -10,6 +10,7 @@ import click
 from clips.cli._common import _pairs, _params, _reachable, cli
 from clips.data.layout import AFFINE_TOLERANCE_MM
 from clips.errors import ClipsError
+from clips.paths import DEFAULT_PROFILE
 
 
 @cli.command()
@@ -176,7 +177,8 @@ def data_fix_labels(paths, dry_run):
 @data.command("difficulty")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="CSV file to write.")
-@click.option("--profile", default="smoke", show_default=True, help="Take the preprocessing spacing from this profile.")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True,
+              help="Take the preprocessing spacing from this profile.")
 @click.option("--spacing", default=None, type=click.FloatRange(min=0.5),
               help="Isotropic spacing in mm (overrides the profile's).")
 @click.option("--skip-invalid", is_flag=True, help="Leave invalid patients out instead of stopping.")

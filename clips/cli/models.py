@@ -147,8 +147,8 @@ def model_import_nnunet(folders, name, folds, checkpoint, channels, ensemble, mi
 
 # ----------------------------------------------------------------------------- registry
 @cli.command()
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True,
-              help="Experiment whose best finished run is the challenger.")
+@click.option("--experiment", default="", help="Experiment whose best finished run is the challenger (default: "
+              f"$MLFLOW_EXPERIMENT_NAME, else {DEFAULT_EXPERIMENT}).")
 @click.option("--model-name", default="clips-tmtv", show_default=True)
 @click.option("--metric", default="dice", show_default=True, help="Test-set column, as test_<metric>_mean.")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True))

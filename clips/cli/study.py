@@ -189,7 +189,8 @@ def study(ctx, curricula, contrasts, exploratory, withdraw, from_study, referenc
 
 
 @cli.command()
-@click.option("--experiment", default=DEFAULT_EXPERIMENT, show_default=True)
+@click.option("--experiment", default="", help="Experiment of the study runs (default: $MLFLOW_EXPERIMENT_NAME, "
+              f"else {DEFAULT_EXPERIMENT}).")
 @click.option("--parent", default="", help="The study's parent run (default: every study run of the experiment).")
 @click.option("--per-patient", "per_patient", default="",
               help="Re-analyse a per-patient table instead (patient_id, curriculum, fold, seed, dice, ...): "

@@ -13,6 +13,7 @@ from clips.data.io import load_patient, save_mask
 from clips.data.layout import PatientFiles, discover, patient_folder
 from clips.errors import ClipsError, DataError
 from clips.inference.sliding_window import predict_files, resolve_device
+from clips.metrics.settings import EvalSettings
 from clips.models import RELEASED_PRESET as RELEASED_KIND
 from clips.models.nnunet import KIND as NNUNET_KIND
 from clips.progress import Progress
@@ -37,10 +38,11 @@ def _describe(model_uri: str) -> str:
 def report(pid: str, mask: np.ndarray, vols, model: str) -> str:
     voxel_ml = vols.voxel_ml
     n = int(ndimage.label(mask)[1])
-    hot = mask.astype(bool) & (vols.pet > 4.0)
+    threshold = EvalSettings().suv_threshold or 0.0  # the metric suite's SUV threshold, one place
+    hot = mask.astype(bool) & (vols.pet > threshold)
     lines = [f"CLIPS prediction: patient {pid}", f"model: {model}",
              f"TMTV (predicted mask): {mask.sum() * voxel_ml:.2f} ml in {n} connected components",
-             f"TMTV (voxels with SUV > 4.0): {hot.sum() * voxel_ml:.2f} ml",
+             f"TMTV (voxels with SUV > {threshold:g}): {hot.sum() * voxel_ml:.2f} ml",
              f"SUVmax in the mask: {float(vols.pet[mask.astype(bool)].max()) if mask.any() else 0.0:.2f}",
              f"grid: {vols.pet.shape}, voxel {voxel_ml * 1000:.2f} mm^3 (the PET grid)"]
     if vols.seg is not None:

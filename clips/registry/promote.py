@@ -26,6 +26,7 @@ from clips.errors import ClipsError
 from clips.registry.provenance import register_version, trained_provenance
 from clips.stats.paired import wilcoxon_greater
 from clips.tracking import schema
+from clips.tracking.runs import experiment_name
 from clips.tracking.tables import run_table
 
 MIN_PAIRED_PATIENTS = 5
@@ -94,9 +95,10 @@ def compare(challenger: pd.DataFrame, champion: pd.DataFrame, alpha: float) -> t
                   f"{n} paired test patients"), ev
 
 
-def promote(experiment: str, model_name: str = "clips-tmtv", metric: str = "dice", alpha: float = 0.05,
+def promote(experiment: str = "", model_name: str = "clips-tmtv", metric: str = "dice", alpha: float = 0.05,
             run_id: str | None = None) -> Decision:
     client = MlflowClient()
+    experiment = experiment_name(experiment)
     if run_id:
         run, key = client.get_run(run_id), f"test_{metric}_mean"
     else:

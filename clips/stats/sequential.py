@@ -46,7 +46,6 @@ from scipy import optimize, stats
 from clips.stats.run_aware import Components, Design, _variance_of_estimate
 
 SPENDINGS = ("obf", "pocock")
-DECISIONS = ("continue", "efficacy", "harm", "futility")
 GRID = 401  # points of the numerical integration between the boundaries
 N_PATHS = 20_000  # Monte Carlo paths of the estimate at stopping
 

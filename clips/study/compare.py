@@ -507,6 +507,9 @@ def compare_experiment(experiment: str, parent_id: str | None, out_dir, contrast
     """``clips compare``: the study runs of ``experiment`` (those of ``parent_id`` only, when given), with the
     contrasts given, else those the parent declared, else the default ones."""
     client = MlflowClient()
+    from clips.tracking.runs import experiment_name
+
+    experiment = experiment_name(experiment)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ClipsError(f"no experiment named {experiment!r}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
+from clips.paths import DEFAULT_PROFILE
+
 # Contrasts named before the results are seen (variant:reference). The primary family answers the
 # study's questions: does smoothing help, does ordering by difficulty help (predefined against random,
 # the same pacing in a random order), does self-paced learning help, does growing the patch help.
@@ -93,7 +95,7 @@ class StudyConfig:
         return SequentialPlan(**self.sequential)
 
     def name(self) -> str:
-        return self.study_name or f"clips-study-{self.train.get('profile') or 'smoke'}"
+        return self.study_name or f"clips-study-{self.train.get('profile') or DEFAULT_PROFILE}"
 
     def seeds_of(self, curriculum: str) -> int:
         from clips.curricula import BASELINE

@@ -18,6 +18,11 @@ from clips.errors import ClipsError, ConfigError, Preempted
 from clips.tracking.schema import DEFAULT_EXPERIMENT
 
 
+def experiment_name(name: str = "") -> str:
+    """What ``--experiment`` means in every command: the name given, else $MLFLOW_EXPERIMENT_NAME, else "clips"."""
+    return name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+
+
 def use_experiment(name: str = "") -> str | None:
     """Send this command's runs to experiment ``name`` (default: $MLFLOW_EXPERIMENT_NAME, else "clips") instead of
     MLflow's "Default". Created once even when several workers start together. Under ``mlflow run`` the run
@@ -29,7 +34,7 @@ def use_experiment(name: str = "") -> str | None:
     if not name and os.environ.get("MLFLOW_EXPERIMENT_ID"):
         _mark_model_training(client, os.environ["MLFLOW_EXPERIMENT_ID"])
         return None
-    name = name or os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+    name = experiment_name(name)
     for attempt in range(5):
         exp = client.get_experiment_by_name(name)
         if exp is not None:

@@ -32,7 +32,7 @@ from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
 from clips.models import RELEASED_PRESET, build_network
-from clips.paths import clips_home
+from clips.paths import DEFAULT_PROFILE, clips_home
 from clips.scaling import preemption
 from clips.tracking import schema
 from clips.tracking.cohort import log_cohort
@@ -218,7 +218,7 @@ def log_run_parameters(training: Training, data_dir: Path) -> None:
                      schema.PAPER: training.curriculum.paper, schema.PROFILE: cfg.profile,
                      schema.COHORT_DIGEST: training.cohort.digest})
     if schema.ROLE not in mlflow.get_run(training.run_id).data.tags:  # study children and trials are named already
-        mlflow.set_tag("mlflow.runName", f"{cfg.curriculum} · {cfg.profile or 'smoke'} · seed {cfg.seed}")
+        mlflow.set_tag("mlflow.runName", f"{cfg.curriculum} · {cfg.profile or DEFAULT_PROFILE} · seed {cfg.seed}")
 
 
 def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -> dict[str, str]:
@@ -239,7 +239,8 @@ def run_description(training: Training, data_dir: Path) -> str:
     paper = training.curriculum.paper
     what = f"**{cfg.curriculum}**: {doc[0] if doc else ''}" + (f" ({paper})" if paper else "")
     patch, spacing = "x".join(map(str, cfg.patch_size)), "x".join(f"{v:g}" for v in cfg.spacing_mm)
-    recipe = (f"**Recipe** (profile {cfg.profile or 'smoke'}): {cfg.epochs} epochs x {cfg.steps_per_epoch} steps of "
+    recipe = (f"**Recipe** (profile {cfg.profile or DEFAULT_PROFILE}): {cfg.epochs} epochs x {cfg.steps_per_epoch} "
+              "steps of "
               f"{cfg.batch_size} patches of {patch} voxels at {spacing} mm, {cfg.model} U-Net, "
               f"lr {cfg.lr:g}, augmentation {cfg.augmentation}, seed {cfg.seed}.")
     if cfg.data_dir:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from clips.paths import DEFAULT_PROFILE
+
 PRUNERS = ("median", "hyperband", "none")
 # The re-evaluation's size by profile: (top trials, most fresh seeds, the defaults and the baseline too). 3 x 3: with
 # a run-to-run spread of ~0.1 Dice, 3 seeds bring one candidate's noise to ~0.06, enough to tell a lucky trial
 # from a good one among the top 3 (docs/tuning.md). A smoke tuning is a quick check: its winner once, alone.
-REEVALUATION = {"smoke": (1, 1, False), "default": (3, 3, True)}
+REEVALUATION = {DEFAULT_PROFILE: (1, 1, False), "default": (3, 3, True)}
 
 
 @dataclass
@@ -38,11 +40,12 @@ class TuneConfig:
     def reevaluation(self) -> tuple[int, int, bool]:
         """(top trials, most fresh seeds, with the defaults and the baseline) of the re-evaluation: as given
         (the defaults and the baseline then always), or the profile's (REEVALUATION)."""
-        top, seeds, references = REEVALUATION.get(self.train.get("profile") or "smoke", REEVALUATION["default"])
+        profile = self.train.get("profile") or DEFAULT_PROFILE
+        top, seeds, references = REEVALUATION.get(profile, REEVALUATION["default"])
         if self.reevaluate_top >= 0 or self.reevaluate_seeds >= 0:
             references = True
         return (top if self.reevaluate_top < 0 else self.reevaluate_top,
                 seeds if self.reevaluate_seeds < 0 else self.reevaluate_seeds, references)
 
     def resolved_study_name(self) -> str:
-        return self.study_name or f"clips-{self.curriculum}-{self.train.get('profile') or 'smoke'}"
+        return self.study_name or f"clips-{self.curriculum}-{self.train.get('profile') or DEFAULT_PROFILE}"
