@@ -159,6 +159,39 @@ def test_the_runs_schema_is_written_in_one_place():
         f"{m}:{line} {n}" for m, line, n in found)
 
 
+def names_outside_schema(sources: dict[str, str]) -> list[tuple[str, int, str]]:
+    """(module, line, text) for each string constant outside the schema that spells a parameter or metric name
+    read back: a prefix alone (the constant part of ``f"cfg.{k}"``), a whole ``cfg.x`` / ``study.x`` name, a
+    ``time/`` metric, or one of the per-epoch metrics (docstrings are prose, not schema)."""
+    import re
+
+    from clips.tracking import schema
+
+    exact = {schema.CFG, schema.STUDY, schema.TRAIN, schema.TIME, schema.VAL_DICE, schema.SAMPLES_SEEN}
+    pattern = re.compile(r"^(cfg|study)\.[a-z_]+$|^time/")
+    found = []
+    for module, text in sources.items():
+        tree = ast.parse(text)
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if node.value in exact or pattern.search(node.value):
+                    found.append((module, node.lineno, node.value))
+    return found
+
+
+def test_the_parameters_and_metrics_read_back_are_named_in_one_place():
+    planted = {"clips/x.py": 'p = {f"cfg.{k}": v}\nq = params["study.folds"]\nm = "time/steps_s"\nlog = "train.log"\n'}
+    assert sorted(t for _, _, t in names_outside_schema(planted)) == ["cfg.", "study.folds", "time/steps_s"]
+    sources = {str(p.relative_to(PACKAGE.parent)): p.read_text() for p in PACKAGE.rglob("*.py")
+               if p.name != "schema.py"}
+    found = names_outside_schema(sources)
+    assert not found, "parameter or metric names outside clips/tracking/schema.py: " + ", ".join(
+        f"{m}:{line} {n!r}" for m, line, n in found)
+
+
 def mlflow_calls(source: str) -> set[str]:
     """The ``mlflow.<name>`` attributes a module's code uses (``mlflow.MlflowClient``, ``mlflow.start_run``, ...)."""
     return {n.attr for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Attribute)

@@ -1,6 +1,8 @@
 """The exported bundle's docs/README.md: what the model is, where its figures come from, how to run it."""
 from __future__ import annotations
 
+from clips.tracking import schema
+
 
 def _table(d: dict) -> str:
     if not d:
@@ -10,8 +12,8 @@ def _table(d: dict) -> str:
 
 def render(model_uri: str, meta: dict, description: str, metrics: dict, evidence: dict, provenance) -> str:
     params = evidence.get("params", {})
-    data = {k: v for k, v in params.items() if k.startswith(("cfg.data", "cfg.curriculum", "cfg.profile",
-                                                               "cfg.epochs", "cfg.seed", "data."))}
+    shown = ("data", "curriculum", "profile", "epochs", "seed")  # the training parameters the README shows
+    data = {k: v for k, v in params.items() if k.startswith(tuple(schema.CFG + s for s in shown) + ("data.",))}
     return f"""# CLIPS lymphoma lesion segmentation: MONAI bundle
 
 Exported by `clips export monai-bundle` from `{model_uri}`.

@@ -110,7 +110,7 @@ def split_params_of_study(study_name: str, seed: int = 0) -> dict[str, str]:
     if not runs:
         raise ClipsError(f"no child of study {study_name!r} with seed {seed} on {mlflow.get_tracking_uri()}")
     params = runs[0].data.params
-    return {k: params[f"cfg.{k}"] for k in SPLIT_KEYS if f"cfg.{k}" in params}
+    return {k: params[schema.CFG + k] for k in SPLIT_KEYS if schema.CFG + k in params}
 
 
 def export_nnunet(data_dir: Path, out: Path, params: dict[str, str], dataset_id: int = 500, name: str = "CLIPS",

@@ -34,6 +34,7 @@ import pandas as pd
 from clips.errors import ClipsError, ConfigError
 from clips.export.nnunet import SPLIT_KEYS, write_dataset
 from clips.peers.base import Peer, PeerJob
+from clips.tracking import schema
 
 DATASET_ID, DATASET_NAME = 500, "CLIPS"
 DATASET = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
@@ -121,8 +122,9 @@ class NnUNet(Peer):
         settings = EvalSettings()
         rows = [evaluate_files(cohort.files[pid], find_prediction(pred, pid), settings) for pid in test_ids]
         steps = _steps_done(fold_dir)
-        mlflow.log_metrics({"time/nnunet_prepare_s": prepared - began, "time/nnunet_train_s": trained - prepared,
-                            "time/nnunet_predict_s": predicted - trained, "nnunet_steps": steps["steps"],
+        mlflow.log_metrics({schema.TIME + "nnunet_prepare_s": prepared - began,
+                            schema.TIME + "nnunet_train_s": trained - prepared,
+                            schema.TIME + "nnunet_predict_s": predicted - trained, "nnunet_steps": steps["steps"],
                             "nnunet_epochs": steps["epochs"]})
         mlflow.log_params({"nnunet.patch_size": ",".join(map(str, plans["patch_size"])),
                            "nnunet.target_spacing_mm": ",".join(f"{s:g}" for s in plans["spacing"]),
@@ -191,9 +193,9 @@ class NnUNet(Peer):
         return json.loads(plans_file.read_text())["configurations"][CONFIGURATION]
 
     def parameters(self, cfg, budget: dict, checkpoint: str) -> dict:
-        params = {f"cfg.{k}": v for k, v in cfg.as_params().items() if k in SPLIT_KEYS + ("profile", "device")}
-        return params | {"cfg.curriculum": self.name, "cfg.seed": cfg.seed, "cfg.fold": cfg.fold,
-                         "cfg.folds": cfg.folds,
+        params = {schema.CFG + k: v for k, v in cfg.as_params().items() if k in SPLIT_KEYS + ("profile", "device")}
+        return params | {schema.CURRICULUM_PARAM: self.name, schema.SEED_PARAM: cfg.seed,
+                         schema.FOLD_PARAM: cfg.fold, schema.FOLDS_PARAM: cfg.folds,
                          "nnunet.version": importlib.metadata.version("nnunetv2"), "nnunet.trainer": TRAINER,
                          "nnunet.planner": self.options.planner, "nnunet.configuration": CONFIGURATION,
                          "nnunet.budget": self.options.budget, "nnunet.epochs": budget["epochs"],

@@ -65,8 +65,9 @@ SUMMARY_NOTE = ("Mean [95% bootstrap interval over patients] per arm: a descript
 
 def _display_order(run):
     """One order in every table and figure: the baseline, then the registry's order, then seeds."""
-    known, variant = list(REGISTRY), run.data.params.get("cfg.curriculum", "")
-    return known.index(variant) if variant in known else len(known), variant, int(run.data.params.get("cfg.seed", 0))
+    known, variant = list(REGISTRY), run.data.params.get(schema.CURRICULUM_PARAM, "")
+    return (known.index(variant) if variant in known else len(known), variant,
+            int(run.data.params.get(schema.SEED_PARAM, 0)))
 
 
 CHECKPOINTS = {"delivered": schema.TEST_TABLE, "last": schema.LAST_TEST_TABLE}  # clips compare --checkpoint
@@ -89,20 +90,22 @@ def collect(experiment_id: str, parent_id: str | None = None, checkpoint: str = 
     runs = sorted(runs, key=_display_order)
     tests, curves, hard, difficulty = [], [], None, None
     for run in runs:
-        variant, seed = run.data.params.get("cfg.curriculum"), int(run.data.params.get("cfg.seed", 0))
+        variant, seed = run.data.params.get(schema.CURRICULUM_PARAM), int(run.data.params.get(schema.SEED_PARAM, 0))
         table = run_table(client, run.info.run_id, CHECKPOINTS[checkpoint])
         if table is None:
             continue
-        fold = int(run.data.params.get("cfg.fold", 0)) if int(run.data.params.get("cfg.folds", 0)) > 1 else -1
+        fold = int(run.data.params.get(schema.FOLD_PARAM, 0)) if int(run.data.params.get(schema.FOLDS_PARAM, 0)) > 1 \
+            else -1
         wall_s = (run.info.end_time - run.info.start_time) / 1000 if run.info.end_time else np.nan
         tests.append(table.assign(variant=variant, seed=seed, fold=fold, run_id=run.info.run_id, wall_s=wall_s,
                                   collapsed=int(schema.COLLAPSED in run.data.tags),
                                   best_epoch=run.data.metrics.get("best_epoch", np.nan)))
         if difficulty is None and variant == BASELINE:
             difficulty = run_table(client, run.info.run_id, schema.COHORT_DIFFICULTY)
-        val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_dice")}
-        seen = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "samples_seen")}
-        curves += [{"variant": variant, "seed": seed, "epoch": s, "samples_seen": seen.get(s), "val_dice": v}
+        val = {m.step: m.value for m in client.get_metric_history(run.info.run_id, schema.VAL_DICE)}
+        seen = {m.step: m.value for m in client.get_metric_history(run.info.run_id, schema.SAMPLES_SEEN)}
+        curves += [{"variant": variant, "seed": seed, "epoch": s, schema.SAMPLES_SEEN: seen.get(s),
+                    schema.VAL_DICE: v}
                    for s, v in sorted(val.items())]
         if hard is None:
             with tempfile.TemporaryDirectory() as tmp:
@@ -249,8 +252,8 @@ def fig_learning(curves: pd.DataFrame):
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     if not curves.empty:
         for v, c in curves.groupby("variant", sort=False):
-            m = c.groupby("epoch")[["samples_seen", "val_dice"]].mean()
-            ax.plot(m["samples_seen"], m["val_dice"], marker=".", label=v)
+            m = c.groupby("epoch")[[schema.SAMPLES_SEEN, schema.VAL_DICE]].mean()
+            ax.plot(m[schema.SAMPLES_SEEN], m[schema.VAL_DICE], marker=".", label=v)
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, fontsize=8)  # outside the data
     ax.set(xlabel="training samples seen", ylabel="validation Dice (mean over seeds)", title="learning curves")
     fig.tight_layout()
@@ -494,8 +497,9 @@ def _title_and_recipe(experiment_id: str, parent_id: str | None) -> tuple[str, s
     parent = mlflow.MlflowClient().get_run(parent_id)
     name = parent.data.tags.get(schema.STUDY_NAME) or parent.info.run_name or parent_id
     params = parent.data.params
-    recipe = ", ".join(f"{k[len('train.'):]}={v}" for k, v in sorted(params.items()) if k.startswith("train."))
-    design = ", ".join(f"{k[len('study.'):]}={params[k]}" for k in ("study.folds", "study.seeds", "study.selection")
+    recipe = ", ".join(f"{k[len(schema.TRAIN):]}={v}" for k, v in sorted(params.items()) if k.startswith(schema.TRAIN))
+    design = ", ".join(f"{k[len(schema.STUDY):]}={params[k]}" for k in (schema.STUDY + s for s in ("folds", "seeds",
+                                                                                                   "selection"))
                        if k in params)
     if parent.data.tags.get(schema.DESIGN_CHANGES):
         design += f"; design changed since: {parent.data.tags[schema.DESIGN_CHANGES]}"

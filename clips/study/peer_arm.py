@@ -20,7 +20,7 @@ from clips.study.config import Job, StudyConfig
 from clips.tracking import schema
 
 # the baseline's training loop: what an equal-wall-time budget gives a peer (clips/training/timing.py)
-LOOP_PHASES = ("time/steps_s", "time/validation_s", "time/checkpoint_s")
+LOOP_PHASES = tuple(f"{schema.TIME}{p}_s" for p in ("steps", "validation", "checkpoint"))  # the trainer's loop
 
 
 def peer_of(scfg: StudyConfig, name: str):

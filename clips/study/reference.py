@@ -51,8 +51,8 @@ def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: d
     from clips.tracking.privacy import Privacy
 
     with mlflow.start_run(run_id=run_id, nested=True):  # the study's parent is the active run
-        mlflow.log_params({"cfg.curriculum": job.curriculum, "cfg.seed": job.seed, "cfg.fold": job.fold,
-                           "cfg.folds": scfg.folds, "reference.model_uri": uri})
+        mlflow.log_params({schema.CURRICULUM_PARAM: job.curriculum, schema.SEED_PARAM: job.seed,
+                           schema.FOLD_PARAM: job.fold, schema.FOLDS_PARAM: scfg.folds, "reference.model_uri": uri})
         mlflow.set_tag(schema.REFERENCE, uri)
         log_evaluation(CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings), "test",
                        privacy=Privacy(cfg.privacy))

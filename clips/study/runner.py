@@ -343,18 +343,17 @@ def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
             # named after the study (not MLflow's random adjective-animal), so the UI lists it by what it is
             mlflow.set_tags({schema.ROLE: schema.STUDY_PARENT, schema.STUDY_NAME: scfg.name(),
                              "mlflow.runName": scfg.name(), "mlflow.note.content": study_description(scfg)})
-            mlflow.log_params({"study.curricula": ",".join(scfg.curricula), "study.seeds": scfg.seeds,
-                               "study.first_seed": scfg.first_seed,
-                               "study.sequential": scfg.plan().describe(len(scfg.contrasts)) if scfg.sequential else "",
-                               "study.baseline_seeds": scfg.seeds_of(BASELINE),
-                               "study.folds": scfg.folds, "study.selection": scfg.selection,
-                               schema.CONTRASTS_PARAM: ",".join(scfg.contrasts), "study.split_seed": scfg.split_seed,
-                               "study.vary_inner_split": scfg.vary_inner_split,
-                               "study.references": ",".join(f"{k}={v}" for k, v in scfg.references.items()),
-                               "study.peers": ",".join(scfg.peers),
-                               "study.peer_options": ",".join(f"{k}={v}" for k, v in scfg.peer_options.items())}
+            design = {"curricula": ",".join(scfg.curricula), "seeds": scfg.seeds, "first_seed": scfg.first_seed,
+                      "sequential": scfg.plan().describe(len(scfg.contrasts)) if scfg.sequential else "",
+                      "baseline_seeds": scfg.seeds_of(BASELINE), "folds": scfg.folds, "selection": scfg.selection,
+                      "contrasts": ",".join(scfg.contrasts), "split_seed": scfg.split_seed,  # CONTRASTS_PARAM
+                      "vary_inner_split": scfg.vary_inner_split,
+                      "references": ",".join(f"{k}={v}" for k, v in scfg.references.items()),
+                      "peers": ",".join(scfg.peers),
+                      "peer_options": ",".join(f"{k}={v}" for k, v in scfg.peer_options.items())}
+            mlflow.log_params({schema.STUDY + k: v for k, v in design.items()}
                               | Privacy(scfg.train.get("privacy", "auto")).params(
-                                  {f"train.{k}": v for k, v in scfg.train.items()}))
+                                  {schema.TRAIN + k: v for k, v in scfg.train.items()}))
         queue = open_queue(scfg, create=True)
         root, digest = cohort_digest_of(scfg)
         known = queue.meta.get("digest")

@@ -48,7 +48,7 @@ def log_evaluation_run(result: CohortEvaluation, data_dir, model_uri: str, priva
 
     pseudonyms = Privacy(privacy)
     with mlflow.start_run():
-        mlflow.log_params(pseudonyms.params({"cfg.data_dir": str(data_dir), "cfg.model_uri": model_uri or "",
-                                             "cfg.privacy": privacy,
-                                             **{f"cfg.{k}": v for k, v in result.settings.describe().items()}}))
+        mlflow.log_params(pseudonyms.params({schema.DATA_DIR_PARAM: str(data_dir), schema.CFG + "model_uri": model_uri
+                                             or "", schema.CFG + "privacy": privacy,
+                                             **{schema.CFG + k: v for k, v in result.settings.describe().items()}}))
         log_evaluation(result, "eval", privacy=pseudonyms)

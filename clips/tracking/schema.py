@@ -68,8 +68,19 @@ STUDY_PARENT, STUDY_CHILD, STUDY_RESTART = "study_parent", "study_child", "study
 TUNE_PARENT, TUNE_TRIAL, TUNE_REEVAL = "tune_parent", "tune_trial", "tune_reeval"
 MODEL_IMPORT = "model_import"
 
-# ----------------------------------------------------------------------------- parameters read back
-CONTRASTS_PARAM = "study.contrasts"  # a study parent's declared primary contrasts, comma-separated
+# ----------------------------------------------------------------------------- parameters and metrics read back
+CFG = "cfg."  # + a training parameter: every run's own (trainer.run_parameters), a peer's and a reference's child
+STUDY = "study."  # + a key of the study's design, on its parent (runner), read by compare's report
+TRAIN = "train."  # + a training parameter that a study's or a tuning's parent shares with every child
+CURRICULUM_PARAM = CFG + "curriculum"  # the arm of a study child (a curriculum, a peer or a reference name)
+SEED_PARAM = CFG + "seed"
+FOLD_PARAM = CFG + "fold"
+FOLDS_PARAM = CFG + "folds"
+DATA_DIR_PARAM = CFG + "data_dir"
+CONTRASTS_PARAM = STUDY + "contrasts"  # a study parent's declared primary contrasts, comma-separated
+VAL_DICE = "val_dice"  # per epoch: the validation score (trainer), the learning curves of compare
+SAMPLES_SEEN = "samples_seen"  # per epoch: training patches so far, the curves' x axis
+TIME = "time/"  # + a phase: seconds a training (training/timing.py) or a peer spent in it
 
 # ----------------------------------------------------------------------------- artifacts
 SPLIT = "data/split.csv"  # the run's split with the cohort's own columns (hard flags)

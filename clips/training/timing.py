@@ -13,6 +13,8 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
+from clips.tracking import schema
+
 PHASES = ("data", "build", "steps", "validation", "checkpoint", "evaluation", "logging")
 
 
@@ -30,8 +32,8 @@ class PhaseTimer:
             self.seconds[phase] += time.perf_counter() - began
 
     def metrics(self) -> dict[str, float]:
-        out = {f"time/{p}_s": self.seconds[p] for p in PHASES if p in self.seconds}
-        out["time/total_s"] = time.perf_counter() - self._started
+        out = {f"{schema.TIME}{p}_s": self.seconds[p] for p in PHASES if p in self.seconds}
+        out[schema.TIME + "total_s"] = time.perf_counter() - self._started
         return out
 
     def split(self) -> str:

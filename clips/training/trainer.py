@@ -209,7 +209,7 @@ def log_run_parameters(training: Training, data_dir: Path) -> None:
     cfg = training.cfg
     try:
         log_params_once(training.privacy.params(run_parameters(cfg, vars(training.curriculum.opt), data_dir)),
-                        may_differ=tuple(f"cfg.{k}" for k in checkpoint.NOT_CONFIG))
+                        may_differ=tuple(schema.CFG + k for k in checkpoint.NOT_CONFIG))
     except ConfigError as exc:
         if cfg.resume:  # another recipe cannot continue this run's training
             raise NotResumable(str(exc)) from None
@@ -224,10 +224,10 @@ def log_run_parameters(training: Training, data_dir: Path) -> None:
 def run_parameters(cfg: TrainConfig, curriculum_options: dict, data_dir: Path) -> dict[str, str]:
     """What a run's parameters show: each value once, none empty, the example cohort's settings only when the
     run trains on it, and the data folder as used (resolved) rather than as typed."""
-    params = {f"cfg.{k}": v for k, v in cfg.as_params().items()
+    params = {schema.CFG + k: v for k, v in cfg.as_params().items()
               if not k.startswith("curriculum_options.") and not (cfg.data_dir and k.startswith("example."))
               and k != "data_dir" and v != ""}
-    params["cfg.data_dir"] = str(data_dir)
+    params[schema.DATA_DIR_PARAM] = str(data_dir)
     return params | {f"curriculum.{k}": str(v) for k, v in curriculum_options.items() if str(v) != ""}
 
 
@@ -313,7 +313,7 @@ def run_epoch(training: Training, epoch: int) -> dict:
         seen = measured if measured is not None else loss_sum / loss_n
         training.clog.record(epoch, cur.patient_weights(weights), seen)
     metrics = {f"train_loss{'' if k == 'total' else '_' + k}": v / cfg.steps_per_epoch for k, v in sums.items()}
-    metrics |= {"lr": training.optimizer.param_groups[0]["lr"], "samples_seen": training.state.samples_seen,
+    metrics |= {"lr": training.optimizer.param_groups[0]["lr"], schema.SAMPLES_SEEN: training.state.samples_seen,
                 "fraction_in_play": float(np.mean(weights > 0))}
     return metrics | {f"curriculum.{k}": float(v) for k, v in cur.log_state().items()}
 
@@ -330,7 +330,7 @@ def validate(training: Training, epoch: int, metrics: dict) -> CohortEvaluation 
         return None
     net = training.delivered()
     score = _validate(net, training.cohort, training.ids("val"), cfg)
-    metrics["val_dice"] = score.dice
+    metrics[schema.VAL_DICE] = score.dice
     if not np.isnan(score.lesion_dice):
         metrics["val_dice_lesion"] = score.lesion_dice
     _watch_collapse(training, epoch, score.found_lesion)
@@ -338,7 +338,7 @@ def validate(training: Training, epoch: int, metrics: dict) -> CohortEvaluation 
     if score.found_lesion and score.dice > state.best_val_dice and training.curriculum.model_is_final():
         state.best_val_dice, state.best_epoch = score.dice, epoch
         best = training.checkpoints / "best.pt"
-        checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, "val_dice": score.dice},
+        checkpoint.save({"model": net.state_dict(), "preset": cfg.model, "epoch": epoch, schema.VAL_DICE: score.dice},
                         best)
         training.spool.log_artifact(best, schema.CHECKPOINTS)
     return score.evaluation
@@ -433,7 +433,7 @@ def _epoch_line(epoch: int, epochs: int, metrics: dict, seconds_left: float = 0.
     left = f", about {seconds_left / 60:.0f} min left" if seconds_left >= 90 else (
         f", about {seconds_left:.0f} s left" if seconds_left > 0 else "")
     return (f"epoch {epoch + 1}/{epochs}: loss {metrics['train_loss']:.4f}"
-            + (f", val Dice {metrics['val_dice']:.4f}" if "val_dice" in metrics else "")
+            + (f", val Dice {metrics[schema.VAL_DICE]:.4f}" if schema.VAL_DICE in metrics else "")
             + f", {metrics['fraction_in_play']:.0%} of patients in play ({metrics['epoch_time_s']:.1f} s{left})")
 
 

@@ -208,7 +208,7 @@ def collect(parent_run_id: str, cands: list[Candidate]) -> dict[str, list[tuple[
         label = r.data.tags.get(schema.REEVAL_CANDIDATE)
         val, test = (run_table(client, r.info.run_id, t) for t in (schema.VAL_TABLE, schema.TEST_TABLE))
         if label in out and val is not None:
-            out[label].append((int(r.data.params.get("cfg.seed", 0)), val, test))
+            out[label].append((int(r.data.params.get(schema.SEED_PARAM, 0)), val, test))
     return out
 
 

@@ -354,7 +354,7 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print, ree
                          schema.CURRICULUM: tcfg.curriculum, schema.OBJECTIVE: str(prep.objective)})
         existing = MlflowClient().get_run(parent.info.run_id).data.params
         params = {f"tune.{k}": str(v) for k, v in dataclasses.asdict(tcfg).items() if k != "train"}
-        train = {f"train.{k}": str(v) for k, v in tcfg.train.items()}
+        train = {schema.TRAIN + k: str(v) for k, v in tcfg.train.items()}
         params |= Privacy(tcfg.train.get("privacy", "auto")).params(train)
         params["tune.storage"] = redact(tcfg.storage or default_storage())
         params["tune.warmup_epochs_resolved"] = str(prep.warmup)
