@@ -126,6 +126,17 @@ def _schema_strings() -> list[str]:
                    and (v.startswith(schema.PREFIX) and v != schema.PREFIX or "/" in v)})
 
 
+def string_constants(source: str):
+    """(line, text) of every string constant of a module but its docstrings (prose, not schema)."""
+    tree = ast.parse(source)
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                  and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.lineno, node.value
+
+
 def literals_outside_schema(sources: dict[str, str], names: list[str]) -> list[tuple[str, int, str]]:
     """(module, line, name) for each string constant outside the schema that spells one of ``names`` out
     (docstrings and comments are prose, not schema)."""
@@ -134,15 +145,10 @@ def literals_outside_schema(sources: dict[str, str], names: list[str]) -> list[t
     pattern = re.compile("|".join(f"(?<![\\w.]){re.escape(n)}(?![\\w/])" for n in names))
     found = []
     for module, text in sources.items():
-        tree = ast.parse(text)
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                hit = pattern.search(node.value)
-                if hit:
-                    found.append((module, node.lineno, hit.group(0)))
+        for line, value in string_constants(text):
+            hit = pattern.search(value)
+            if hit:
+                found.append((module, line, hit.group(0)))
     return found
 
 
@@ -171,14 +177,9 @@ def names_outside_schema(sources: dict[str, str]) -> list[tuple[str, int, str]]:
     pattern = re.compile(r"^(cfg|study)\.[a-z_]+$|^time/")
     found = []
     for module, text in sources.items():
-        tree = ast.parse(text)
-        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
-                      if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                if node.value in exact or pattern.search(node.value):
-                    found.append((module, node.lineno, node.value))
+        for line, value in string_constants(text):
+            if value in exact or pattern.search(value):
+                found.append((module, line, value))
     return found
 
 
