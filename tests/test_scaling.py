@@ -203,7 +203,8 @@ def test_two_machines_one_queue_and_a_worker_killed(tiny_cohort, pg_url, tmp_pat
     assert len(children) == 6 and not [r for r in runs if r.info.status == "RUNNING"]  # no second run for a job
     resumed = client.get_run(killed.user_attrs["run_id"])  # the killed child's own run, finished by worker a
     assert resumed.info.status == "FINISHED" and resumed.data.tags["clips.resumed_after"] == "0"
-    assert resumed.data.tags["clips.resumes"] == "1" and "heartbeat" in resumed.data.tags["clips.failure"]
+    assert resumed.data.tags["clips.resumes"] == "1" and "heartbeat" in resumed.data.tags["clips.earlier_failure"]
+    assert "clips.failure" not in resumed.data.tags  # finished: not a failed run any more
     assert f"resuming {resumed.data.tags['clips.study_key']} in its run {resumed.info.run_id}" in log_a
     from clips.config import build_config
     from clips.study.config import Job, StudyConfig

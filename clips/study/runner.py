@@ -10,6 +10,7 @@ study started again continues where it stopped (a finished child is never traine
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import mlflow
@@ -177,13 +178,9 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     trained = job.curriculum not in scfg.references and job.curriculum not in scfg.peers
     previous = resumable_attempt(client, experiment_id, parent_id, job) if trained else None
     if previous is not None:
-        try:
+        with _never_left_running(client, previous):
             if _resume_child(scfg, client, previous, job, tuned, log, progress, on_created):
                 return previous
-        except BaseException as exc:
-            if client.get_run(previous).info.status == "RUNNING":  # never leave a child RUNNING
-                schema.mark_failed(client, previous, f"{type(exc).__name__}: {exc}")
-            raise
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
     run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
         **inherited_tags(client.get_run(parent_id)), "mlflow.parentRunId": parent_id,
@@ -192,7 +189,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     run_id = run.info.run_id
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")
-    try:
+    with _never_left_running(client, run_id):
         if job.curriculum in scfg.references:
             mlflow.MlflowClient().set_tag(run_id, schema.REFERENCE, scfg.references[job.curriculum])
             evaluate_reference(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}),
@@ -207,11 +204,19 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
                      log=log)
         else:
             train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
+    return run_id
+
+
+@contextmanager
+def _never_left_running(client: MlflowClient, run_id: str):
+    """A child that any exception (an interrupt too: BaseException) leaves RUNNING ends FAILED with it; the
+    exception goes on. A training ends its own run (run_context); this catches what fails around it."""
+    try:
+        yield
     except BaseException as exc:
-        if client.get_run(run_id).info.status == "RUNNING":  # never leave a child RUNNING
+        if client.get_run(run_id).info.status == "RUNNING":
             schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
         raise
-    return run_id
 
 
 def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, experiment_id: str) -> dict:

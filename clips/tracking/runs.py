@@ -121,7 +121,7 @@ def run_context(resume: str, run_id: str | None = None):
     except Preempted:
         status = "KILLED"  # told to leave: resumable from its checkpoint, not failed
         raise
-    except BaseException:
+    except BaseException:  # anything else, an interrupt included, ends the run FAILED; the exception goes on
         status = "FAILED"
         raise
     finally:

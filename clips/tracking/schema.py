@@ -27,6 +27,7 @@ SELECTED = "clips.selected"  # which network the run delivers, and by which rule
 CONTINUES = "clips.continues"  # a study restart: the parent it continues
 RESUMED_AFTER = "clips.resumed_after"  # a resumed training: the checkpointed epoch it continued after (the latest)
 RESUMES = "clips.resumes"  # how many times a training was resumed
+EARLIER_FAILURE = "clips.earlier_failure"  # a resumed run's FAILURE before it was resumed (FAILURE itself goes)
 NOT_RESUMABLE = "clips.not_resumable"  # why a dead study child was not resumed (a fresh run trained its job)
 FAILED_CHILDREN = "clips.failed_children"
 WITHDRAWN = "clips.withdrawn"  # the withdrawn arms; WITHDRAWN + ".<arm>": when, and what had been seen

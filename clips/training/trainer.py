@@ -266,8 +266,12 @@ def restore(training: Training) -> bool:
                            "afresh without --resume")
     metrics = checkpoint.restore_last(saved, training)
     _log_pending_metrics(training.run_id, training.state.epoch, metrics)
-    times = int(mlflow.get_run(training.run_id).data.tags.get(schema.RESUMES, "0")) + 1
+    tags = mlflow.get_run(training.run_id).data.tags
+    times = int(tags.get(schema.RESUMES, "0")) + 1
     mlflow.set_tags({schema.RESUMED_AFTER: str(training.state.epoch), schema.RESUMES: str(times)})
+    if schema.FAILURE in tags:  # a run that lives again is not failed: its last failure is kept as history
+        mlflow.set_tag(schema.EARLIER_FAILURE, tags[schema.FAILURE])
+        mlflow.MlflowClient().delete_tag(training.run_id, schema.FAILURE)
     training.log(f"resuming run {training.run_id} after epoch {training.state.epoch}")
     return True
 

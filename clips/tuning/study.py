@@ -168,7 +168,7 @@ def run_worker(prep: TuningSetup, parent_run_id: str, worker_index: int = 0, tri
         except optuna.TrialPruned:
             client.set_terminated(run_id, "KILLED")
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # an interrupt too: the trial's run ends FAILED with the reason, then it goes on
             schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
             raise
         client.log_metric(run_id, "objective_final", value)
