@@ -32,6 +32,11 @@ class CohortEvaluation:
     errors: list[str] = field(default_factory=list)
     settings: EvalSettings = field(default_factory=EvalSettings)
 
+    @classmethod
+    def from_rows(cls, rows: list[dict], settings: EvalSettings, errors: list[str] | None = None) -> "CohortEvaluation":
+        """The evaluation of per-patient rows (evaluate_patient's), in the suite's column order."""
+        return cls(pd.DataFrame(rows, columns=COLUMNS), list(errors or []), settings)
+
     @property
     def summary(self) -> dict:
         s = summarize(self.table, self.settings.describe())
@@ -101,7 +106,7 @@ def evaluate_cohort(data_dir, pred_dir, settings: EvalSettings | None = None, wo
             log(f"error: {err}")
         else:
             rows.append(row)
-    return CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), errors, settings)
+    return CohortEvaluation.from_rows(rows, settings, errors)
 
 
 def write_outputs(result: CohortEvaluation, out: Path) -> dict:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 
 from clips.errors import ClipsError, ConfigError
 from clips.export.nnunet import SPLIT_KEYS, write_dataset
@@ -85,7 +84,7 @@ class NnUNet(Peer):
     def run(self, job: PeerJob) -> None:
         from clips.inference.sliding_window import resolve_device
         from clips.metrics.cohort import CohortEvaluation, evaluate_files, find_prediction
-        from clips.metrics.patient import COLUMNS, EvalSettings
+        from clips.metrics.patient import EvalSettings
         from clips.tracking.cohort import log_cohort
         from clips.tracking.evaluation import log_evaluation
         from clips.tracking.privacy import Privacy
@@ -131,7 +130,7 @@ class NnUNet(Peer):
                            "nnunet.batch_size": plans["batch_size"], "nnunet.normalization":
                            ",".join(plans["normalization_schemes"])})
         log_cohort(cohort, seed_dir, privacy)
-        log_evaluation(CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings), "test", privacy=privacy)
+        log_evaluation(CohortEvaluation.from_rows(rows, settings), "test", privacy=privacy)
         self.log_model(fold_dir, checkpoint, seed_dir, privacy)
         job.log(f"nnunet: {len(rows)} test patients scored; {steps['epochs']} epochs, {steps['steps']} steps")
 

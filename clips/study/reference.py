@@ -9,12 +9,11 @@ run-aware test pairs it with each trained run of the other arm (clips/study/comp
 from __future__ import annotations
 
 import mlflow
-import pandas as pd
 
 from clips.config import build_config
 from clips.errors import ConfigError
 from clips.metrics.cohort import CohortEvaluation
-from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
+from clips.metrics.patient import EvalSettings, evaluate_patient
 from clips.study.config import Job, StudyConfig
 from clips.tracking import schema
 
@@ -54,6 +53,6 @@ def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: d
         mlflow.log_params({schema.CURRICULUM_PARAM: job.curriculum, schema.SEED_PARAM: job.seed,
                            schema.FOLD_PARAM: job.fold, schema.FOLDS_PARAM: scfg.folds, "reference.model_uri": uri})
         mlflow.set_tag(schema.REFERENCE, uri)
-        log_evaluation(CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings), "test",
+        log_evaluation(CohortEvaluation.from_rows(rows, settings), "test",
                        privacy=Privacy(cfg.privacy))
     log(f"reference {job.curriculum} on fold {job.fold}: {len(rows)} test patients")

@@ -30,7 +30,7 @@ from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
 from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
 from clips.losses import LossWeights, TMTVLoss
 from clips.metrics.cohort import CohortEvaluation
-from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
+from clips.metrics.patient import EvalSettings, evaluate_patient
 from clips.models import RELEASED_PRESET, build_network
 from clips.paths import DEFAULT_PROFILE, clips_home
 from clips.scaling import preemption
@@ -520,7 +520,7 @@ def _evaluate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> CohortEv
     settings = EvalSettings()
     rows = [_patient_row(cohort, pid, predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap,
                                                      cfg.sw_batch_size, _device_of(net)), settings) for pid in ids]
-    return CohortEvaluation(pd.DataFrame(rows, columns=COLUMNS), [], settings)
+    return CohortEvaluation.from_rows(rows, settings)
 
 
 def _patient_row(cohort: Cohort, pid: str, probs: np.ndarray, settings: EvalSettings) -> dict:
