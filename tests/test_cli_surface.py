@@ -14,7 +14,10 @@ PINNED = Path(__file__).with_name("cli_surface.json")
 def surface() -> dict:
     from clips.cli import cli
 
-    return json.loads(json.dumps(cli.to_info_dict(click.Context(cli)), sort_keys=True, default=repr))
+    # the group's own context settings (-h beside --help): click caches each command's help option from the first
+    # context it sees, so a context without them would describe the CLI differently after a test has run it
+    ctx = click.Context(cli, info_name="clips", **cli.context_settings)
+    return json.loads(json.dumps(cli.to_info_dict(ctx), sort_keys=True, default=repr))
 
 
 def _flatten(info: dict, path: str = "clips") -> dict:

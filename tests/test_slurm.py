@@ -78,7 +78,8 @@ def test_slurm_array_workers_hand_back_a_job_on_the_time_limit_warning(slurm, ti
     assert keys == sorted(f"{c}:{s}" for c in ("none", "random") for s in (0, 1))  # each job once, one run each
     assert {r.info.status for r in children} == {"FINISHED"}
     (resumed,) = [r for r in children if "clips.resumed_after" in r.data.tags]  # the handed-back child, continued
-    assert resumed.data.tags["clips.failure"].startswith("pre-empted: SIGUSR1 received")
+    assert resumed.data.tags["clips.earlier_failure"].startswith("pre-empted: SIGUSR1 received")
+    assert "clips.failure" not in resumed.data.tags  # finished: not a failed run any more
     assert resumed.data.tags["clips.resumes"] == "1"
     assert (tmp_path / "report" / "comparison.csv").exists()
     import optuna  # the task's attempt was handed back (PRUNED, the reason kept), not failed by a stale heartbeat
