@@ -10,7 +10,6 @@ study started again continues where it stopped (a finished child is never traine
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import mlflow
@@ -24,14 +23,15 @@ from clips.scaling.devices import local_slots
 from clips.scaling.machine import MACHINE_KEYS
 from clips.scaling.queue import JobQueue
 from clips.scaling.storage import default_storage, redact
-from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
+from clips.scaling.worker_loop import close_dead_workers_runs, drain, spawn_on_slots
+from clips.scaling.workers import machine_overrides, worker_name
 from clips.stats.run_aware import MIN_SEEDS
 from clips.study.config import SELECTIONS, Job, StudyConfig
 from clips.study.peer_arm import check_peers, run_peer, waits_for
 from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema
 from clips.tracking.privacy import Privacy
-from clips.tracking.runs import inherited_tags
+from clips.tracking.runs import inherited_tags, never_left_running
 
 
 def check(scfg: StudyConfig) -> None:
@@ -178,7 +178,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     trained = job.curriculum not in scfg.references and job.curriculum not in scfg.peers
     previous = resumable_attempt(client, experiment_id, parent_id, job) if trained else None
     if previous is not None:
-        with _never_left_running(client, previous):
+        with never_left_running(client, previous):
             if _resume_child(scfg, client, previous, job, tuned, log, progress, on_created):
                 return previous
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
@@ -189,7 +189,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     run_id = run.info.run_id
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")
-    with _never_left_running(client, run_id):
+    with never_left_running(client, run_id):
         if job.curriculum in scfg.references:
             mlflow.MlflowClient().set_tag(run_id, schema.REFERENCE, scfg.references[job.curriculum])
             evaluate_reference(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}),
@@ -207,18 +207,6 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     return run_id
 
 
-@contextmanager
-def _never_left_running(client: MlflowClient, run_id: str):
-    """A child that any exception (an interrupt too: BaseException) leaves RUNNING ends FAILED with it; the
-    exception goes on. A training ends its own run (run_context); this catches what fails around it."""
-    try:
-        yield
-    except BaseException as exc:
-        if client.get_run(run_id).info.status == "RUNNING":
-            schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
-        raise
-
-
 def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, experiment_id: str) -> dict:
     """``tuned`` plus, for a variant that needs one, its fold's own baseline as the teacher."""
     if not _needs_own_teacher(scfg, job):
@@ -233,14 +221,8 @@ def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, expe
 
 # ----------------------------------------------------------------------------- the queue
 def open_queue(scfg: StudyConfig, create: bool = False) -> JobQueue:
-    client = MlflowClient()
-
-    def close_run(attrs: dict) -> None:  # a dead worker's child: FAILED, not RUNNING for ever
-        run_id = attrs.get("run_id")
-        if run_id and client.get_run(run_id).info.status == "RUNNING":
-            schema.mark_failed(client, run_id, f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
-
-    return JobQueue(scfg.name(), scfg.storage, scfg.heartbeat_grace_s, on_dead_worker=close_run, create=create)
+    return JobQueue(scfg.name(), scfg.storage, scfg.heartbeat_grace_s, on_dead_worker=close_dead_workers_runs,
+                    create=create)
 
 
 def cohort_digest_of(scfg: StudyConfig) -> tuple[str, str]:
@@ -254,46 +236,49 @@ def cohort_digest_of(scfg: StudyConfig) -> tuple[str, str]:
 
 def work(scfg: StudyConfig, queue: JobQueue, parent_id: str, log=print, until_all_done: bool = False,
          poll_s: float = 2.0) -> None:
-    """Take jobs from the queue and train them. A joining worker stops when nothing is left to take; the
-    study's own command (``until_all_done``) also waits for jobs running elsewhere, and takes those that a
-    dead worker gave back."""
+    """Take jobs from the queue and train them (clips/scaling/worker_loop.py: the loop every worker runs). A
+    joining worker stops when nothing is left to take; the study's own command (``until_all_done``) also waits for
+    jobs running elsewhere, and takes those that a dead worker gave back."""
     client = MlflowClient()
     exp = client.get_run(parent_id).info.experiment_id
     tuned = tuned_params(scfg)
     jobs = {j.key: j for j in scfg.jobs()}
-    waiting_logged = False
     deadline = preemption.parse_deadline(scfg.deadline)
-    while True:
+    name = f"[{scfg.name()}] "
+
+    def keep_going() -> bool:
         if preemption.requested():
-            log(f"[{scfg.name()}] {preemption.requested()} received: this worker leaves before its next job")
-            return
-        if deadline is not None and not _time_for_a_child(scfg, client, exp, parent_id, deadline, log):
-            return
-        queue.reap()
+            log(f"{name}{preemption.requested()} received: this worker leaves before its next job")
+            return False
+        return deadline is None or _time_for_a_child(scfg, client, exp, parent_id, deadline, log)
+
+    def ready():  # a job waits until its prerequisite (a teacher, a wall-time baseline) is settled
         status = queue.status()
 
-        def ready(key: str, status=status) -> bool:  # a job waits until its prerequisite is settled
+        def settled(key: str) -> bool:
             job = jobs.get(key)
-            if job is None:
-                return False
-            before = prerequisite(scfg, job)
-            return before is None or status.get(before.key) in ("done", "failed")
+            before = prerequisite(scfg, job) if job is not None else None
+            return job is not None and (before is None or status.get(before.key) in ("done", "failed"))
 
-        claim = queue.claim(ready, worker=worker_name())
-        if claim is not None:
-            try:
-                _run_claim(scfg, queue, claim, jobs[claim.job], parent_id, exp, tuned, log)
-            except Preempted:
-                return
-            waiting_logged = False
-            continue
-        waiting, running = queue.pending()
-        if not waiting and (not running or not until_all_done):
-            return
-        if not waiting_logged:
-            log(f"[{scfg.name()}] waiting: {waiting} queued (blocked on a teacher), {running} running elsewhere")
-            waiting_logged = True
-        time.sleep(poll_s)
+        return settled
+
+    runs: dict[str, str] = {}
+
+    def run_job(claim) -> None:
+        job = jobs[claim.job]
+        teacher = _with_teacher(scfg, job, tuned, parent_id, exp)
+        runs[claim.job] = run_child(scfg, parent_id, exp, job, teacher, log,
+                                    on_created=lambda rid: queue.set_attr(claim, "run_id", rid))
+
+    def on_wait(waiting: int, running: int) -> None:
+        log(f"{name}waiting: {waiting} queued (blocked on a teacher), {running} running elsewhere")
+
+    try:
+        drain(queue, run_job, ready=ready, until_all_done=until_all_done, poll_s=poll_s, keep_going=keep_going,
+              on_wait=on_wait, on_done=lambda claim: log(f"{name}{claim.job} finished (run {runs[claim.job]})"),
+              log=log, label=name)
+    except Preempted:
+        return
 
 
 def _time_for_a_child(scfg: StudyConfig, client: MlflowClient, exp: str, parent_id: str, deadline: float,
@@ -309,26 +294,6 @@ def _time_for_a_child(scfg: StudyConfig, client: MlflowClient, exp: str, parent_
     log(f"[{scfg.name()}] not claiming another job: a child takes about {needed / 60:.1f} min (the median of "
         f"{len(walls)} finished), {max(left, 0) / 60:.1f} min are left before this worker's deadline")
     return False
-
-
-def _run_claim(scfg, queue: JobQueue, claim, job: Job, parent_id: str, exp: str, tuned: dict, log) -> None:
-    with queue.beating(claim):
-        try:
-            teacher = _with_teacher(scfg, job, tuned, parent_id, exp)
-            run_id = run_child(scfg, parent_id, exp, job, teacher, log,
-                               on_created=lambda rid: queue.set_attr(claim, "run_id", rid))
-        except Preempted as exc:  # told to leave: the job waits again at once, its run resumes elsewhere
-            queue.hand_back(claim, str(exc))
-            log(f"[{scfg.name()}] {job.key}: {exc}; handed back to the queue")
-            raise
-        except Exception as exc:  # noqa: BLE001 - one failed child must not stop the study
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            final = queue.fail(claim, reason)
-            log(f"[{scfg.name()}] {job.key} failed (attempt {claim.attempt}): {reason}"
-                + ("; failed for good" if final else "; queued again"))
-            return
-    queue.complete(claim)
-    log(f"[{scfg.name()}] {job.key} finished (run {run_id})")
 
 
 def run_study(scfg: StudyConfig, log=print, compare_out=None) -> dict:
@@ -443,9 +408,7 @@ def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str
     log(f"study {scfg.name()}: {what} ({added} queued now), parent run {parent_id}, queue in "
         f"{redact(scfg.storage or default_storage())}; more workers: clips study --join {scfg.name()} --storage "
         "<that storage>")
-    slots = local_slots(scfg.workers, scfg.gpus, scfg.train)
-    if len(slots) > 1:
-        spawn_clips_workers([join_args(scfg) for _ in slots], slots)
+    spawn_on_slots(local_slots(scfg.workers, scfg.gpus, scfg.train), lambda i: join_args(scfg))
     work(scfg, queue, parent_id, log, until_all_done=True)
     preemption.check("before the study's next look; start the same command again to continue it")
     return seed is None or _look(scfg, queue, parent_id, seed, log, earlier)
@@ -602,11 +565,8 @@ def join_study(name: str, storage: str, workers: int = 1, gpus: str = "auto", ma
     if digest != meta.get("digest"):
         raise ClipsError(f"study {name!r} trains on a cohort with digest {meta.get('digest')}; this machine's "
                          f"{root} has digest {digest}: every worker must have the same data")
-    slots = local_slots(scfg.workers, scfg.gpus, scfg.train)
-    if len(slots) > 1:
-        spawn_clips_workers([join_args(scfg) for _ in slots], slots)
-        return
-    work(scfg, open_queue(scfg), parent_id, log)
+    if not spawn_on_slots(local_slots(scfg.workers, scfg.gpus, scfg.train), lambda i: join_args(scfg)):
+        work(scfg, open_queue(scfg), parent_id, log)
 
 
 def join_args(scfg: StudyConfig) -> list[str]:

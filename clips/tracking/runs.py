@@ -15,6 +15,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from clips.errors import ClipsError, ConfigError, Preempted
+from clips.tracking import schema
 from clips.tracking.schema import DEFAULT_EXPERIMENT
 
 
@@ -149,3 +150,16 @@ def log_input(dataset, context: str, attempts: int = 5) -> None:
             if attempt == attempts - 1 or not any(sign in str(exc) for sign in _INSERT_RACE):
                 raise
             time.sleep(0.1 * 2**attempt * (1 + random.random()))  # jittered: the colliding run retries too
+
+
+@contextlib.contextmanager
+def never_left_running(client, run_id: str):
+    """A run that any exception (an interrupt too: BaseException) leaves RUNNING ends FAILED with it, and the
+    exception goes on: for runs made with the client around a training (study children, re-evaluation runs),
+    which a training's own run_context cannot end when what fails is around it."""
+    try:
+        yield
+    except BaseException as exc:
+        if client.get_run(run_id).info.status == "RUNNING":
+            schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
+        raise

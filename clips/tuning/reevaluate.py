@@ -13,7 +13,6 @@ which no choice was made on.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,10 +22,11 @@ from mlflow.tracking import MlflowClient
 
 from clips.curricula import BASELINE
 from clips.scaling.queue import JobQueue
+from clips.scaling.worker_loop import close_dead_workers_runs, drain
 from clips.scaling.workers import worker_name
 from clips.stats.run_aware import pair_runs, run_aware_test
 from clips.tracking import schema
-from clips.tracking.runs import inherited_tags
+from clips.tracking.runs import inherited_tags, never_left_running
 from clips.tracking.tables import run_table
 
 DEFAULTS = "defaults"
@@ -76,13 +76,8 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
     client = MlflowClient()
     parent = client.get_run(parent_run_id)
 
-    def close_run(attrs: dict) -> None:
-        run_id = attrs.get("run_id")
-        if run_id and client.get_run(run_id).info.status == "RUNNING":
-            schema.mark_failed(client, run_id, f"worker {attrs.get('worker', '?')} died (heartbeat stale)")
-
     queue = JobQueue(queue_name(tcfg.resolved_study_name()), tcfg.storage, tcfg.heartbeat_grace_s,
-                     on_dead_worker=close_run, create=True)
+                     on_dead_worker=close_dead_workers_runs, create=True)
     by_key = {c.key: c for c in cands}
     queue.set_meta(candidates=[dataclasses.asdict(c) for c in cands], seeds=seeds)  # for `clips tune --join`
     dropped: set[str] = set()
@@ -94,37 +89,24 @@ def run_jobs(prep, parent_run_id: str, cands: list[Candidate], seeds: int, train
 
 
 def _drain(queue: JobQueue, by_key: dict, prep, parent, client, train_fn, log, poll_s: float) -> None:
-    """Train the queue's jobs until none is waiting or running."""
+    """Train the queue's jobs until none is waiting or running (clips/scaling/worker_loop.py's loop)."""
     tcfg = prep.tcfg
-    while True:
-        queue.reap()
-        claim = queue.claim(lambda job: job.split(":")[0] in by_key, worker=worker_name())
-        if claim is None:
-            waiting, running = queue.pending()
-            if not waiting and not running:
-                return
-            time.sleep(poll_s)
-            continue
+
+    def run_job(claim) -> None:
         key, s = claim.job.split(":")
         cand = by_key[key]
         seed = base_seed(tcfg) + SEED_OFFSET + int(s)
-        with queue.beating(claim):
-            run = client.create_run(parent.info.experiment_id, run_name=f"reeval · {cand.label} · seed {seed}",
-                                    tags={**inherited_tags(parent), "mlflow.parentRunId": parent.info.run_id,
-                                          schema.ROLE: schema.TUNE_REEVAL, schema.REEVAL_CANDIDATE: cand.label,
-                                          schema.STUDY_NAME: tcfg.resolved_study_name(),
-                                          schema.WORKER: worker_name()})
-            queue.set_attr(claim, "run_id", run.info.run_id)
-            try:
-                train_fn(cand, seed, run.info.run_id, prep)
-            except Exception as exc:  # noqa: BLE001 - one failed job must not stop the re-evaluation
-                if client.get_run(run.info.run_id).info.status == "RUNNING":
-                    schema.mark_failed(client, run.info.run_id, f"{type(exc).__name__}: {exc}")
-                final = queue.fail(claim, f"{type(exc).__name__}: {exc}")
-                log(f"reeval {cand.label} seed {seed} failed{' for good' if final else '; queued again'}: {exc}")
-                continue
-        queue.complete(claim)
+        run = client.create_run(parent.info.experiment_id, run_name=f"reeval · {cand.label} · seed {seed}",
+                                tags={**inherited_tags(parent), "mlflow.parentRunId": parent.info.run_id,
+                                      schema.ROLE: schema.TUNE_REEVAL, schema.REEVAL_CANDIDATE: cand.label,
+                                      schema.STUDY_NAME: tcfg.resolved_study_name(), schema.WORKER: worker_name()})
+        queue.set_attr(claim, "run_id", run.info.run_id)
+        with never_left_running(client, run.info.run_id):
+            train_fn(cand, seed, run.info.run_id, prep)
         log(f"reeval {cand.label} · seed {seed}: done")
+
+    drain(queue, run_job, ready=lambda: (lambda job: job.split(":")[0] in by_key), until_all_done=True,
+          poll_s=poll_s, log=log, label="reeval ")
 
 
 def join(prep, parent_run_id: str, log=print) -> None:

@@ -26,7 +26,8 @@ from clips.errors import ClipsError, ConfigError
 from clips.progress import Progress
 from clips.scaling.devices import local_slots
 from clips.scaling.storage import default_storage, heartbeat_interval, open_storage, redact
-from clips.scaling.workers import machine_overrides, spawn_clips_workers, worker_name
+from clips.scaling.worker_loop import spawn_on_slots
+from clips.scaling.workers import machine_overrides, worker_name
 from clips.tracking import schema
 from clips.tracking.privacy import Privacy
 from clips.tracking.runs import inherited_tags
@@ -367,11 +368,9 @@ def run_tuning(tcfg: TuneConfig, trial_fn: TrialFn = train_trial, log=print, ree
             f"objective {prep.objective}, pruner {tcfg.pruner} (warm-up {prep.warmup} epochs), "
             f"storage {redact(tcfg.storage or default_storage())}; more workers: "
             f"clips tune --join {tcfg.resolved_study_name()} --storage <that storage>")
-        slots = local_slots(tcfg.workers, tcfg.gpus, tcfg.train)
-        if len(slots) == 1:
+        if not spawn_on_slots(local_slots(tcfg.workers, tcfg.gpus, tcfg.train),
+                              lambda i: worker_args(tcfg, parent.info.run_id, i)):
             run_worker(prep, parent.info.run_id, 0, trial_fn, log=log)
-        else:
-            _spawn_workers(tcfg, parent.info.run_id, slots)
         reeval = reevaluate(prep, parent.info.run_id, log, reeval_fn)
         summary = finalize(prep, parent.info.run_id, reeval)
         for line in summary.get("verdict", []):
@@ -387,9 +386,9 @@ def _description(tcfg: TuneConfig, prep: TuningSetup) -> str:
             "the trials table, the figures and the best model are on this run.")
 
 
-def _spawn_workers(tcfg: TuneConfig, parent_run_id: str, slots) -> None:
-    spawn_clips_workers([["tune", "--worker-of", parent_run_id, "--worker-index", str(i), *to_args(tcfg)]
-                         for i in range(len(slots))], slots)
+def worker_args(tcfg: TuneConfig, parent_run_id: str, index: int) -> list[str]:
+    """Command line of local trial worker ``index`` of this tuning."""
+    return ["tune", "--worker-of", parent_run_id, "--worker-index", str(index), *to_args(tcfg)]
 
 
 def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", machine: dict | None = None) -> None:
@@ -404,10 +403,8 @@ def join_tuning(name: str, storage: str, workers: int = 1, gpus: str = "auto", m
     values = dict(attrs["config"]) | {"storage": storage, "workers": workers, "gpus": gpus}
     tcfg = TuneConfig(**values)
     tcfg.train = dict(tcfg.train) | machine
-    slots = local_slots(tcfg.workers, tcfg.gpus, tcfg.train)
-    if len(slots) > 1:
-        _spawn_workers(tcfg, attrs["parent_run_id"], slots)
-    else:
+    if not spawn_on_slots(local_slots(tcfg.workers, tcfg.gpus, tcfg.train),
+                          lambda i: worker_args(tcfg, attrs["parent_run_id"], i)):
         prep = prepare(tcfg)
         run_worker(prep, attrs["parent_run_id"], os.getpid() % 1000)
         from clips.tuning.reevaluate import join as join_reevaluation
