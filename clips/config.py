@@ -15,6 +15,7 @@ import yaml
 from clips.curricula import get_curriculum
 from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.data.sampling import FG_RULES
+from clips.data.splits import FOLDS_RULE, cross_validated, folds_allowed
 from clips.errors import ConfigError
 from clips.models import RELEASED_PRESET
 from clips.models.unet import MIN_PATCH, PATCH_MULTIPLE, PRESETS, RENAMED
@@ -143,9 +144,8 @@ def _validate(cfg: TrainConfig):
                           f"(the U-Net downsamples 3 times) and at least {MIN_PATCH}")
     if any(s <= 0 for s in cfg.spacing_mm):
         raise ConfigError(f"spacing_mm {cfg.spacing_mm} must be positive")
-    if cfg.folds == 1 or cfg.folds < 0 or (cfg.folds > 1 and not 0 <= cfg.fold < cfg.folds):
-        raise ConfigError(f"folds={cfg.folds}, fold={cfg.fold}: folds is 0 (one split) or at least 2, "
-                          "and 0 <= fold < folds")
+    if not folds_allowed(cfg.folds) or (cross_validated(cfg.folds) and not 0 <= cfg.fold < cfg.folds):
+        raise ConfigError(f"folds={cfg.folds}, fold={cfg.fold}: {FOLDS_RULE}, and 0 <= fold < folds")
     if cfg.val_fraction + cfg.test_fraction >= 0.9:
         raise ConfigError("val_fraction + test_fraction leaves too few training patients")
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from clips.data.layout import PatientFiles, discover
 from clips.data.preprocess import Case, CaseCache, PreprocessConfig
-from clips.data.splits import is_hard, make_fold_split, make_splits
+from clips.data.splits import cross_validated, is_hard, make_fold_split, make_splits
 from clips.data.synth import SynthConfig, write_cohort
 from clips.errors import ClipsError, DataError
 from clips.progress import Progress
@@ -105,7 +105,7 @@ def load_cohort(root: str | Path, *, cache_root: Path, pre: PreprocessConfig, se
         extra = pd.read_csv(meta, dtype={"patient_id": str}, keep_default_na=False)
         extra = extra.drop(columns=[c for c in ("tmtv_ml", "subject", "split", "fold") if c in extra])
         table = table.merge(extra, on="patient_id", how="left")
-    if folds > 1:
+    if cross_validated(folds):
         table = make_fold_split(table, folds, fold, seed, val_fraction, val_seed)
     else:
         table = make_splits(table, seed, val_fraction, test_fraction)

@@ -12,6 +12,19 @@ import pandas as pd
 BLOCK = 10
 
 
+FOLDS_RULE = "folds 0 (one split) or at least 2"  # what a user is told when it is broken
+
+
+def cross_validated(folds: int) -> bool:
+    """The folds rule, once: 0 is one train/val/test split, 2 or more is cross-validation by test fold."""
+    return folds > 1
+
+
+def folds_allowed(folds: int) -> bool:
+    """1 fold (no test set left) and negative counts are refused (config, study)."""
+    return folds == 0 or cross_validated(folds)
+
+
 def _block_labels(n: int, val_fraction: float, test_fraction: float, rng) -> list[str]:
     n_test = int(round(n * test_fraction))
     n_val = int(round(n * val_fraction))

@@ -30,6 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from clips.data.io import as_binary
+from clips.data.splits import cross_validated
 from clips.errors import ClipsError, DataError
 
 CHANNELS = {"0": "CT", "1": "CT"}  # CT as _0000, SUV as _0001; the names choose nnU-Net's normalisation
@@ -122,7 +123,7 @@ def export_nnunet(data_dir: Path, out: Path, params: dict[str, str], dataset_id:
     if not 1 <= dataset_id <= 999:
         raise ClipsError(f"nnU-Net dataset ids are 1 to 999 (custom ones from 500), not {dataset_id}")
     cfg = build_config(dict(params) | {"data_dir": str(data_dir)})
-    folds = range(cfg.folds) if cfg.folds > 1 else [None]
+    folds = range(cfg.folds) if cross_validated(cfg.folds) else [None]
     if dataset_id + len(folds) - 1 > 999:
         raise ClipsError(f"{len(folds)} datasets from id {dataset_id} pass nnU-Net's 999: choose a smaller --id")
     done = []

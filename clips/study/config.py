@@ -116,8 +116,9 @@ class StudyConfig:
         fold of seed 1, then of seed 2, ...), so that a study stopped early holds whole seeds of every arm:
         balanced run pairs for the run-aware test."""
         from clips.curricula import BASELINE
+        from clips.data.splits import cross_validated
 
-        folds = range(self.folds) if self.folds > 1 else [-1]
+        folds = range(self.folds) if cross_validated(self.folds) else [-1]
         first = self.first_seed
         jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in self.seed_range(c)]
         jobs += [Job(p, f, s) for p in self.peers for f in folds for s in self.seed_range(p)]

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from clips.config import build_config
 from clips.curricula import BASELINE, REGISTRY, get_curriculum
+from clips.data.splits import FOLDS_RULE, cross_validated, folds_allowed
 from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
 from clips.scaling import preemption
 from clips.scaling.devices import local_slots
@@ -38,8 +39,8 @@ def check(scfg: StudyConfig) -> None:
     unknown = [c for c in scfg.curricula if c not in REGISTRY]
     if unknown:
         raise ConfigError(f"unknown curricula {unknown}; available: {', '.join(REGISTRY)}")
-    if scfg.seeds < 1 or scfg.folds == 1 or scfg.folds < 0:
-        raise ConfigError("seeds must be at least 1, and folds 0 (one split) or at least 2")
+    if scfg.seeds < 1 or not folds_allowed(scfg.folds):
+        raise ConfigError(f"seeds must be at least 1, and {FOLDS_RULE}")
     if scfg.selection not in SELECTIONS:
         raise ConfigError(f"selection {scfg.selection!r}: one of {', '.join(SELECTIONS)}")
     arms = set(scfg.curricula) | set(scfg.references) | set(scfg.peers)
@@ -486,7 +487,8 @@ def _shown(value) -> str:
 
 def study_description(scfg: StudyConfig) -> str:
     """The parent run's description in the UI: the design, the recipe, where the answer is."""
-    design = (f"{scfg.folds}-fold cross-validation" if scfg.folds > 1 else "one split") + f", {scfg.seeds} seed(s)"
+    design = ((f"{scfg.folds}-fold cross-validation" if cross_validated(scfg.folds) else "one split")
+              + f", {scfg.seeds} seed(s)")
     if scfg.first_seed:
         design += f" from seed {scfg.first_seed} (a chunk: seeds {scfg.first_seed}-{scfg.seeds_through() - 1})"
     if scfg.seeds_of(BASELINE) > scfg.seeds:

@@ -25,6 +25,7 @@ from clips.data.cohort import Cohort
 from clips.data.io import load_patient
 from clips.data.loader import PatchDataset, default_workers
 from clips.data.sampling import PatchSampler
+from clips.data.splits import cross_validated
 from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
 from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
@@ -250,7 +251,7 @@ def run_description(training: Training, data_dir: Path) -> str:
         source = (f"the generated example cohort ({GENERATOR_VERSION} generator, {ex.patients} patients, "
                   f"seed {ex.seed})")
     split = ", ".join(f"{len(cohort.ids(s))} {s}" for s in ("train", "val", "test"))
-    fold = f", test fold {cfg.fold} of {cfg.folds}" if cfg.folds > 1 else ""
+    fold = f", test fold {cfg.fold} of {cfg.folds}" if cross_validated(cfg.folds) else ""
     data = f"**Data**: {source}: {split} patients{fold}; cohort digest {cohort.digest}."
     return "\n\n".join((what, recipe, data))
 
