@@ -119,3 +119,17 @@ def test_every_profile_builds_and_the_demo_learns_without_augmentation():
         assert build_config({"profile": name}).profile == name
     demo = build_config({"profile": "demo"})
     assert demo.augmentation == "none" and demo.epochs * demo.steps_per_epoch == 300
+
+
+def test_the_folds_rule_is_one_rule_for_a_training_and_a_study():
+    import re
+
+    from clips.data.splits import FOLDS_RULE
+    from clips.study.runner import StudyConfig, check
+
+    for folds, fold in (("1", "0"), ("-2", "0"), ("3", "3")):
+        with pytest.raises(ConfigError, match=re.escape(FOLDS_RULE)):
+            build_config({"folds": folds, "fold": fold})
+    assert build_config({"folds": "0"}).folds == 0 and build_config({"folds": "3", "fold": "2"}).fold == 2
+    with pytest.raises(ConfigError, match=re.escape(FOLDS_RULE)):
+        check(StudyConfig(curricula=["none"], folds=1, contrasts=[]))
