@@ -174,7 +174,7 @@ def names_outside_schema(sources: dict[str, str]) -> list[tuple[str, int, str]]:
     from clips.tracking import schema
 
     exact = {schema.CFG, schema.STUDY, schema.TRAIN, schema.TIME, schema.VAL_DICE, schema.SAMPLES_SEEN}
-    pattern = re.compile(r"^(cfg|study)\.[a-z_]+$|^time/")
+    pattern = re.compile(r"^(cfg|study)\.[a-z_]+$|^time/|`(cfg|study|train)\.")  # the last: a filter string
     found = []
     for module, text in sources.items():
         for line, value in string_constants(text):
@@ -184,8 +184,10 @@ def names_outside_schema(sources: dict[str, str]) -> list[tuple[str, int, str]]:
 
 
 def test_the_parameters_and_metrics_read_back_are_named_in_one_place():
-    planted = {"clips/x.py": 'p = {f"cfg.{k}": v}\nq = params["study.folds"]\nm = "time/steps_s"\nlog = "train.log"\n'}
-    assert sorted(t for _, _, t in names_outside_schema(planted)) == ["cfg.", "study.folds", "time/steps_s"]
+    planted = {"clips/x.py": 'p = {f"cfg.{k}": v}\nq = params["study.folds"]\nm = "time/steps_s"\nlog = "train.log"\n'
+                             'f = f"params.`cfg.seed` = \'{s}\'"\n'}
+    assert sorted(t for _, _, t in names_outside_schema(planted)) == ["cfg.", "params.`cfg.seed` = '", "study.folds",
+                                                                      "time/steps_s"]
     sources = {str(p.relative_to(PACKAGE.parent)): p.read_text() for p in PACKAGE.rglob("*.py")
                if p.name != "schema.py"}
     found = names_outside_schema(sources)

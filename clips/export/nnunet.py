@@ -107,7 +107,7 @@ def split_params_of_study(study_name: str, seed: int = 0) -> dict[str, str]:
 
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list", filter_string=(
         f"tags.`{schema.STUDY_NAME}` = '{study_name}' and tags.`{schema.ROLE}` = '{schema.STUDY_CHILD}' "
-        f"and params.`cfg.seed` = '{seed}'"), max_results=1)
+        f"and params.`{schema.SEED_PARAM}` = '{seed}'"), max_results=1)
     if not runs:
         raise ClipsError(f"no child of study {study_name!r} with seed {seed} on {mlflow.get_tracking_uri()}")
     params = runs[0].data.params

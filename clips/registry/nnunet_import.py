@@ -45,7 +45,7 @@ def import_nnunet(folders: list[str], name: str, folds: str = "", checkpoint: st
         images, said = channel_map.resolve(folder, given)
         notes += [f"{folder.path.name}: {n}" for n in said]
         source = network_source(folder)
-        load(folder, torch.device("cpu"), settings)  # every fold's weights into the network, or one line
+        load(folder, torch.device("cpu"), settings, source)  # every fold's weights into the network, or one line
         specs.append({"name": folder.path.name, "folds": folder.folds, "checkpoint": checkpoint,
                       "configuration": folder.configuration, "trainer": folder.trainer, "channels": images,
                       "network": source})

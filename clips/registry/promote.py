@@ -153,7 +153,6 @@ def _version_of(client: MlflowClient, model_name: str, run) -> str:
     return register_version(client, model_name, uri, run.info.run_id, trained_provenance(run), model_id=model_id)
 
 
-
 def _record(decision: Decision) -> Decision:
     """Under `mlflow run . -e promote` the entry point's run records the decision instead of staying empty."""
     if os.environ.get("MLFLOW_RUN_ID"):

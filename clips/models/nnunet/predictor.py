@@ -47,8 +47,9 @@ def network_source(folder: ModelFolder) -> str:
     return f"trainer {folder.trainer}" if found is not None else "plans"
 
 
-def load(folder: ModelFolder, device, settings: Settings):
-    """nnU-Net's predictor for the folder's chosen folds, or one line naming the checkpoint that does not fit."""
+def load(folder: ModelFolder, device, settings: Settings, source: str | None = None):
+    """nnU-Net's predictor for the folder's chosen folds, or one line naming the checkpoint that does not fit.
+    ``source``: :func:`network_source` when the caller has it (nnU-Net's trainer search is not free)."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     folds = tuple(f if f == "all" else int(f) for f in folder.folds)
@@ -58,7 +59,7 @@ def load(folder: ModelFolder, device, settings: Settings):
                                     perform_everything_on_device=device.type == "cuda", verbose_preprocessing=False,
                                     allow_tqdm=False)
         try:
-            if network_source(folder) != "plans":
+            if (source or network_source(folder)) != "plans":
                 predictor.initialize_from_trained_model_folder(str(folder.path), folds, folder.checkpoint)
             else:
                 _from_plans(predictor, folder)
@@ -96,16 +97,15 @@ def _from_plans(predictor, folder: ModelFolder) -> None:
                                     checkpoints[0].get("inference_allowed_mirroring_axes"))
 
 
-def segment(predictors: list, inputs: list[list[Path]], settings: Settings, workdir: Path | None = None
-            ) -> np.ndarray:
+def segment(predictors: list, inputs: list[list[Path]], settings: Settings) -> np.ndarray:
     """The lesion mask (uint8 0/1, in the voxel order of the input files) of one case.
 
     ``predictors``: one per model folder; ``inputs``: per folder, the case's files in that model's channel order.
     """
     import nibabel as nib
 
-    with contextlib.ExitStack() as stack:
-        work = Path(workdir) if workdir else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nnunet-")))
+    with tempfile.TemporaryDirectory(prefix="nnunet-") as tmp:
+        work = Path(tmp)
         probabilities = settings.ensemble == "mean" and len(predictors) > 1
         outputs = []
         for i, (predictor, files) in enumerate(zip(predictors, inputs)):
