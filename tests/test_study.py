@@ -157,8 +157,20 @@ def test_every_patient_once_per_curriculum_and_seed_and_a_teacher_per_fold():
     assert child_params(StudyConfig(selection="last"), Job("none", -1, 0), {})["val_fraction"] == "0"
     # A second baseline seed for the noise floor costs K children, not a second seed of every arm.
     floor = StudyConfig(curricula=["none", "smoothing"], seeds=1, baseline_seeds=2, folds=3).jobs()
-    assert sorted(j for j in floor if j.curriculum == "none") == [Job("none", f, s) for f in range(3) for s in (0, 1)]
-    assert {j.seed for j in floor if j.curriculum == "smoothing"} == {0}
+    assert sorted(j for j in floor if j.arm == "none") == [Job("none", f, s) for f in range(3) for s in (0, 1)]
+    assert {j.seed for j in floor if j.arm == "smoothing"} == {0}
+
+
+def test_every_job_names_its_arm_and_the_kind_of_arm_that_fills_its_run():
+    from clips.study.config import CURRICULUM, PEER, REFERENCE, StudyConfig
+    from clips.study.runner import ARM_RUNNERS
+
+    scfg = StudyConfig(curricula=["none"], seeds=2, folds=2, references={"released": "models:/r/1"}, peers=["nnunet"])
+    kinds = {(j.arm, j.kind) for j in scfg.jobs()}
+    assert kinds == {("none", CURRICULUM), ("released", REFERENCE), ("nnunet", PEER)}
+    # a fixed model is evaluated once a fold; a trained arm once a fold and seed
+    assert sum(j.arm == "released" for j in scfg.jobs()) == 2 and sum(j.arm == "nnunet" for j in scfg.jobs()) == 4
+    assert set(ARM_RUNNERS) == {CURRICULUM, REFERENCE, PEER} and scfg.arms() == {"none", "released", "nnunet"}
 
 
 def test_holm_against_hand_computed_values():

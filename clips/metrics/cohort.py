@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from clips.data.io import AFFINE_TOLERANCE_MM, as_binary, load_patient, read_volume
+from clips.data.io import AFFINE_TOLERANCE_MM, PatientVolumes, as_binary, load_patient, read_volume
 from clips.data.layout import PatientFiles, discover
 from clips.errors import DataError
 from clips.metrics.patient import COLUMNS, EvalSettings, evaluate_patient
@@ -65,13 +66,33 @@ def load_prediction(path: Path, patient_id: str, shape, affine) -> np.ndarray:
     return mask
 
 
-def evaluate_files(files: PatientFiles, pred_path: Path | None, settings: EvalSettings) -> dict:
+def read_prediction(files: PatientFiles, pred_path: Path | None) -> tuple[np.ndarray, PatientVolumes]:
+    """A patient's saved binary prediction and the volumes it is scored against (PET, SEG; no CT), or a DataError
+    naming the file."""
     if pred_path is None:
         raise DataError(files.patient_id, None, "no prediction found (expected "
                         + " or ".join(n.format(pid=files.patient_id) for n in PREDICTION_NAMES) + ")")
     vols = load_patient(files.without_ct())
-    pred = load_prediction(pred_path, files.patient_id, vols.pet.shape, vols.affine)
-    return evaluate_patient(files.patient_id, vols.seg, pred, vols.pet, vols.affine, settings)
+    return load_prediction(pred_path, files.patient_id, vols.pet.shape, vols.affine), vols
+
+
+def evaluate_files(files: PatientFiles, pred_path: Path | None, settings: EvalSettings) -> dict:
+    mask, vols = read_prediction(files, pred_path)
+    return evaluate_patient(files.patient_id, vols.seg, mask, vols.pet, vols.affine, settings)
+
+
+def evaluate_predictions(ids: list[str], predict: Callable[[str], tuple[np.ndarray, PatientVolumes]],
+                         settings: EvalSettings | None = None) -> CohortEvaluation:
+    """The per-patient suite of whatever segments the patients ``ids``, one patient in memory at a time:
+    ``predict(pid)`` gives the binary mask on the patient's own grid and the volumes it read (their SEG and PET
+    score it). The one scoring of a study's test patients for every kind of arm: a trained network (the trainer),
+    a fixed reference model and a peer's saved masks."""
+    settings = settings or EvalSettings()
+    rows = []
+    for pid in ids:
+        mask, vols = predict(pid)
+        rows.append(evaluate_patient(pid, vols.seg, mask, vols.pet, vols.affine, settings))
+    return CohortEvaluation.from_rows(rows, settings)
 
 
 def _evaluate_job(args):

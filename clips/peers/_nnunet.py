@@ -83,8 +83,7 @@ class NnUNet(Peer):
     # ------------------------------------------------------------------------- the child
     def run(self, job: PeerJob) -> None:
         from clips.inference.sliding_window import resolve_device
-        from clips.metrics.cohort import CohortEvaluation, evaluate_files, find_prediction
-        from clips.metrics.patient import EvalSettings
+        from clips.metrics.cohort import evaluate_predictions, find_prediction, read_prediction
         from clips.tracking.cohort import log_cohort
         from clips.tracking.evaluation import log_evaluation
         from clips.tracking.privacy import Privacy
@@ -118,8 +117,8 @@ class NnUNet(Peer):
             _step("predict", [str(fold_dir.parent), checkpoint, str(split_dir / "nnUNet_raw" / DATASET / "imagesTs"),
                               str(pred), device.type, "tta" if opts.tta else "no_tta"], env, seed_dir / "predict.log")
         predicted = time.perf_counter()
-        settings = EvalSettings()
-        rows = [evaluate_files(cohort.files[pid], find_prediction(pred, pid), settings) for pid in test_ids]
+        evaluation = evaluate_predictions(test_ids, lambda pid: read_prediction(cohort.files[pid],
+                                                                               find_prediction(pred, pid)))
         steps = _steps_done(fold_dir)
         mlflow.log_metrics({schema.TIME + "nnunet_prepare_s": prepared - began,
                             schema.TIME + "nnunet_train_s": trained - prepared,
@@ -130,9 +129,10 @@ class NnUNet(Peer):
                            "nnunet.batch_size": plans["batch_size"], "nnunet.normalization":
                            ",".join(plans["normalization_schemes"])})
         log_cohort(cohort, seed_dir, privacy)
-        log_evaluation(CohortEvaluation.from_rows(rows, settings), "test", privacy=privacy)
+        log_evaluation(evaluation, "test", privacy=privacy)
         self.log_model(fold_dir, checkpoint, seed_dir, privacy)
-        job.log(f"nnunet: {len(rows)} test patients scored; {steps['epochs']} epochs, {steps['steps']} steps")
+        job.log(f"nnunet: {len(evaluation.table)} test patients scored; {steps['epochs']} epochs, "
+                f"{steps['steps']} steps")
 
     # ------------------------------------------------------------------------- pieces
     def budget(self, job: PeerJob) -> dict:

@@ -13,16 +13,24 @@ from clips.paths import DEFAULT_PROFILE
 PRIMARY_CONTRASTS = ("smoothing:none", "predefined:random", "self_paced:none", "progressive_patch:none")
 
 
-class Job(NamedTuple):
-    """One child of a study: a curriculum trained with a seed, tested on a fold (-1: the single split)."""
+# What a study's arm is, and so how its child fills its run (clips/study/runner.py, ARM_RUNNERS): a curriculum
+# trained by CLIPS's trainer, a fixed reference model evaluated (clips/study/reference.py), or a peer method trained
+# by its own trainer (clips/study/peer_arm.py). Every kind logs the same per-patient suite, read alike by compare.
+CURRICULUM, REFERENCE, PEER = "curriculum", "reference", "peer"
 
-    curriculum: str
+
+class Job(NamedTuple):
+    """One child of a study: an arm (of ``kind`` CURRICULUM, REFERENCE or PEER) with a seed, tested on a fold (-1:
+    the single split)."""
+
+    arm: str
     fold: int
     seed: int
+    kind: str = CURRICULUM
 
     @property
     def key(self) -> str:  # tag clips.study_key
-        return f"{self.curriculum}:{self.fold}:{self.seed}" if self.fold >= 0 else f"{self.curriculum}:{self.seed}"
+        return f"{self.arm}:{self.fold}:{self.seed}" if self.fold >= 0 else f"{self.arm}:{self.seed}"
 
 
 SELECTIONS = ("inner_val", "last")  # how a child picks its checkpoint (StudyConfig.selection)
@@ -121,6 +129,11 @@ class StudyConfig:
         folds = range(self.folds) if cross_validated(self.folds) else [-1]
         first = self.first_seed
         jobs = [Job(c, f, s) for c in self.curricula for f in folds for s in self.seed_range(c)]
-        jobs += [Job(p, f, s) for p in self.peers for f in folds for s in self.seed_range(p)]
-        jobs += [Job(r, f, first) for r in self.references for f in folds]  # a fixed model: one evaluation a fold
-        return sorted(jobs, key=lambda j: (not (j.curriculum == BASELINE and j.seed == first), j.seed))
+        jobs += [Job(p, f, s, PEER) for p in self.peers for f in folds for s in self.seed_range(p)]
+        # a fixed model: one evaluation a fold
+        jobs += [Job(r, f, first, REFERENCE) for r in self.references for f in folds]
+        return sorted(jobs, key=lambda j: (not (j.arm == BASELINE and j.seed == first), j.seed))
+
+    def arms(self) -> set[str]:
+        """Every arm of the study, of every kind."""
+        return set(self.curricula) | set(self.references) | set(self.peers)

@@ -16,7 +16,7 @@ from clips.errors import ConfigError
 from clips.paths import clips_home
 from clips.peers import get_peer
 from clips.peers.base import PeerJob, check_option_names, options_of
-from clips.study.config import Job, StudyConfig
+from clips.study.config import PEER, Job, StudyConfig
 from clips.tracking import schema
 
 # the baseline's training loop: what an equal-wall-time budget gives a peer (clips/training/timing.py)
@@ -42,7 +42,7 @@ def check_peers(scfg: StudyConfig) -> None:
 def waits_for(scfg: StudyConfig, job: Job) -> Job | None:
     """The child a peer's job waits for (the fold's baseline of the first seed, for a wall-time budget), else
     None."""
-    if job.curriculum in scfg.peers and peer_of(scfg, job.curriculum).needs_baseline_wall():
+    if job.kind == PEER and peer_of(scfg, job.arm).needs_baseline_wall():
         return Job(BASELINE, job.fold, scfg.first_seed)
     return None
 
@@ -50,12 +50,12 @@ def waits_for(scfg: StudyConfig, job: Job) -> Job | None:
 def run_peer(scfg: StudyConfig, job: Job, run_id: str, split_params: dict, baseline_run=None, log=print) -> None:
     """Train and score the peer for ``job`` into the child ``run_id``; ``split_params``: a trained child's
     parameters of the same fold and seed; ``baseline_run``: the finished baseline it waited for, if any."""
-    peer = peer_of(scfg, job.curriculum)
+    peer = peer_of(scfg, job.arm)
     wall = 0.0
     if baseline_run is not None:
         metrics = baseline_run.data.metrics
         wall = sum(metrics.get(k, 0.0) for k in LOOP_PHASES)
-    MlflowClient().set_tag(run_id, schema.PEER, job.curriculum)
+    MlflowClient().set_tag(run_id, schema.PEER, job.arm)
     with mlflow.start_run(run_id=run_id, nested=True):  # the study's parent is the active run
         peer.run(PeerJob(cfg=build_config(split_params), run_id=run_id, selection=scfg.selection,
                          workdir=clips_home() / "peers" / peer.name / scfg.name(), baseline_wall_s=wall, log=log))

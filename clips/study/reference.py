@@ -12,8 +12,7 @@ import mlflow
 
 from clips.config import build_config
 from clips.errors import ConfigError
-from clips.metrics.cohort import CohortEvaluation
-from clips.metrics.patient import EvalSettings, evaluate_patient
+from clips.metrics.cohort import evaluate_predictions
 from clips.study.config import Job, StudyConfig
 from clips.tracking import schema
 
@@ -37,22 +36,18 @@ def evaluate_reference(scfg: StudyConfig, job: Job, run_id: str, split_params: d
     from clips.inference.sliding_window import resolve_device
     from clips.training.cohort import load_data
 
-    uri = scfg.references[job.curriculum]
+    uri = scfg.references[job.arm]
     cfg = build_config(split_params)
     _, cohort = load_data(cfg, log=lambda *_: None)
     segment = segmenter(uri, resolve_device(cfg.device))
-    settings = EvalSettings()
-    rows = []
-    for pid in cohort.ids("test"):
-        mask, vols = segment(cohort.files[pid])  # the volumes it read hold the SEG too: no second read
-        rows.append(evaluate_patient(pid, vols.seg, mask, vols.pet, vols.affine, settings))
+    # the volumes the segmenter read hold the SEG too: no second read
+    evaluation = evaluate_predictions(cohort.ids("test"), lambda pid: segment(cohort.files[pid]))
     from clips.tracking.evaluation import log_evaluation
     from clips.tracking.privacy import Privacy
 
     with mlflow.start_run(run_id=run_id, nested=True):  # the study's parent is the active run
-        mlflow.log_params({schema.CURRICULUM_PARAM: job.curriculum, schema.SEED_PARAM: job.seed,
+        mlflow.log_params({schema.CURRICULUM_PARAM: job.arm, schema.SEED_PARAM: job.seed,
                            schema.FOLD_PARAM: job.fold, schema.FOLDS_PARAM: scfg.folds, "reference.model_uri": uri})
         mlflow.set_tag(schema.REFERENCE, uri)
-        log_evaluation(CohortEvaluation.from_rows(rows, settings), "test",
-                       privacy=Privacy(cfg.privacy))
-    log(f"reference {job.curriculum} on fold {job.fold}: {len(rows)} test patients")
+        log_evaluation(evaluation, "test", privacy=Privacy(cfg.privacy))
+    log(f"reference {job.arm} on fold {job.fold}: {len(evaluation.table)} test patients")

@@ -10,6 +10,8 @@ study started again continues where it stopped (a finished child is never traine
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import mlflow
@@ -27,7 +29,7 @@ from clips.scaling.storage import default_storage, redact
 from clips.scaling.worker_loop import close_dead_workers_runs, drain, spawn_on_slots
 from clips.scaling.workers import machine_overrides, worker_name
 from clips.stats.run_aware import MIN_SEEDS
-from clips.study.config import SELECTIONS, Job, StudyConfig
+from clips.study.config import CURRICULUM, PEER, REFERENCE, SELECTIONS, Job, StudyConfig
 from clips.study.peer_arm import check_peers, run_peer, waits_for
 from clips.study.reference import check_references, evaluate_reference
 from clips.tracking import schema
@@ -43,10 +45,9 @@ def check(scfg: StudyConfig) -> None:
         raise ConfigError(f"seeds must be at least 1, and {FOLDS_RULE}")
     if scfg.selection not in SELECTIONS:
         raise ConfigError(f"selection {scfg.selection!r}: one of {', '.join(SELECTIONS)}")
-    arms = set(scfg.curricula) | set(scfg.references) | set(scfg.peers)
+    arms = scfg.arms()
     for contrast in scfg.contrasts:
-        if contrast.count(":") != 1 or not all(arm in REGISTRY or arm in scfg.references or arm in scfg.peers
-                                               for arm in contrast.split(":")):
+        if contrast.count(":") != 1 or not all(arm in REGISTRY or arm in arms for arm in contrast.split(":")):
             raise ConfigError(f"contrast {contrast!r}: VARIANT:REFERENCE, both registered curricula, references "
                               "or peers")
         if set(contrast.split(":")) <= arms and scfg.seeds_through() < MIN_SEEDS:
@@ -63,7 +64,7 @@ def check(scfg: StudyConfig) -> None:
     check_references(scfg)
     check_peers(scfg)
     stand_ins = {c: get_curriculum(c).stand_in_values() for c in scfg.curricula} if needs_teacher(scfg) else {}
-    trained = [j for j in scfg.jobs() if j.curriculum in scfg.curricula]
+    trained = [j for j in scfg.jobs() if j.kind == CURRICULUM]
     for job in trained[:1] + [Job(c, max(scfg.folds - 1, -1), 0) for c in scfg.curricula]:
         build_config(child_params(scfg, job, stand_ins))  # every child's config is valid before the first trains
 
@@ -74,7 +75,7 @@ def needs_teacher(scfg: StudyConfig) -> bool:
 
 
 def child_params(scfg: StudyConfig, job: Job, tuned: dict) -> dict:
-    params = dict(scfg.train) | {"curriculum": job.curriculum, "seed": str(job.seed),
+    params = dict(scfg.train) | {"curriculum": job.arm, "seed": str(job.seed),
                                  "split_seed": str(scfg.split_seed)}
     if scfg.vary_inner_split:
         params["val_split_seed"] = str(job.seed)
@@ -82,9 +83,9 @@ def child_params(scfg: StudyConfig, job: Job, tuned: dict) -> dict:
         params |= {"folds": str(scfg.folds), "fold": str(job.fold)}
     if scfg.selection == "last":
         params["val_fraction"] = "0"
-    if not get_curriculum(job.curriculum).needs_teacher:
+    if not get_curriculum(job.arm).needs_teacher:
         params.pop("teacher_uri", None)  # only the variants that need a teacher take it
-    return params | {k: str(v) for k, v in tuned.get(job.curriculum, {}).items()}
+    return params | {k: str(v) for k, v in tuned.get(job.arm, {}).items()}
 
 
 def teacher_job(scfg: StudyConfig, job: Job) -> Job:
@@ -94,14 +95,13 @@ def teacher_job(scfg: StudyConfig, job: Job) -> Job:
 
 
 def _needs_own_teacher(scfg: StudyConfig, job: Job) -> bool:
-    return (job.curriculum in scfg.curricula and needs_teacher(scfg)
-            and get_curriculum(job.curriculum).needs_teacher)
+    return job.kind == CURRICULUM and needs_teacher(scfg) and get_curriculum(job.arm).needs_teacher
 
 
 def prerequisite(scfg: StudyConfig, job: Job) -> Job | None:
     """The child ``job`` waits for: a variant's teacher, or the baseline whose wall time a peer's budget is;
     None when it waits for nothing."""
-    if job.curriculum in scfg.peers:
+    if job.kind == PEER:
         return waits_for(scfg, job)
     return teacher_job(scfg, job) if _needs_own_teacher(scfg, job) else None
 
@@ -166,24 +166,67 @@ def _resume_child(scfg: StudyConfig, client: MlflowClient, previous: str, job: J
     return True
 
 
-def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log,
-              on_created=lambda run_id: None) -> str:
+@dataclass
+class Child:
+    """One child run being filled: what every kind of arm's runner gets (ARM_RUNNERS)."""
+
+    scfg: StudyConfig
+    job: Job
+    run_id: str
+    experiment_id: str
+    parent_id: str
+    tuned: dict  # per curriculum: tuned parameters, and a variant's teacher (_with_teacher)
+    log: Callable[[str], None]  # the study's log
+    progress: Callable[[str], None]  # a trainer's per-epoch lines, filtered and prefixed for the study's log
+
+
+def _train_curriculum(child: Child) -> None:
     from clips.training.trainer import train
 
+    train(build_config(child_params(child.scfg, child.job, child.tuned)), log=child.progress, run_id=child.run_id)
+
+
+def _evaluate_reference(child: Child) -> None:
+    scfg, job = child.scfg, child.job
+    MlflowClient().set_tag(child.run_id, schema.REFERENCE, scfg.references[job.arm])
+    evaluate_reference(scfg, job, child.run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}),
+                       log=child.progress)
+    MlflowClient().set_terminated(child.run_id, "FINISHED")
+
+
+def _train_peer(child: Child) -> None:
+    scfg, job = child.scfg, child.job
+    waited = waits_for(scfg, job)
+    baseline = (finished_children(MlflowClient(), child.experiment_id, child.parent_id).get(waited.key)
+                if waited else None)
+    if waited and baseline is None:
+        raise ConfigError(f"{job.key} needs the wall time of {waited.key}, which did not finish")
+    run_peer(scfg, job, child.run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}), baseline,
+             log=child.log)
+
+
+# How a child of each kind of arm fills its run (clips/study/config.py: CURRICULUM, REFERENCE, PEER); each logs the
+# same per-patient suite under evaluation/test.
+ARM_RUNNERS: dict[str, Callable[[Child], None]] = {CURRICULUM: _train_curriculum, REFERENCE: _evaluate_reference,
+                                                   PEER: _train_peer}
+
+
+def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, tuned: dict, log,
+              on_created=lambda run_id: None) -> str:
     client = MlflowClient()
 
     def progress(line: str) -> None:  # one line per epoch, with the time left, so a long study shows it lives
         if line.startswith("epoch") or line.startswith("resuming") or "checkpoint" in line:
             log(f"[{scfg.name()}] {job.key} {line}")
 
-    trained = job.curriculum not in scfg.references and job.curriculum not in scfg.peers
-    previous = resumable_attempt(client, experiment_id, parent_id, job) if trained else None
+    # only a trained curriculum has a checkpoint to continue from
+    previous = resumable_attempt(client, experiment_id, parent_id, job) if job.kind == CURRICULUM else None
     if previous is not None:
         with never_left_running(client, previous):
             if _resume_child(scfg, client, previous, job, tuned, log, progress, on_created):
                 return previous
     fold = f" · fold {job.fold}" if job.fold >= 0 else ""
-    run = client.create_run(experiment_id, run_name=f"{job.curriculum}{fold} · seed {job.seed}", tags={
+    run = client.create_run(experiment_id, run_name=f"{job.arm}{fold} · seed {job.seed}", tags={
         **inherited_tags(client.get_run(parent_id)), "mlflow.parentRunId": parent_id,
         schema.STUDY_NAME: scfg.name(), schema.STUDY_KEY: job.key, schema.FOLD: str(job.fold),
         schema.ROLE: schema.STUDY_CHILD, schema.WORKER: worker_name()})
@@ -191,20 +234,7 @@ def run_child(scfg: StudyConfig, parent_id: str, experiment_id: str, job: Job, t
     on_created(run_id)
     log(f"[{scfg.name()}] training {job.key} (run {run_id})")
     with never_left_running(client, run_id):
-        if job.curriculum in scfg.references:
-            mlflow.MlflowClient().set_tag(run_id, schema.REFERENCE, scfg.references[job.curriculum])
-            evaluate_reference(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}),
-                               log=progress)
-            client.set_terminated(run_id, "FINISHED")
-        elif job.curriculum in scfg.peers:
-            waited = waits_for(scfg, job)
-            baseline = finished_children(client, experiment_id, parent_id).get(waited.key) if waited else None
-            if waited and baseline is None:
-                raise ConfigError(f"{job.key} needs the wall time of {waited.key}, which did not finish")
-            run_peer(scfg, job, run_id, child_params(scfg, Job(BASELINE, job.fold, job.seed), {}), baseline,
-                     log=log)
-        else:
-            train(build_config(child_params(scfg, job, tuned)), log=progress, run_id=run_id)
+        ARM_RUNNERS[job.kind](Child(scfg, job, run_id, experiment_id, parent_id, tuned, log, progress))
     return run_id
 
 
@@ -216,8 +246,8 @@ def _with_teacher(scfg: StudyConfig, job: Job, tuned: dict, parent_id: str, expe
     base = finished_children(MlflowClient(), experiment_id, parent_id).get(teacher.key)
     if base is None:
         raise ConfigError(f"{job.key} needs its teacher {teacher.key}, which did not finish")
-    own = dict(tuned.get(job.curriculum, {})) | {"teacher_uri": f"runs:/{base.info.run_id}/model"}
-    return tuned | {job.curriculum: own}
+    own = dict(tuned.get(job.arm, {})) | {"teacher_uri": f"runs:/{base.info.run_id}/model"}
+    return tuned | {job.arm: own}
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -230,7 +260,7 @@ def cohort_digest_of(scfg: StudyConfig) -> tuple[str, str]:
     """(data folder, digest) of the cohort the children train on (preprocessed here once, cached for them)."""
     from clips.training.cohort import load_data
 
-    first = next(j for j in scfg.jobs() if j.curriculum in scfg.curricula)
+    first = next(j for j in scfg.jobs() if j.kind == CURRICULUM)
     root, cohort = load_data(build_config(child_params(scfg, first, {})), log=lambda *_: None)
     return str(root), cohort.digest
 
@@ -379,7 +409,7 @@ def earlier_chunks(scfg: StudyConfig):
     from clips.study.compare import read_tables
 
     table, names = read_tables(scfg.earlier_chunks)
-    arms = set(scfg.curricula) | set(scfg.references) | set(scfg.peers)
+    arms = scfg.arms()
     foreign = sorted(set(table["curriculum"]) - arms)
     if foreign:
         raise ClipsError(f"{names}: arm(s) {', '.join(foreign)} of the earlier chunks are not arms of study "
@@ -398,7 +428,7 @@ def _run_round(scfg: StudyConfig, queue: JobQueue, parent_id: str, done: set[str
     """Queue and train the jobs of one seed round (``seed`` None: every job of a fixed design), then, in a
     sequential study, look; False when the study has reached its decision."""
     withdrawn = set(queue.meta.get("withdrawn", []))
-    keys = [j.key for j in scfg.jobs() if (seed is None or j.seed == seed) and j.curriculum not in withdrawn]
+    keys = [j.key for j in scfg.jobs() if (seed is None or j.seed == seed) and j.arm not in withdrawn]
     added = queue.fill(keys, done_elsewhere=done)
     status = queue.status()
     for key in [k for k in keys if k in done or status.get(k) == "done"]:

@@ -30,8 +30,7 @@ from clips.data.synth.version import GENERATOR_VERSION
 from clips.errors import ClipsError, ConfigError, NotResumable, Preempted
 from clips.inference.sliding_window import predict_probs, probs_to_original, resolve_device
 from clips.losses import LossWeights, TMTVLoss
-from clips.metrics.cohort import CohortEvaluation
-from clips.metrics.patient import EvalSettings, evaluate_patient
+from clips.metrics.cohort import CohortEvaluation, evaluate_predictions
 from clips.models import RELEASED_PRESET, build_network
 from clips.paths import DEFAULT_PROFILE, clips_home
 from clips.scaling import preemption
@@ -518,12 +517,11 @@ def validation_score(evaluation: CohortEvaluation) -> ValidationScore:
 
 def _evaluate(net, cohort: Cohort, ids: list[str], cfg: TrainConfig) -> CohortEvaluation:
     """The full per-patient suite on each patient's own grid (docs/metrics.md)."""
-    settings = EvalSettings()
-    rows = [_patient_row(cohort, pid, predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap,
-                                                     cfg.sw_batch_size, _device_of(net)), settings) for pid in ids]
-    return CohortEvaluation.from_rows(rows, settings)
 
+    def predict(pid: str):
+        probs = predict_probs(net, cohort.cases[pid].image, cfg.patch_size, cfg.sw_overlap, cfg.sw_batch_size,
+                              _device_of(net))
+        vols = load_patient(cohort.files[pid].without_ct())
+        return probs_to_original(probs, vols), vols
 
-def _patient_row(cohort: Cohort, pid: str, probs: np.ndarray, settings: EvalSettings) -> dict:
-    vols = load_patient(cohort.files[pid].without_ct())
-    return evaluate_patient(pid, vols.seg, probs_to_original(probs, vols), vols.pet, vols.affine, settings)
+    return evaluate_predictions(ids, predict)
