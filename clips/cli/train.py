@@ -24,7 +24,7 @@ def params(curriculum, profile, peer):
 @click.option("--profile", default=None, help="smoke, demo, cpu, study or gpu (experiments/profiles.yaml).")
 @click.option("--data-dir", default=None, help="Cohort folder; default: the generated example cohort.")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="YAML file of parameters (e.g. experiments/none.yaml).")
+              help="YAML file of parameters: overrides only, as -P takes them (docs/curricula.md).")
 @click.option("--config-if-set", "config_if_set", default="", hidden=True)  # MLproject passes '' for "none"
 @click.option("--resume", default=None, help="Run id to resume from its last checkpoint.")
 @click.option("-P", "--param", "params", multiple=True, help="Any parameter, KEY=VALUE (repeatable).")
