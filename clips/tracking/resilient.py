@@ -83,7 +83,7 @@ class Spool:
             try:
                 self._apply(entry)
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any failure of the server or the network: spool and go on
                 if self.down_since is None:
                     self.down_since = time.time()
                     self.log(f"tracking server unreachable ({str(exc).splitlines()[0][:160]}); "

@@ -159,7 +159,7 @@ def never_left_running(client, run_id: str):
     which a training's own run_context cannot end when what fails is around it."""
     try:
         yield
-    except BaseException as exc:
+    except BaseException as exc:  # an interrupt too: the run ends FAILED with it, and it goes on
         if client.get_run(run_id).info.status == "RUNNING":
             schema.mark_failed(client, run_id, f"{type(exc).__name__}: {exc}")
         raise
