@@ -1,4 +1,6 @@
 """Study and comparison: statistics by hand, a real tiny study, its report, and a restart that reuses children."""
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -67,6 +69,21 @@ def test_promotions_paired_test_matches_scipy_on_a_known_vector():
     assert wilcoxon_greater(base, base) == 1.0  # every pair tied: no evidence either way
 
 
+def _pictured_report_sections() -> tuple[str, ...]:
+    """The report's sections docs/ui.md names and pictures (docs/ui_screenshots.py's REPORT_SECTIONS), each checked
+    to be named in docs/ui.md."""
+    import importlib.util
+    import re
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    spec = importlib.util.spec_from_file_location("ui_screenshots", docs / "ui_screenshots.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = re.sub(r"\s+", " ", (docs / "ui.md").read_text())
+    assert module.REPORT_SECTIONS and not [s for s in module.REPORT_SECTIONS if f"**{s}**" not in text]
+    return module.REPORT_SECTIONS
+
+
 @pytest.mark.slow
 def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     scfg = StudyConfig(curricula=["none", "predefined"], seeds=2, study_name="tiny",
@@ -79,8 +96,10 @@ def test_tiny_study_report_and_restart(tiny_cohort, tmp_path):
     assert {(c.data.params["cfg.curriculum"], c.data.params["cfg.seed"]) for c in children} == {
         ("none", "0"), ("none", "1"), ("predefined", "0"), ("predefined", "1")}
     html = (tmp_path / "report" / "report.html").read_text()
-    for part in ("Figures of merit", "Contrasts, paired per patient and run", "Calibration, power",
-                 "dice per variant", "dice heatmap", "tmtv bland altman", "null distribution",
+    pictured = _pictured_report_sections()  # what docs/ui.md names and its picture of the report shows
+    assert not [s for s in pictured if f"<h2>{s}</h2>" not in html], "docs/ui.md's report sections are gone: " \
+        "update the docs and take the pictures again (python docs/ui_screenshots.py)"
+    for part in ("dice per variant", "dice heatmap", "tmtv bland altman", "null distribution",
                  "learning curves", "data:image/png;base64,", "predefined"):
         assert part in html, part
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing to fetch
