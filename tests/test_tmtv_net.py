@@ -2,6 +2,7 @@
 in one line when they do not fit, and the inference pipeline's pieces against values derived by hand from
 shared/tmtvnet/ARCHITECTURE.md."""
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -126,17 +127,17 @@ def test_tile_weights_against_hand_values():
 
 
 def test_windows_padding_tiles_and_blending_by_hand():
-    ct = np.array([[[75.0, -600.0, 0.0, 1000.0]]])
-    suv = np.array([[[15.0, 6.0, 40.0, -1.0]]])
-    ch = windows(ct, suv)
+    ct = torch.tensor([[[75.0, -600.0, 0.0, 1000.0]]])
+    suv = torch.tensor([[[15.0, 6.0, 40.0, -1.0]]])
+    ch = windows(ct, suv).numpy()
     assert ch[:, 0, 0, 0].tolist() == pytest.approx([0.5, 0.5, 1.0, 0.875, 1.0])  # ct 75 HU (soft: 175/200), suv 15
     assert ch[2, 0, 0, 1] == pytest.approx(0.5) and ch[3, 0, 0, 2] == pytest.approx(0.5)  # lung -600, soft 0
     assert ch[4, 0, 0, 1] == pytest.approx(0.5) and ch[1, 0, 0, 2] == 1 and ch[1, 0, 0, 3] == 0  # hot 6; clipped
-    vol = np.ones((2, 100, 90, 97), np.float32)
+    vol = torch.ones((2, 100, 90, 97))
     padded, pads = pad_centred(vol, (128, 96, 96))
     assert padded.shape == (2, 128, 96, 192) and pads == [(14, 14), (3, 3), (47, 48)]
     assert padded[0, 13, 50, 50] == 0 and padded[0, 14, 50, 50] == 1 and padded[0, 14, 50, 46] == 0
-    assert np.array_equal(crop_centred(padded, pads), vol)
+    assert torch.equal(crop_centred(padded, pads), vol)
     assert tile_origins(256, 128, 64) == [0, 64, 128] and tile_origins(96, 96, 48) == [0]
     # constant ones through the blend: 1 wherever a weight covers, 0 on the outer faces no weight covers
     out = blend(lambda t: t, torch.ones(1, 32, 32, 32), (16, 16, 16), (8, 8, 8))
@@ -145,8 +146,8 @@ def test_windows_padding_tiles_and_blending_by_hand():
 
 
 def test_resampling_keeps_the_origin_and_rounds_the_size():
-    z = np.arange(30, dtype=np.float32) * 4.0  # physical z in mm at 4 mm
-    vol = np.broadcast_to(z[:, None, None], (30, 5, 5)).copy()
+    z = torch.arange(30, dtype=torch.float32) * 4.0  # physical z in mm at 4 mm
+    vol = z[:, None, None].expand(30, 5, 5).clone()
     out = resample_scaled(vol, (4.0, 4.0, 4.0), 6.0, fill=-1.0)
     assert out.shape == (20, 3, 3)  # round(30 * 4 / 6), round(5 * 4 / 6)
     assert out[:, 1, 1].tolist() == pytest.approx((np.arange(20) * 6.0).tolist()[:20], abs=1e-4)
@@ -164,8 +165,40 @@ def test_two_stages_on_a_small_case(files):
     assert pred.mask.shape == (40, 30, 28) and pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, 1}
     assert pred.stage1_6mm.shape == (27, 20, 19) and pred.stage1_probability.shape == (40, 30, 28)
     assert 0 <= pred.stage1_probability.min() and pred.stage1_probability.max() <= 1
+    assert set(pred.seconds) == {"upload", "stage1", "resample", "stage2", "download"}
     again = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=SMALL)
     assert np.array_equal(pred.mask, again.mask)  # deterministic
+    # Tiles through the networks 5 at a time and the refiner's input padded to 8 channels: the released outputs
+    fast = predict(net, ct, suv, (4.0, 4.0, 4.0), cfg=replace(SMALL, tile_batch=5, refiner_channels=8))
+    np.testing.assert_allclose(fast.stage1_6mm, pred.stage1_6mm, atol=1e-5)
+    np.testing.assert_allclose(fast.stage1_probability, pred.stage1_probability, atol=1e-5)
+    assert 0 < pred.mask.sum() < pred.mask.size and np.mean(fast.mask != pred.mask) < 1e-3  # both classes in it
+
+
+def test_batched_tiles_equal_tiles_one_by_one():
+    net = torch.nn.Conv3d(2, 3, 3, padding=1).eval()
+    volume = torch.randn(2, 40, 24, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():  # float32 accumulators: the float16 ones would round a convolution's last bits apart
+        one = blend(net, volume, (16, 16, 16), (8, 8, 8), torch.float32)
+        for batch in (2, 7, 100):  # a batch that divides the 4 x 2 x 2 tiles, one that does not, all at once
+            batched = blend(net, volume, (16, 16, 16), (8, 8, 8), torch.float32, batch=batch)
+            assert torch.allclose(batched, one, atol=1e-6)
+
+
+def test_padded_refiner_channels_give_the_released_outputs(files):
+    from clips.models.tmtv_net._refiner import with_input_channels
+
+    refiner = load_released(refiner=files / "r_latest.model").stage2.eval()
+    padded = with_input_channels(refiner, 8)
+    assert padded.in_channels == 8 and refiner.in_channels == 6  # a copy: the released module is unchanged
+    x6 = torch.rand(2, 6, 12, 12, 12, generator=torch.Generator().manual_seed(0))
+    noise = torch.rand(2, 2, 12, 12, 12)  # whatever the added channels hold, their weights are 0
+    with torch.no_grad():
+        assert torch.allclose(padded(torch.cat([x6, noise], 1)), refiner(x6), atol=1e-5)
+    with pytest.raises(ValueError, match="takes \\(N, 8"):
+        padded(x6)
+    with pytest.raises(ValueError, match="at least its 6"):
+        with_input_channels(refiner, 4)
 
 
 def test_import_then_predict_and_evaluate_a_case_through_mlflow(files, tmp_path):
@@ -290,6 +323,23 @@ def test_refiner_fine_tuning_trains_the_refiner_fed_by_the_frozen_ensemble(files
         at_6mm.load_released(str(files / "e_latest.model"))
 
 
+def _scipy_resample(volume, spacing, target, fill, size=None):
+    """The pipeline's resampling as it was written first, with SciPy's map_coordinates on a coordinate mesh (the
+    torch one must equal it): linear, neighbours clamped inside [-0.5, n - 0.5), ``fill`` outside."""
+    from scipy import ndimage
+
+    spacing = np.asarray(spacing, float)
+    target = np.broadcast_to(np.asarray(target, float), spacing.shape)
+    n = np.asarray(volume.shape)
+    size = tuple(int(round(v)) for v in n * spacing / target) if size is None else tuple(size)
+    axes = [np.arange(s) * t / sp for s, t, sp in zip(size, target, spacing)]
+    inside = [(a >= -0.5) & (a < m - 0.5) for a, m in zip(axes, n)]
+    coords = np.meshgrid(*[np.clip(a, 0, m - 1) for a, m in zip(axes, n)], indexing="ij")
+    out = ndimage.map_coordinates(volume.astype(np.float32), coords, order=1, mode="nearest")
+    mask = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+    return np.where(mask, out, np.float32(fill)).astype(np.float32)
+
+
 def _sitk_resample(volume, spacing_zyx, target_zyx, size_zyx, fill):
     """SimpleITK's linear resampling as the official code calls it: same origin and direction, a new spacing and
     size, a fill value (arrays in SimpleITK's (z, y, x) order, its spacings in (x, y, z))."""
@@ -314,9 +364,13 @@ def test_resampling_equals_simpleitks_both_ways(shape, spacing):
     rng = np.random.default_rng(0)
     ct = rng.normal(0, 300, shape).astype(np.float32)
     size6 = tuple(int(round(n * s / 6.0)) for n, s in zip(shape, spacing))
-    ours = resample_scaled(ct, spacing, 6.0, -1024.0)
+    ours = resample_scaled(torch.from_numpy(ct), spacing, 6.0, -1024.0).numpy()
     assert ours.shape == size6
     np.testing.assert_allclose(ours, _sitk_resample(ct, spacing, (6.0,) * 3, size6, -1024.0), atol=2e-3)
+    # the torch resampling equals SciPy's map_coordinates, which the pipeline used first, to 1e-5 of the range
+    first = _scipy_resample(ct, spacing, 6.0, -1024.0)
+    np.testing.assert_allclose(ours, first, rtol=1e-5, atol=1e-5 * np.abs(first).max())
     prob6 = rng.random(size6).astype(np.float32)
-    back = resample_scaled(prob6, (6.0,) * 3, spacing, 0.0, size=shape)
+    back = resample_scaled(torch.from_numpy(prob6), (6.0,) * 3, spacing, 0.0, size=shape).numpy()
     np.testing.assert_allclose(back, _sitk_resample(prob6, (6.0,) * 3, spacing, shape, 0.0), atol=1e-5)
+    np.testing.assert_allclose(back, _scipy_resample(prob6, (6.0,) * 3, spacing, 0.0, size=shape), atol=1e-5)
