@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from clips.curricula import get_curriculum
+from clips.data.augment import PLACES as AUGMENT_PLACES
 from clips.data.augment import PRESETS as AUGMENTATIONS
 from clips.data.sampling import FG_RULES
 from clips.data.splits import FOLDS_RULE, cross_validated, folds_allowed
@@ -56,6 +57,9 @@ class TrainConfig:
     fold: int = 0  # with folds: the fold that is the test set
     skip_invalid: bool = False  # leave invalid patients out (logged as data/skipped.json) instead of stopping
     augmentation: str = "none"  # none | default | strong | physical (scales in mm, SUV kept): clips/data/augment.py
+    # where augmentation runs: loader (the workers, on the CPU) | device (the training device after the upload,
+    # a GPU's: workers then only crop and hand over float16 images and uint8 labels)
+    augment_on: str = "loader"
     workers: int = -1  # loader processes preparing patches during the step; -1: GPU the cores but one, CPU 0
     # Model and optimisation
     model: str = "small"  # network preset: tiny, small, large (clips/models/unet.py), or tmtv_net_released
@@ -126,6 +130,8 @@ def _validate(cfg: TrainConfig):
         raise ConfigError(f"unknown fg_sampling {cfg.fg_sampling!r}; known: {', '.join(FG_RULES)}")
     if cfg.augmentation not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation {cfg.augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
+    if cfg.augment_on not in AUGMENT_PLACES:
+        raise ConfigError(f"unknown augment_on {cfg.augment_on!r}; known: {', '.join(AUGMENT_PLACES)}")
     if cfg.model in RENAMED:
         raise ConfigError(f"model preset {cfg.model!r} is now {RENAMED[cfg.model]!r}: a DynUNet with TMTV-Net's "
                           "channel widths, not the released TMTV-Net (docs/tmtv_net.md)")

@@ -70,3 +70,53 @@ def test_batches_are_the_same_whatever_the_number_of_workers(augmentation):
         # the same patches; a worker computes with one thread, so sums may round differently
         assert np.array_equal(i0, i2) and torch.equal(y0, y2) and torch.allclose(x0, x2, atol=1e-5)
         assert x0.shape == (2, 5, 16, 16, 16) and y0.shape == (2, 1, 16, 16, 16) and y0.dtype == torch.int64
+
+
+def _plan(sampler, seed: int, steps: int = 3):
+    none = get_curriculum("none")
+    cur = none(None, none.parse_options({}))
+    rng = np.random.default_rng(seed)
+    return [plan_batch(cur, sampler, rng, np.ones(len(sampler.cases)), 2) for _ in range(steps)]
+
+
+def test_a_persistent_loader_keeps_its_workers_and_follows_a_patch_size_change():
+    from clips.data.loader import PatchLoader
+
+    sampler = PatchSampler(_cases(), (8, 8, 8), 0.7)
+    loader = PatchLoader(PatchDataset(sampler, Augmentation("default")), workers=2)
+    first = list(loader.epoch(iter(_plan(sampler, 0))))
+    pids = sorted(w.pid for w in loader.loader._iterator._workers)
+    sampler.patch = (12, 12, 12)  # what progressive_patch does between epochs, after the workers forked
+    second = list(loader.epoch(iter(_plan(sampler, 1))))
+    assert [x.shape[2:] for _, x, _ in first] == [(8, 8, 8)] * 3
+    assert [x.shape[2:] for _, x, _ in second] == [(12, 12, 12)] * 3 and [y.shape[2:] for *_, y in second] == [
+        (12, 12, 12)] * 3
+    assert sorted(w.pid for w in loader.loader._iterator._workers) == pids  # the same processes, not new ones
+    # and the same batches as a pass that starts its own workers (a training's path is the benchmarks' path)
+    again = list(epoch_batches(PatchDataset(sampler, Augmentation("default")), iter(_plan(sampler, 1)), 0))
+    for (i0, x0, y0), (i1, x1, y1) in zip(second, again, strict=True):
+        assert np.array_equal(i0, i1) and torch.equal(y0, y1) and torch.allclose(x0, x1, atol=1e-5)
+
+
+@pytest.mark.parametrize("augmentation", ["none", "default", "physical"])
+def test_augmentation_on_the_device_gives_the_workers_batches(augmentation):
+    """augment_on=device, through the CPU device: workers hand over float16 and uint8 crops, the batch is
+    augmented where it lies with each patch's seed, and it is the batch the workers' augmentation gives."""
+    from clips.data.loader import PatchLoader
+
+    cases = [Case(c.patient_id, c.image.astype(np.float16), c.label, c.tmtv_ml) for c in _cases()]  # as stored
+    sampler = PatchSampler(cases, (16, 16, 16), 0.7)
+    raw = PatchDataset(sampler, Augmentation(augmentation, (4.0, 4.0, 4.0)), on_device=True)
+    i, image, label, seed = raw[_plan(sampler, 0)[0][0]]
+    assert image.dtype == torch.float16 and label.dtype == torch.uint8 and label.shape == (1, 16, 16, 16)
+    on_device = list(PatchLoader(raw, workers=0, device="cpu").epoch(iter(_plan(sampler, 5))))
+    in_workers = list(epoch_batches(PatchDataset(sampler, Augmentation(augmentation, (4.0, 4.0, 4.0))),
+                                    iter(_plan(sampler, 5)), 0))
+    plain = list(epoch_batches(PatchDataset(sampler, Augmentation("none")), iter(_plan(sampler, 5)), 0))
+    changed = 0
+    for (i0, x0, y0), (i1, x1, y1), (_, xp, _) in zip(on_device, in_workers, plain, strict=True):
+        assert x0.dtype == torch.float32 and y0.dtype == torch.int64 and x0.shape == (2, 5, 16, 16, 16)
+        assert set(y0.unique().tolist()) <= {0, 1} and np.array_equal(i0, i1)
+        assert torch.equal(y0, y1) and torch.allclose(x0, x1, atol=1e-5)  # the same seed, the same patch
+        changed += not torch.allclose(x0, xp)
+    assert (augmentation == "none") == (changed == 0)  # the comparison is not of two untouched crops

@@ -79,7 +79,7 @@ def test_the_batch_rule_puts_a_lesion_centred_patch_in_every_batch():
     rng = np.random.default_rng(0)
     for _ in range(50):
         plan = plan_batch(cur, patches.sampler, rng, np.ones(4), 2)
-        assert [lesion for _, _, lesion in plan] == [True, False]  # round(2 x 0.3) = 1, at least one
+        assert [item[2] for item in plan] == [True, False]  # round(2 x 0.3) = 1, at least one
         labels = [patches[item][2] for item in plan]
         assert labels[0].sum() > 0  # centred on a lesion voxel
     # by the patch rule at the same rate, some batches have no lesion at all

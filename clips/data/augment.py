@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from monai.transforms import (
     Compose,
     Rand3DElasticd,
@@ -35,6 +36,7 @@ from clips.data.preprocess import CHANNEL_WINDOWS
 from clips.errors import ConfigError
 
 KEYS = ("image", "label")
+PLACES = ("loader", "device")  # where a training augments (TrainConfig.augment_on)
 # ``physical``: the image split by modality, so that intensity transforms can leave the PET (SUV) channels alone
 CT_CHANNELS = [c for c, (kind, _, _) in enumerate(CHANNEL_WINDOWS) if kind == "ct"]
 PET_CHANNELS = [c for c, (kind, _, _) in enumerate(CHANNEL_WINDOWS) if kind == "pet"]
@@ -106,14 +108,43 @@ class Augmentation:
         return self.compose is not None
 
     def __call__(self, image: np.ndarray, label: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """One patch on the CPU (a loader worker): image (5, X, Y, Z) float32, label (X, Y, Z)."""
         if self.compose is None:
             return image, label
+        out = self._apply(image, label[None].astype(np.float32), seed)
+        return np.asarray(out[0], dtype=np.float32), np.asarray(out[1])[0].round().astype(np.int64)
+
+    def on_device(self, x: torch.Tensor, y: torch.Tensor, seeds) -> tuple[torch.Tensor, torch.Tensor]:
+        """A batch where it lies (``augment_on=device``: a GPU, after the upload): x (N, 5, X, Y, Z) float16 or
+        float32, y (N, 1, X, Y, Z) -> float32, int64. Each patch with its own seed, which draws the same transform
+        parameters as in a worker, so a seed still means one training; MONAI's transforms compute on the tensors'
+        device, with its metadata tracking off (plain tensors, nothing to carry)."""
+        x, y = x.float(), y.long()
+        if self.compose is None:
+            return x, y
+        from monai.data import get_track_meta, set_track_meta
+
+        tracking = get_track_meta()
+        set_track_meta(False)
+        try:
+            outs = [self._apply(image, label.float(), seed) for image, label, seed in zip(x, y, seeds)]
+        finally:
+            set_track_meta(tracking)
+        return (torch.stack([torch.as_tensor(o[0]).float() for o in outs]),
+                torch.stack([torch.as_tensor(o[1]).round().long() for o in outs]))
+
+    def _apply(self, image, label, seed: int):
+        """(image, label (1, X, Y, Z) float) through the preset with ``seed``: NumPy arrays or tensors alike."""
         self.compose.set_random_state(seed=int(seed) % (2 ** 32))
         if self.name != "physical":
-            out = self.compose({"image": image, "label": label[None].astype(np.float32)})
-            return np.asarray(out["image"], dtype=np.float32), np.asarray(out["label"])[0].round().astype(np.int64)
-        out = self.compose({"ct": image[CT_CHANNELS], "pet": image[PET_CHANNELS],
-                            "label": label[None].astype(np.float32)})
-        merged = np.empty((len(CHANNEL_WINDOWS), *np.asarray(out["ct"]).shape[1:]), np.float32)
-        merged[CT_CHANNELS], merged[PET_CHANNELS] = np.asarray(out["ct"]), np.asarray(out["pet"])
-        return merged, np.asarray(out["label"])[0].round().astype(np.int64)
+            out = self.compose({"image": image, "label": label})
+            return out["image"], out["label"]
+        out = self.compose({"ct": image[CT_CHANNELS], "pet": image[PET_CHANNELS], "label": label})
+        ct, pet = out["ct"], out["pet"]
+        if isinstance(ct, torch.Tensor):
+            merged = torch.empty((len(CHANNEL_WINDOWS), *ct.shape[1:]), dtype=torch.float32, device=ct.device)
+        else:
+            merged = np.empty((len(CHANNEL_WINDOWS), *np.asarray(ct).shape[1:]), np.float32)
+            ct, pet = np.asarray(ct), np.asarray(pet)
+        merged[CT_CHANNELS], merged[PET_CHANNELS] = ct, pet
+        return merged, out["label"]

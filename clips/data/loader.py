@@ -7,6 +7,12 @@ per step (``rl_teacher``) decides at most ``workers * PREFETCH`` steps ahead of 
 that trains on it. Every patch's randomness comes from its own seed: batches are the same
 whatever the number of workers (up to floating-point rounding: a worker computes with one
 thread). Cases stay memory-mapped; workers share them.
+
+A training's workers are persistent (:class:`PatchLoader`): started with its first epoch, fed each epoch's plan,
+never restarted; each planned item carries its patch size, so a curriculum that changes it between epochs
+(``progressive_patch``) is followed by workers that forked before the change. With ``augment_on=device`` a
+worker only crops and hands over the cases' stored float16 image and uint8 label (a quarter of the bytes) and the
+patch's augmentation seed; the batch is augmented on the training device (:meth:`Augmentation.on_device`).
 """
 from __future__ import annotations
 
@@ -33,34 +39,72 @@ def default_workers(device: torch.device | str = "cuda") -> int:
 
 
 class PatchDataset(Dataset):
-    """Item (patient index, seed[, lesion-centred]) -> (patient index, image patch, label patch), cropped and
-    augmented."""
+    """Item (patient index, seed[, lesion-centred[, patch size]]) -> (patient index, image patch, label patch,
+    augmentation seed): cropped, and augmented here unless ``on_device`` (then float16 and uint8, augmented by
+    the loader on the training device with that seed)."""
 
-    def __init__(self, sampler: PatchSampler, augmentation: Augmentation):
-        self.sampler, self.augmentation = sampler, augmentation
+    def __init__(self, sampler: PatchSampler, augmentation: Augmentation, on_device: bool = False):
+        self.sampler, self.augmentation, self.on_device = sampler, augmentation, on_device
 
     def __len__(self) -> int:
         return len(self.sampler.cases)
 
     def __getitem__(self, item):
-        i, seed, *lesion = item
+        i, seed, *rest = item
+        lesion, patch = (rest + [None, None])[:2]
         rng = np.random.default_rng(seed)
-        image, label = self.sampler.crop(i, rng, lesion[0] if lesion else None)
-        image, label = self.augmentation(image, label, int(rng.integers(2 ** 32)))
-        return i, torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(label))[None]
+        image, label = self.sampler.crop(i, rng, lesion, patch, widen=not self.on_device)
+        augment_seed = int(rng.integers(2 ** 32))
+        if not self.on_device:
+            image, label = self.augmentation(image, label, augment_seed)
+        return (i, torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(label))[None],
+                augment_seed)
 
 
 def _one_thread(_):
     torch.set_num_threads(1)  # a worker crops and augments; the cores are the training process's
 
 
-def epoch_batches(dataset: PatchDataset, plan: Iterator[list], workers: int, pin_memory: bool = False):
-    """(indices, x, y) for each planned step, prepared by ``workers`` processes (0: in this process)."""
-    loader = DataLoader(dataset, batch_sampler=plan, num_workers=workers, pin_memory=pin_memory,
-                        prefetch_factor=PREFETCH if workers else None, worker_init_fn=_one_thread if workers else None,
-                        multiprocessing_context="fork" if workers else None)
-    for idx, x, y in loader:
-        yield idx.numpy(), x, y
+class _Feed:
+    """A persistent loader's batch sampler: the DataLoader asks it for an iterator once per epoch, in the training
+    process, and gets that epoch's plan."""
+
+    def __init__(self):
+        self.plan: Iterator[list] = iter(())
+
+    def __iter__(self):
+        return iter(self.plan)
 
 
-__all__ = ["PatchDataset", "default_workers", "epoch_batches"]
+class PatchLoader:
+    """The batches of each epoch's plan, prepared by the same ``workers`` processes all training long (0: in this
+    process); ``device``: where an ``on_device`` dataset's batches are augmented."""
+
+    def __init__(self, dataset: PatchDataset, workers: int, device: torch.device | str = "cpu"):
+        self.dataset, self.device, self.feed = dataset, torch.device(device), _Feed()
+        self.loader = DataLoader(dataset, batch_sampler=self.feed, num_workers=workers,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=workers > 0,
+                                 prefetch_factor=PREFETCH if workers else None,
+                                 worker_init_fn=_one_thread if workers else None,
+                                 multiprocessing_context="fork" if workers else None)
+
+    def epoch(self, plan: Iterator[list]):
+        """(indices, x, y) for each planned step of one epoch."""
+        self.feed.plan = plan
+        for idx, x, y, seeds in self.loader:
+            if self.dataset.on_device:
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True)
+                x, y = self.dataset.augmentation.on_device(x, y, seeds.tolist())
+            yield idx.numpy(), x, y
+
+
+def epoch_batches(dataset: PatchDataset, plan: Iterator[list], workers: int, pin_memory: bool = False,
+                  device: torch.device | str | None = None):
+    """(indices, x, y) for each planned step of one pass, by a loader of its own (a training keeps one
+    :class:`PatchLoader` instead, so that its workers start once)."""
+    device = device or ("cuda" if pin_memory else "cpu")
+    yield from PatchLoader(dataset, workers, device).epoch(plan)
+
+
+__all__ = ["PatchDataset", "PatchLoader", "default_workers", "epoch_batches"]

@@ -50,27 +50,29 @@ class PatchSampler:
         and at least one."""
         return max(1, round(batch_size * self.pos_ratio)) if self.pos_ratio > 0 else 0
 
-    def crop(self, i: int, rng: np.random.Generator, lesion: bool | None = None):
+    def crop(self, i: int, rng: np.random.Generator, lesion: bool | None = None, patch=None, widen: bool = True):
         """A random patch: centred on a lesion voxel with probability pos_ratio (``lesion`` None), or on one
-        whenever the patient has one (True), or anywhere (False)."""
+        whenever the patient has one (True), or anywhere (False); of size ``patch`` (default: the sampler's), in
+        float32 and int64 (``widen``) or the cases' stored float16 and uint8."""
         fg = self.fg[i]
         shape = np.array(self.cases[i].image.shape[1:])
         if len(fg) and (rng.random() < self.pos_ratio if lesion is None else lesion):
             center = fg[rng.integers(len(fg))]
         else:
             center = np.array([rng.integers(s) for s in shape])
-        return self.crop_at(i, center)
+        return self.crop_at(i, center, patch, widen)
 
-    def crop_at(self, i: int, center):
+    def crop_at(self, i: int, center, patch=None, widen: bool = True):
         """The patch of patient ``i`` centred on ``center`` (moved inside the volume, zero-padded if larger)."""
         case = self.cases[i]
+        patch = tuple(int(p) for p in (patch or self.patch))
         shape = np.array(case.image.shape[1:])
-        half = np.array(self.patch) // 2
-        lo = np.clip(center - half, 0, np.maximum(shape - self.patch, 0))
-        sl = tuple(slice(a, a + p) for a, p in zip(lo, self.patch))
-        img = np.asarray(case.image[(slice(None), *sl)], dtype=np.float32)
-        lab = np.asarray(case.label[sl], dtype=np.int64)
-        pad = [(0, p - s) for p, s in zip(self.patch, img.shape[1:])]
+        half = np.array(patch) // 2
+        lo = np.clip(center - half, 0, np.maximum(shape - patch, 0))
+        sl = tuple(slice(a, a + p) for a, p in zip(lo, patch))
+        img = np.asarray(case.image[(slice(None), *sl)], dtype=np.float32 if widen else None)
+        lab = np.asarray(case.label[sl], dtype=np.int64 if widen else np.uint8)
+        pad = [(0, p - s) for p, s in zip(patch, img.shape[1:])]
         if any(b for _, b in pad):  # volume smaller than the patch along some axis
             img = np.pad(img, [(0, 0), *pad])
             lab = np.pad(lab, pad)

@@ -10,13 +10,13 @@ from clips.data.sampling import PatchSampler
 
 
 def plan_batch(curriculum, sampler: PatchSampler, rng: np.random.Generator, weights, batch_size: int) -> list:
-    """One step's patches: [(patient index, seed), ...], with the sampler's ``batch`` rule [(patient index, seed,
-    lesion-centred), ...]."""
+    """One step's patches: [(patient index, seed, lesion-centred, patch size), ...]; lesion-centred is None but
+    with the sampler's ``batch`` rule. The patch size is the sampler's now: it travels with the item because a
+    persistent loader worker holds a copy of the sampler made when it started (``progressive_patch`` grows it)."""
     idx = curriculum.batch_indices(rng, batch_size, weights)
     if idx is None:
         idx = sampler.choose(weights, batch_size, rng)
     seeds = rng.integers(0, 2 ** 63, size=len(idx))
-    if sampler.fg_rule == "batch":
-        forced = sampler.forced(len(idx))
-        return [(int(i), int(s), k < forced) for k, (i, s) in enumerate(zip(idx, seeds))]
-    return [(int(i), int(s)) for i, s in zip(idx, seeds)]
+    forced = sampler.forced(len(idx)) if sampler.fg_rule == "batch" else -1
+    return [(int(i), int(s), (k < forced) if forced >= 0 else None, sampler.patch)
+            for k, (i, s) in enumerate(zip(idx, seeds))]

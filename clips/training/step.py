@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from clips.curricula import Curriculum, CurriculumContext, StepInfo
-from clips.data.loader import PatchDataset, epoch_batches
+from clips.data.loader import PatchDataset, PatchLoader, epoch_batches
 from clips.data.sampling import PatchSampler
 from clips.training.batch_plan import plan_batch
 
@@ -46,12 +46,16 @@ def build_curriculum(cls: type[Curriculum], options, schedule: Schedule, difficu
 
 def take_steps(model, curriculum, patches: PatchDataset, rng: np.random.Generator, weights, batch_size: int,
                steps: int, loss_fn, opt, device: str | torch.device = "cpu", workers: int = 0, amp: bool = False,
-               grad_clip: float = 0.0) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+               grad_clip: float = 0.0, loader: PatchLoader | None = None
+               ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """``steps`` optimisation steps as the trainer takes them: each planned here (the curriculum's batch hook,
-    or a draw by ``weights``), cropped and augmented by ``workers`` loader processes (0: this process), then
-    optimised. Yields (patient indices, loss terms) per step; benchmarks time exactly this path."""
+    or a draw by ``weights``), cropped and augmented by ``workers`` loader processes (0: this process; or by the
+    persistent ``loader`` a training keeps), then optimised. Yields (patient indices, loss terms) per step;
+    benchmarks time exactly this path."""
     plan = (plan_batch(curriculum, patches.sampler, rng, weights, batch_size) for _ in range(steps))
-    for idx, x, y in epoch_batches(patches, plan, workers, torch.device(device).type == "cuda"):
+    batches = loader.epoch(plan) if loader is not None else epoch_batches(
+        patches, plan, workers, torch.device(device).type == "cuda", device)
+    for idx, x, y in batches:
         yield idx, optimise(model, curriculum, idx, x, y, loss_fn, opt, device, amp, grad_clip)
 
 

@@ -23,7 +23,7 @@ from clips.curricula.difficulty import feature_table, with_scores
 from clips.data.augment import Augmentation
 from clips.data.cohort import Cohort
 from clips.data.io import load_patient
-from clips.data.loader import PatchDataset, default_workers
+from clips.data.loader import PatchDataset, PatchLoader, default_workers
 from clips.data.sampling import PatchSampler
 from clips.data.splits import cross_validated
 from clips.data.synth.version import GENERATOR_VERSION
@@ -89,6 +89,7 @@ class Training:
     state: LoopState = field(default_factory=LoopState)
     timer: PhaseTimer = field(default_factory=PhaseTimer)  # where the run's time goes (time/* metrics)
     ema: torch.optim.swa_utils.AveragedModel | None = None  # the weights' moving average, with ema_decay > 0
+    loader: PatchLoader | None = None  # the persistent loader, made by the first epoch
 
     def delivered(self) -> torch.nn.Module:
         """The network validation judges and the run delivers: the moving average when there is one."""
@@ -190,7 +191,8 @@ def build(cfg: TrainConfig, cohort: Cohort, run_id: str, log=print) -> Training:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _schedule(optimizer, cfg)
     spool = Spool(run_id, workdir, log)
-    patches = PatchDataset(sampler, Augmentation(cfg.augmentation, cfg.spacing_mm))
+    patches = PatchDataset(sampler, Augmentation(cfg.augmentation, cfg.spacing_mm),
+                           on_device=cfg.augment_on == "device")
     ema = None
     if cfg.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -293,24 +295,32 @@ def run_epoch(training: Training, epoch: int) -> dict:
         raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
     training.sampler.patch, batch_size = cur.sample_shape(epoch, cfg.patch_size, cfg.batch_size)
     training.model.train()
-    sums: dict[str, float] = {}
-    loss_sum, loss_n = np.zeros(n), np.zeros(n)
+    # The epoch's losses add up on the device, in float64 (the sums a NumPy accumulation gave), and are read once
+    # at its end: no host synchronisation per step.
+    sums: dict[str, torch.Tensor] = {}
+    loss_sum = torch.zeros(n, dtype=torch.float64, device=training.device)
+    loss_n = np.zeros(n)
     forward = _compiled(training) if cfg.compile else training.model
-    workers = default_workers(training.device) if cfg.workers < 0 else cfg.workers
+    if training.loader is None:
+        workers = default_workers(training.device) if cfg.workers < 0 else cfg.workers
+        training.loader = PatchLoader(training.patches, workers, training.device)
     steps = take_steps(forward, cur, training.patches, training.rng, weights, batch_size, cfg.steps_per_epoch,
-                       training.loss_fn, training.optimizer, training.device, workers, cfg.amp, cfg.grad_clip)
+                       training.loss_fn, training.optimizer, training.device, amp=cfg.amp, grad_clip=cfg.grad_clip,
+                       loader=training.loader)
     for step, (idx, terms) in enumerate(steps):
         failpoints.reached("step", epoch, step)
         training.scheduler.step()
         if training.ema is not None:
             training.ema.update_parameters(training.model)
         training.state.samples_seen += len(idx)
-        np.add.at(loss_sum, idx, terms["total"].detach().cpu().numpy())
+        loss_sum.index_add_(0, torch.as_tensor(idx, device=training.device), terms["total"].detach().double())
         np.add.at(loss_n, idx, 1)
         for k, v in terms.items():
             if not k.startswith("_"):  # the pooled Dice's sums are not loss terms
-                sums[k] = sums.get(k, 0.0) + float(v.detach().mean())
+                sums[k] = sums.get(k, 0.0) + v.detach().mean().double()
         preemption.check(f"in epoch {epoch + 1} after step {step + 1}")
+    loss_sum = loss_sum.cpu().numpy()
+    sums = {k: float(v) for k, v in sums.items()}
     cur.end_epoch(epoch)
     measured = cur.measured_losses()
     with np.errstate(invalid="ignore", divide="ignore"):
