@@ -8,9 +8,11 @@ loading (batches already on the GPU): nnU-Net's benchmark pair, whose ratio shou
 pass, and once the workers run: their start is paid once per epoch, 20 steps here, 250 in a `gpu` training);
 the peak GPU memory of a step; whole-body inference of a 400x400x300 volume at the profile's patch; the released
 TMTV-Net's two stages on an autoPET-sized whole body (400 x 400 x 326 at 2.04 x 2.04 x 3 mm: random weights,
-since the time does not depend on them and the released files stay at the site); and one end-to-end MLflow
-training of a few steps (a local SQLite store). ``--tiny`` runs the same code on small sizes on the CPU (the
-test suite runs it so). Prints one table, row by row as measured, and writes ``device_check.json``.
+since the time does not depend on them and the released files stay at the site), by phase, with batched tiles,
+the refiner's input padded to 8 channels and half precision, each compared with the released settings' output;
+and one end-to-end MLflow training of a few steps (a local SQLite store). ``--tiny`` runs the same code on small
+sizes on the CPU (the test suite runs it so). Prints one table, row by row as measured, and writes
+``device_check.json`` (under ``$OUT`` when set, else ``--out``) after every row.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from _common import generated_cases, sync, whole_body_inference_s  # noqa: E402
 
 from clips.curricula import get_curriculum  # noqa: E402
 from clips.data.augment import Augmentation  # noqa: E402
-from clips.data.loader import PatchDataset, default_workers, epoch_batches  # noqa: E402
+from clips.data.loader import PatchDataset, PatchLoader, default_workers, epoch_batches  # noqa: E402
 from clips.data.sampling import PatchSampler  # noqa: E402
 from clips.inference.sliding_window import resolve_device  # noqa: E402
 from clips.losses import TMTVLoss  # noqa: E402
@@ -54,10 +56,14 @@ TMTV_CASES = {
 }
 
 
-def step_times(device, size, amp: bool, workers: int, cases) -> dict:
+def step_times(device, size, amp: bool, workers: int, cases, on_device: bool = False) -> dict:
+    """The step with the real loader and without loading. ``on_device``: the workers only crop (float16, uint8)
+    and the batch is augmented on the device (augment_on=device); else they crop and augment (today's default).
+    One persistent loader for every pass, as a training keeps it."""
     model, patch, batch, steps = size[:4]
     sampler = PatchSampler(cases, (patch,) * 3, 0.67)
-    dataset = PatchDataset(sampler, Augmentation("default"))
+    dataset = PatchDataset(sampler, Augmentation("default"), on_device=on_device)
+    loader = PatchLoader(dataset, workers, device)
     none = get_curriculum("none")
     cur = none(None, none.parse_options({}))
     torch.manual_seed(0)
@@ -74,19 +80,19 @@ def step_times(device, size, amp: bool, workers: int, cases) -> dict:
 
     def real(seed):
         """(seconds a step over the whole pass, seconds until the first batch arrives, seconds a step after it):
-        the loader's workers start once per epoch, so over a short pass their start weighs more than over a
-        training's epoch; the last figure is what loading costs once they run."""
+        the workers persist from pass to pass as in a training (the warm-up pass starts them), so the first
+        batch's wait is the plan's prefetch, not a start; the last figure is what loading costs once they run."""
         sync(device)
         t0 = time.perf_counter()
         first = None
-        for idx, x, y in epoch_batches(dataset, plan(seed), workers, device.type == "cuda"):
+        for idx, x, y in loader.epoch(plan(seed)):
             first = first or time.perf_counter()
             optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
         sync(device)
         end = time.perf_counter()
         return (end - t0) / steps, first - t0, (end - first) / steps
 
-    held = [(i, x.to(device), y.to(device)) for i, x, y in epoch_batches(dataset, plan(99), 0)]
+    held = [(i, x.to(device), y.to(device)) for i, x, y in epoch_batches(dataset, plan(99), 0, device=device)]
 
     def no_loading():
         sync(device)
@@ -110,22 +116,51 @@ def step_times(device, size, amp: bool, workers: int, cases) -> dict:
             "loader_start_s": start, "loader_ratio_running": running / no_load, "peak_memory_gb": peak, "net": net}
 
 
-def tmtv_net_inference_s(device, case) -> float:
-    """Seconds of the released pipeline (both stages, their resampling on the CPU included) on one whole body,
-    after a warm-up on a corner of it (a third of each side, at least two stage-2 tiles: cuDNN's algorithm search
-    is per tile shape, and the tiles are the same)."""
-    shape, spacing, cfg = case
+# The released pipeline's options (clips/models/tmtv_net/pipeline.py), each timed by phase on the whole body and
+# compared with the released settings' outputs: the first two must not change them, half precision may.
+TMTV_VARIANTS = {
+    "released": {},
+    "tiles_x4": {"tile_batch": 4},
+    "refiner_8ch": {"refiner_channels": 8},
+    "tiles_x4_8ch": {"tile_batch": 4, "refiner_channels": 8},
+    "bf16": {"tile_batch": 4, "refiner_channels": 8, "autocast": torch.bfloat16},
+    "fp16": {"tile_batch": 4, "refiner_channels": 8, "autocast": torch.float16},
+}
+
+
+def tmtv_net_variants(device, case, rows) -> None:
+    """The released pipeline (both stages, pre- and post-processing on the device) on one whole body under each
+    of TMTV_VARIANTS, after a warm-up on a corner of it (a third of each side, at least two stage-2 tiles: cuDNN's
+    algorithm search is per tile shape, and the tiles are the same). Rows per variant: seconds, the phases, and
+    against the released settings the relative L2 distance of stage 1's probability and the fraction of mask
+    voxels that differ (random weights: the time does not depend on them; the deviation on real weights is a
+    site's to measure, docs/tmtv_net.md)."""
+    from dataclasses import replace
+
+    shape, spacing, base = case
     rng = np.random.default_rng(0)
     ct, suv = rng.normal(0, 100, shape).astype(np.float32), rng.gamma(1.0, 1.0, shape).astype(np.float32)
     torch.manual_seed(0)
     net = TMTVNet()
-    third = tuple(slice(0, max(n // 3, 2 * t)) for n, t in zip(shape, cfg.stage2_tile))
-    predict(net, ct[third], suv[third], spacing, device, cfg)
-    sync(device)
-    t0 = time.perf_counter()
-    predict(net, ct, suv, spacing, device, cfg)
-    sync(device)
-    return time.perf_counter() - t0
+    third = tuple(slice(0, max(n // 3, 2 * t)) for n, t in zip(shape, base.stage2_tile))
+    reference = None
+    for name, options in TMTV_VARIANTS.items():
+        if options.get("autocast") is torch.float16 and device.type != "cuda":
+            continue  # float16 convolutions are a GPU's; the CPU fallback measures bfloat16 only
+        cfg = replace(base, **options)
+        predict(net, ct[third], suv[third], spacing, device, cfg)
+        sync(device)
+        t0 = time.perf_counter()
+        pred = predict(net, ct, suv, spacing, device, cfg)
+        sync(device)
+        rows[f"tmtv_{name}_s"] = time.perf_counter() - t0
+        rows[f"tmtv_{name}_phases"] = ", ".join(f"{k} {v:.2f}" for k, v in pred.seconds.items())
+        if reference is None:
+            reference = pred
+            continue
+        diff = pred.stage1_probability - reference.stage1_probability
+        rows[f"tmtv_{name}_stage1_rel_l2"] = float(np.linalg.norm(diff) / np.linalg.norm(reference.stage1_probability))
+        rows[f"tmtv_{name}_mask_differs"] = float(np.mean(pred.mask != reference.mask))
 
 
 def end_to_end(size, device, folder: Path) -> dict:
@@ -142,13 +177,19 @@ def end_to_end(size, device, folder: Path) -> dict:
 
 
 class Table(dict):
-    """The rows, printed as each is measured (a run stopped at its time limit still reports what it measured)
-    and written as JSON at the end."""
+    """The rows, printed and written to ``path`` (JSON) as each is measured: a run stopped at its time limit
+    keeps what it measured."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
         if key != "e2e_tail":
             print(f"{key:<26}  {value:.4g}" if isinstance(value, float) else f"{key:<26}  {value}", flush=True)
+        self.path.write_text(json.dumps(self, indent=1))
 
     def __ior__(self, other):
         for k, v in other.items():
@@ -167,7 +208,7 @@ def main():
     size = SIZES[kind]
     folder = Path(tempfile.mkdtemp(prefix="clips-device-check-"))
     workers = default_workers(device) if a.workers < 0 else a.workers
-    rows = Table()
+    rows = Table(Path(os.environ.get("OUT") or a.out) / "device_check.json")  # the device tool's $OUT if given
     cpu = f"cpu ({torch.get_num_threads()} threads)"
     rows["device"] = torch.cuda.get_device_name() if device.type == "cuda" else cpu
     rows |= {"torch": torch.__version__, "model": size[0], "patch": size[1], "batch": size[2],
@@ -181,12 +222,12 @@ def main():
     bf16 = step_times(device, size, amp=device.type == "cuda", workers=workers, cases=cases)
     rows |= {f"bf16_{k}": v for k, v in bf16.items() if k != "net"}
     rows["bf16_vs_fp32_step"] = bf16["step_s_no_loading"] / fp32["step_s_no_loading"]
+    on_device = step_times(device, size, amp=device.type == "cuda", workers=workers, cases=cases, on_device=True)
+    rows |= {f"bf16_augment_on_device_{k}": v for k, v in on_device.items() if k != "net"}
     rows["inference_s"] = whole_body_inference_s(bf16["net"], device, size[1], size[2], size[5])
     rows["inference_volume"] = "x".join(map(str, size[5]))
-    rows["tmtv_net_inference_s"] = tmtv_net_inference_s(device, TMTV_CASES[kind])
     rows["tmtv_net_volume"] = "x".join(map(str, TMTV_CASES[kind][0][::-1]))
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "device_check.json").write_text(json.dumps(rows, indent=1))
+    tmtv_net_variants(device, TMTV_CASES[kind], rows)
     if rows["e2e_tail"]:
         print(rows["e2e_tail"])
     sys.exit(0 if rows["e2e_ok"] else 1)

@@ -124,8 +124,20 @@ def test_device_check_runs_on_the_cpu(tmp_path):
     rows = json.loads((tmp_path / "device_check.json").read_text())
     assert rows["e2e_ok"] is True and rows["fp32_step_s_no_loading"] > 0 and rows["inference_s"] > 0
     assert rows["fp32_loader_ratio"] > 0 and rows["fp32_loader_ratio_running"] > 0 and "bf16_vs_fp32_step" in rows
-    assert rows["tmtv_net_inference_s"] > 0 and rows["fp32_loader_start_s"] >= 0
+    assert rows["tmtv_released_s"] > 0 and rows["fp32_loader_start_s"] >= 0
+    assert "stage1" in rows["tmtv_released_phases"] and "download" in rows["tmtv_released_phases"]
+    # the options that must not change the released outputs, and half precision, measured against them
+    assert rows["tmtv_tiles_x4_8ch_stage1_rel_l2"] < 1e-5 and rows["tmtv_tiles_x4_8ch_mask_differs"] < 1e-3
+    assert 0 <= rows["tmtv_bf16_mask_differs"] <= 1 and rows["tmtv_bf16_stage1_rel_l2"] >= 0
     assert "loader_ratio" in out.stdout
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from device_check import Table
+
+    partial = Table(tmp_path / "partial" / "device_check.json")
+    partial["first_row"] = 1.5  # written at once: a check stopped at its limit keeps its rows
+    assert json.loads((tmp_path / "partial" / "device_check.json").read_text()) == {"first_row": 1.5}
 
 
 def test_variance_reducers_the_moving_average_is_what_the_run_delivers(tiny_cohort):
