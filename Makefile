@@ -6,7 +6,7 @@ BIN := $(abspath $(VENV))/bin
 # this exact version. Elsewhere override, e.g. TORCH="torch==2.13.0 --index-url <your CPU wheel index>".
 TORCH ?= torch==2.13.0
 
-.PHONY: install demo lint test ui clean-cache
+.PHONY: install demo lint test ui clean-cache device-wheels
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,14 @@ test: lint
 ui: install
 	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port 5000
+
+# Wheels of what a lent GPU machine lacks (benchmarks/device_wheels.txt), for its Python 3.12, into ./wheels/:
+# benchmarks/device_check.py's header has the device tool's run line that carries them.
+device-wheels: install
+	$(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  --platform any -d wheels -r benchmarks/device_wheels.txt
+	@ls wheels | wc -l | xargs echo "wheels in ./wheels:"
 
 clean-cache:
 	rm -rf $${CLIPS_HOME:-$$HOME/.cache/clips}/cache

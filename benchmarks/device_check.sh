@@ -2,12 +2,10 @@
 # The GPU check (benchmarks/device_check.py): one run on a GPU machine, under 8 minutes, offline.
 #   bash benchmarks/device_check.sh [--tiny] [--out DIR]
 # Environment: the project's venv if there is one (.venv), else the machine's python3. On a machine without
-# CLIPS's dependencies (a lent GPU machine has no MLflow and no internet), carry wheels of the missing packages
-# in ./wheels/, one per package the machine lacks (made here with `pip download --no-deps --only-binary=:all:
-# --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64
-# --platform any -d wheels NAME==VERSION`; the list used on 2026-12-04: docs/results.md, "The GPU check"): they
-# are unpacked into a folder on PYTHONPATH without an index and without resolving, so the machine's own torch
-# and numpy stay as they are.
+# CLIPS's dependencies (a lent GPU machine has no MLflow and no internet), carry ./wheels/, made here by
+# `make device-wheels` (benchmarks/device_wheels.txt): they are unpacked into a folder on PYTHONPATH without an
+# index and without resolving, so the machine's own torch and numpy stay as they are. The device tool's run line:
+# benchmarks/device_check.py's header.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=python3
@@ -22,4 +20,4 @@ if ! "$PY" -c "import mlflow, monai, nibabel, optuna" 2>/dev/null; then
     exit 2
   fi
 fi
-exec timeout 480 "$PY" benchmarks/device_check.py "$@"
+exec timeout 470 "$PY" benchmarks/device_check.py "$@"

@@ -125,6 +125,11 @@ def test_device_check_runs_on_the_cpu(tmp_path):
     assert rows["e2e_ok"] is True and rows["fp32_step_s_no_loading"] > 0 and rows["inference_s"] > 0
     assert rows["fp32_loader_ratio"] > 0 and rows["fp32_loader_ratio_running"] > 0
     assert rows["bf16_augment_on_device_loader_ratio"] > 0 and "bf16_vs_fp32_step" not in rows  # a GPU's row
+    assert 0 < rows["step_achieved_vs_peak"] < 2 and rows["gemm_peak_tflops"] > 0 and rows["step_tflop"] > 0
+    assert rows["step_fused_adamw_vs_default"] > 0 and rows["step_channels_last_flipped_vs_default"] > 0
+    sections = {k: v for k, v in rows.items() if k.startswith("section_")}
+    assert len(sections) == 4 and all(isinstance(v, float) for v in sections.values()), sections  # none cut off
+    assert "logical cores" in rows["env_cpu"] and "monai" in rows["env_versions"]
     assert rows["tmtv_released_s"] > 0 and rows["fp32_loader_start_s"] >= 0
     assert "stage1" in rows["tmtv_released_phases"] and "download" in rows["tmtv_released_phases"]
     # the options that must not change the released outputs, and half precision, measured against them
@@ -134,11 +139,17 @@ def test_device_check_runs_on_the_cpu(tmp_path):
     import sys
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from device_check import Table
+    import time
+
+    from device_check import Table, section
 
     partial = Table(tmp_path / "partial" / "device_check.json")
     partial["first_row"] = 1.5  # written at once: a check stopped at its limit keeps its rows
     assert json.loads((tmp_path / "partial" / "device_check.json").read_text()) == {"first_row": 1.5}
+    with section(partial, "slow", 1):  # a part past its deadline stops with a row, and the check goes on
+        time.sleep(5)
+        partial["never"] = 1.0
+    assert partial["section_slow_s"] == "stopped at its 1 s deadline" and "never" not in partial
 
 
 def test_variance_reducers_the_moving_average_is_what_the_run_delivers(tiny_cohort):
