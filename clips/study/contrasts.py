@@ -66,17 +66,29 @@ def _row(name, family, subset, measure, a: pd.DataFrame, b: pd.DataFrame, tested
     return row
 
 
+VS = " vs "  # a contrast's name in every table: "variant vs reference"
+
+
+def contrast_name(variant: str, reference: str) -> str:
+    return f"{variant}{VS}{reference}"
+
+
+def contrast_arms(name: str) -> tuple[str, ...]:
+    """The arms of a declared contrast's name (variant, reference), read back by the looks."""
+    return tuple(name.split(VS))
+
+
 def contrast_pairs(per_patient: pd.DataFrame, primary: list[str], baseline: str = BASELINE):
     """(name, variant rows, reference rows, family, how): the declared contrasts and the A/A check."""
     arms = {c: t for c, t in per_patient.groupby("curriculum", sort=False)}
-    pairs = [(f"{v} vs {r}", arms[v], arms[r], fam, "") for v, r, fam in declared_contrasts(list(arms), primary,
-                                                                                           baseline)]
+    pairs = [(contrast_name(v, r), arms[v], arms[r], fam, "")
+             for v, r, fam in declared_contrasts(list(arms), primary, baseline)]
     if baseline in arms:
         others = [t["seed"].nunique() for c, t in arms.items() if c != baseline]
         sides = aa_sides(arms[baseline], max(others) if others else arms[baseline]["seed"].nunique() // 2)
         if sides is not None:
             a, b, how = sides
-            pairs.append((f"{baseline} vs {baseline} (A/A)", a, b, CALIBRATION, how))
+            pairs.append((contrast_name(baseline, baseline) + " (A/A)", a, b, CALIBRATION, how))
     return pairs
 
 
@@ -251,7 +263,7 @@ def sequential_statement(decisions: pd.DataFrame, plan, arms: list[str], folds: 
     seeds = dict.fromkeys(arms, plan.max_seeds)  # an arm in no primary contrast trains to the end
     in_contrast: dict[str, int] = {}
     for _, r in rows.iterrows():
-        for arm in r["contrast"].split(" vs "):
+        for arm in contrast_arms(r["contrast"]):
             in_contrast[arm] = max(in_contrast.get(arm, 0), int(r["look"]))
     seeds |= {a: k for a, k in in_contrast.items() if a in seeds}
     used = folds * sum(seeds.values())

@@ -319,7 +319,7 @@ def _time_for_a_child(scfg: StudyConfig, client: MlflowClient, exp: str, parent_
     walls = sorted((r.info.end_time - r.info.start_time) / 1000
                    for r in finished_children(client, exp, parent_id).values() if r.info.end_time)
     left = deadline - time.time()
-    needed = walls[len(walls) // 2] if walls else 0.0
+    needed = walls[len(walls) // 2] if walls else 0.0  # the upper middle of an even count: the cautious one
     if needed <= left:
         return True
     log(f"[{scfg.name()}] not claiming another job: a child takes about {needed / 60:.1f} min (the median of "
@@ -451,6 +451,7 @@ def _look(scfg: StudyConfig, queue: JobQueue, parent_id: str, seed: int, log, ea
     import tempfile
 
     from clips.study.compare import compare_and_log
+    from clips.study.contrasts import contrast_arms
 
     plan = scfg.plan()
     if seed + 1 < plan.min_seeds:
@@ -467,7 +468,7 @@ def _look(scfg: StudyConfig, queue: JobQueue, parent_id: str, seed: int, log, ea
     for r in rows.itertuples():
         log(f"[{scfg.name()}] look after {seed + 1} seeds: {r.contrast}: {r.decision} "
             f"(p boundary {r.boundary:.4f}, Dice {r.estimate_naive:+.3f})")
-    stopped = {tuple(r.contrast.split(" vs ")): r.decision != "continue" for r in rows.itertuples()}
+    stopped = {contrast_arms(r.contrast): r.decision != "continue" for r in rows.itertuples()}
     arms = {a for pair in stopped for a in pair}
     done_arms = [a for a in sorted(arms) if all(v for pair, v in stopped.items() if a in pair)]
     withdrawn = set(queue.meta.get("withdrawn", []))
