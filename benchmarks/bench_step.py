@@ -70,11 +70,22 @@ def make_step(patch: int, batch: int, channels_last: bool = False, compiled: boo
     return lambda: optimise(forward, cur, idx, x, y, loss_fn, opt, "cpu")
 
 
+def gemm_rate(n: int, repeats: int, device: torch.device | str = "cpu", dtype=torch.float32) -> float:
+    """FLOP/s of an n x n matrix product (2 n^3 FLOPs) on ``device`` in ``dtype``, the GPU waited for: the
+    machine's own peak for dense work (benchmarks/device_check.py sets the GPU step against it in bf16)."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+
+    def gemm():
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    return 2 * n ** 3 / seconds(gemm, repeats)
+
+
 def peak_kernels(quick: bool) -> dict[str, float]:
     """FLOP/s of a large GEMM and of a large 3D convolution on the current threads."""
-    n = 1536 if quick else 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    gemm = lambda: a @ b  # noqa: E731
     conv = torch.nn.Conv3d(32, 32, 3, padding=1).eval()
     v = torch.randn(2, 32, 48 if quick else 64, 48 if quick else 64, 48 if quick else 64)
 
@@ -82,10 +93,9 @@ def peak_kernels(quick: bool) -> dict[str, float]:
         with torch.no_grad():
             conv(v)
 
-    out = {}
-    for name, fn in (("gemm", gemm), ("conv3d", conv_fwd)):
-        out[name] = flops_of(fn) / seconds(fn, 3 if quick else 5)
-    return out
+    repeats = 3 if quick else 5
+    return {"gemm": gemm_rate(1536 if quick else 2048, repeats),
+            "conv3d": flops_of(conv_fwd) / seconds(conv_fwd, repeats)}
 
 
 def main():

@@ -80,7 +80,7 @@ def main():
         plan = (plan_batch(cur, sampler, rng, weights, batch) for _ in range(steps))
         sync(device)
         t0 = time.perf_counter()
-        for idx, x, y in epoch_batches(dataset, plan, workers, device.type == "cuda"):
+        for idx, x, y in epoch_batches(dataset, plan, workers, device):
             optimise(net, cur, idx, x, y, loss_fn, opt, device, amp)
         sync(device)
         return time.perf_counter() - t0

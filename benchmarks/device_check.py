@@ -101,7 +101,7 @@ def step_times(device, size, amp: bool, workers: int, cases, on_device: bool = F
         end = time.perf_counter()
         return (end - t0) / steps, first - t0, (end - first) / steps
 
-    held = [(i, x.to(device), y.to(device)) for i, x, y in epoch_batches(dataset, plan(99), 0, device=device)]
+    held = [(i, x.to(device), y.to(device)) for i, x, y in epoch_batches(dataset, plan(99), 0, device)]
 
     def no_loading():
         sync(device)
@@ -172,31 +172,12 @@ def tmtv_net_variants(device, case, rows) -> None:
         rows[f"tmtv_{name}_mask_differs"] = float(np.mean(pred.mask != reference.mask))
 
 
-def gemm_rate(device) -> float:
-    """The card's own dense matrix-multiply rate (FLOP/s): bfloat16 8192^2 on a GPU, float32 1024^2 on the CPU
-    fallback; the peak the step is set against."""
-    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (1024, torch.float32)
-    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
-
-    def gemm():
-        a @ b
-        sync(device)
-
-    gemm()
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        gemm()
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / float(np.median(times))
-
-
 def step_variants(device, size, amp: bool, rows) -> None:
     """The step without loading against the card's GEMM rate (``step_achieved_vs_peak``: FLOPs counted by
     torch.utils.flop_counter, forward and backward), and what each setting does to it, as ratios to the default
     in the same run: channels_last_3d off (the default on a GPU has it on), the fused AdamW, and on a GPU
     torch.compile (its compile time apart)."""
-    from bench_step import flops_of
+    from bench_step import flops_of, gemm_rate
 
     model, patch, batch = size[:3]
     x = torch.rand(batch, 5, patch, patch, patch, device=device)
@@ -227,7 +208,8 @@ def step_variants(device, size, amp: bool, rows) -> None:
     net = SegNet(model).to(device).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
     flops = flops_of(lambda: optimise(net, cur, idx, x, y, loss_fn, opt, device, amp))
-    peak = gemm_rate(device)
+    # the card's own dense rate: bf16 8192^2 on a GPU, float32 1024^2 on the CPU fallback
+    peak = gemm_rate(8192, 5, device, torch.bfloat16) if device.type == "cuda" else gemm_rate(1024, 5)
     rows["step_tflop"] = flops / 1e12
     rows["gemm_peak_tflops"] = peak / 1e12
     rows["step_achieved_vs_peak"] = flops / default / peak

@@ -99,11 +99,10 @@ class PatchLoader:
             yield idx.numpy(), x, y
 
 
-def epoch_batches(dataset: PatchDataset, plan: Iterator[list], workers: int, pin_memory: bool = False,
-                  device: torch.device | str | None = None):
+def epoch_batches(dataset: PatchDataset, plan: Iterator[list], workers: int, device: torch.device | str = "cpu"):
     """(indices, x, y) for each planned step of one pass, by a loader of its own (a training keeps one
-    :class:`PatchLoader` instead, so that its workers start once)."""
-    device = device or ("cuda" if pin_memory else "cpu")
+    :class:`PatchLoader` instead, so that its workers start once); batches bound for a GPU ``device`` come in
+    pinned memory."""
     yield from PatchLoader(dataset, workers, device).epoch(plan)
 
 

@@ -53,8 +53,7 @@ def take_steps(model, curriculum, patches: PatchDataset, rng: np.random.Generato
     persistent ``loader`` a training keeps), then optimised. Yields (patient indices, loss terms) per step;
     benchmarks time exactly this path."""
     plan = (plan_batch(curriculum, patches.sampler, rng, weights, batch_size) for _ in range(steps))
-    batches = loader.epoch(plan) if loader is not None else epoch_batches(
-        patches, plan, workers, torch.device(device).type == "cuda", device)
+    batches = loader.epoch(plan) if loader is not None else epoch_batches(patches, plan, workers, device)
     for idx, x, y in batches:
         yield idx, optimise(model, curriculum, idx, x, y, loss_fn, opt, device, amp, grad_clip)
 
