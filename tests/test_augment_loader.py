@@ -98,25 +98,87 @@ def test_a_persistent_loader_keeps_its_workers_and_follows_a_patch_size_change()
         assert np.array_equal(i0, i1) and torch.equal(y0, y1) and torch.allclose(x0, x1, atol=1e-5)
 
 
+def test_a_loader_with_workers_starts_on_the_plan_when_the_epoch_begins():
+    """The next epoch begins before validation (clips/training/trainer.py: begin_early): its workers must be
+    preparing batches before the first is asked for; in this process (no workers) nothing is drawn ahead."""
+    from clips.data.loader import PatchLoader
+
+    sampler = PatchSampler(_cases(), (8, 8, 8), 0.7)
+    for workers, ahead in ((1, 2), (0, 0)):  # a worker prepares PREFETCH (2) batches ahead
+        pulled = []
+
+        def plan(pulled=pulled):
+            for batch in _plan(sampler, 0, steps=4):
+                pulled.append(batch)
+                yield batch
+
+        loader = PatchLoader(PatchDataset(sampler, Augmentation("none")), workers=workers)
+        batches = loader.epoch(plan())
+        assert len(pulled) == ahead
+        assert len(list(batches)) == 4 and len(pulled) == 4
+
+
+def _noise_fires(aug: Augmentation, seed: int) -> bool:
+    """Whether the device preset's noise transform adds noise to the patch of augmentation seed ``seed`` (its own
+    random state, as the preset's Compose seeds it, decides)."""
+    compose = aug.device_compose("cpu")
+    compose.set_random_state(seed=seed % 2 ** 32)
+    noise = next(t for t in compose.transforms if type(t).__name__ == "_TorchGaussianNoised")
+    noise.randomize(None)
+    return noise._do_transform
+
+
 @pytest.mark.parametrize("augmentation", ["none", "default", "physical"])
 def test_augmentation_on_the_device_gives_the_workers_batches(augmentation):
     """augment_on=device, through the CPU device: workers hand over float16 and uint8 crops, the batch is
-    augmented where it lies with each patch's seed, and it is the batch the workers' augmentation gives."""
+    augmented where it lies with each patch's seed, and it is the batch the workers' augmentation gives: the same
+    labels, the same images but where the noise is drawn (by torch on the device, not NumPy: other numbers, the
+    same spread), and the same again for the same seeds."""
     from clips.data.loader import PatchLoader
 
     cases = [Case(c.patient_id, c.image.astype(np.float16), c.label, c.tmtv_ml) for c in _cases()]  # as stored
     sampler = PatchSampler(cases, (16, 16, 16), 0.7)
-    raw = PatchDataset(sampler, Augmentation(augmentation, (4.0, 4.0, 4.0)), on_device=True)
+    aug = Augmentation(augmentation, (4.0, 4.0, 4.0))
+    raw = PatchDataset(sampler, aug, on_device=True)
     i, image, label, seed = raw[_plan(sampler, 0)[0][0]]
     assert image.dtype == torch.float16 and label.dtype == torch.uint8 and label.shape == (1, 16, 16, 16)
-    on_device = list(PatchLoader(raw, workers=0, device="cpu").epoch(iter(_plan(sampler, 5))))
+    steps = 12
+    on_device = list(PatchLoader(raw, workers=0, device="cpu").epoch(iter(_plan(sampler, 5, steps))))
+    again = list(PatchLoader(raw, workers=0, device="cpu").epoch(iter(_plan(sampler, 5, steps))))
     in_workers = list(epoch_batches(PatchDataset(sampler, Augmentation(augmentation, (4.0, 4.0, 4.0))),
-                                    iter(_plan(sampler, 5)), 0))
-    plain = list(epoch_batches(PatchDataset(sampler, Augmentation("none")), iter(_plan(sampler, 5)), 0))
-    changed = 0
-    for (i0, x0, y0), (i1, x1, y1), (_, xp, _) in zip(on_device, in_workers, plain, strict=True):
+                                    iter(_plan(sampler, 5, steps)), 0))
+    plain = list(epoch_batches(PatchDataset(sampler, Augmentation("none")), iter(_plan(sampler, 5, steps)), 0))
+    seeds = [raw[item][3] for batch in _plan(sampler, 5, steps) for item in batch]
+    fired = [bool(aug) and _noise_fires(aug, s) for s in seeds]
+    changed, k = 0, 0
+    for (i0, x0, y0), (_, xa, ya), (i1, x1, y1), (_, xp, _) in zip(on_device, again, in_workers, plain, strict=True):
         assert x0.dtype == torch.float32 and y0.dtype == torch.int64 and x0.shape == (2, 5, 16, 16, 16)
         assert set(y0.unique().tolist()) <= {0, 1} and np.array_equal(i0, i1)
-        assert torch.equal(y0, y1) and torch.allclose(x0, x1, atol=1e-5)  # the same seed, the same patch
+        assert torch.equal(x0, xa) and torch.equal(y0, ya)  # a seed is one training
+        assert torch.equal(y0, y1)  # the same spatial draws
+        for j in range(len(x0)):
+            assert torch.allclose(x0[j], x1[j], atol=1e-5) != fired[k]  # the same patch, but for the noise
+            k += 1
         changed += not torch.allclose(x0, xp)
     assert (augmentation == "none") == (changed == 0)  # the comparison is not of two untouched crops
+    assert augmentation == "none" or 0 < sum(fired) < len(fired)  # both kinds of patch were compared
+
+
+def test_the_device_noise_is_seeded_gaussian_noise_of_the_preset_spread():
+    """_TorchGaussianNoised: MONAI's prob and spread (std drawn in [0, 0.02]), noise of mean 0 drawn by torch where
+    the image lies, the same for the same seed, shared by the keys it names."""
+    from clips.data.augment import _TorchGaussianNoised
+
+    noise = _TorchGaussianNoised(("a", "b"), prob=1.0, std=0.02)
+    data = {"a": torch.zeros(5, 24, 24, 24), "b": torch.ones(5, 24, 24, 24), "c": torch.zeros(3)}
+    draws = []
+    for seed in (1, 1, 2):
+        noise.set_random_state(seed=seed)
+        draws.append(noise(data))
+    first, same, other = draws
+    assert torch.equal(first["a"], same["a"]) and not torch.equal(first["a"], other["a"])
+    assert torch.allclose(first["b"] - 1, first["a"], atol=1e-6) and torch.equal(first["c"], data["c"])
+    std = float(first["a"].std())
+    assert 0 < std <= 0.02 and abs(float(first["a"].mean())) < 4 * std / first["a"].numel() ** 0.5
+    never = _TorchGaussianNoised("a", prob=0.0, std=0.02)
+    assert never(data)["a"] is data["a"]
