@@ -88,10 +88,19 @@ class PatchLoader:
                                  worker_init_fn=_one_thread if workers else None,
                                  multiprocessing_context="fork" if workers else None)
 
-    def epoch(self, plan: Iterator[list]):
-        """(indices, x, y) for each planned step of one epoch."""
+    @property
+    def workers(self) -> int:
+        return self.loader.num_workers
+
+    def epoch(self, plan: Iterator[list]) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """(indices, x, y) for each planned step of one epoch. The workers start on the plan now, not at the first
+        batch asked for: a training begins its next epoch before validating this one (clips/training/trainer.py),
+        so their first batches are ready when its steps start."""
         self.feed.plan = plan
-        for idx, x, y, seeds in self.loader:
+        return self._batches(iter(self.loader))
+
+    def _batches(self, batches) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        for idx, x, y, seeds in batches:
             if self.dataset.on_device:
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True)

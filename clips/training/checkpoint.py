@@ -1,6 +1,7 @@
 """Checkpoints: written atomically to a local folder, mirrored to the run's artifacts."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import pickle
@@ -37,12 +38,18 @@ def save_last(path: Path, t, metrics: dict) -> None:
     run's privacy."""
     save({
         "model": t.model.state_dict(), "preset": t.cfg.model, "optimizer": t.optimizer.state_dict(),
-        "scheduler": t.scheduler.state_dict(), "curriculum": t.curriculum.state_dict(),
-        "numpy_rng": t.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+        "scheduler": t.scheduler.state_dict(), **(t.resume_point or resume_point(t)),
         "state": dataclasses.asdict(t.state), "config": t.privacy.params(t.cfg.as_params()),
         "curriculum_rows": t.clog.indexed_rows(),
         "metrics": metrics, "ema": t.ema.state_dict() if t.ema is not None else None, "run_id": t.run_id,
     }, path)
+
+
+def resume_point(t) -> dict:
+    """What the next epoch begins from, beyond the network and optimiser: the curriculum's state and the training's
+    generators, copied (the trainer takes it before it begins the next epoch early, and saves it after validation)."""
+    return {"curriculum": copy.deepcopy(t.curriculum.state_dict()), "numpy_rng": t.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state()}
 
 
 LAST_KEYS = ("model", "optimizer", "scheduler", "curriculum", "state", "config")

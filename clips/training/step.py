@@ -44,16 +44,29 @@ def build_curriculum(cls: type[Curriculum], options, schedule: Schedule, difficu
     return curriculum, holder["model"]
 
 
+def planned_batches(curriculum, patches: PatchDataset, rng: np.random.Generator, weights, batch_size: int,
+                    steps: int, loader: PatchLoader | None = None, workers: int = 0,
+                    device: str | torch.device = "cpu") -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """The (indices, x, y) of ``steps`` steps, each planned as the loader asks for it (the curriculum's batch hook,
+    or a draw by ``weights``), cropped and augmented by the persistent ``loader`` a training keeps (whose workers
+    start on the plan at once) or by ``workers`` processes of a pass of its own (0: this process)."""
+    plan = (plan_batch(curriculum, patches.sampler, rng, weights, batch_size) for _ in range(steps))
+    return loader.epoch(plan) if loader is not None else epoch_batches(patches, plan, workers, device)
+
+
 def take_steps(model, curriculum, patches: PatchDataset, rng: np.random.Generator, weights, batch_size: int,
                steps: int, loss_fn, opt, device: str | torch.device = "cpu", workers: int = 0, amp: bool = False,
                grad_clip: float = 0.0, loader: PatchLoader | None = None
                ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-    """``steps`` optimisation steps as the trainer takes them: each planned here (the curriculum's batch hook,
-    or a draw by ``weights``), cropped and augmented by ``workers`` loader processes (0: this process; or by the
-    persistent ``loader`` a training keeps), then optimised. Yields (patient indices, loss terms) per step;
-    benchmarks time exactly this path."""
-    plan = (plan_batch(curriculum, patches.sampler, rng, weights, batch_size) for _ in range(steps))
-    batches = loader.epoch(plan) if loader is not None else epoch_batches(patches, plan, workers, device)
+    """``steps`` optimisation steps as the trainer takes them: their batches (:func:`planned_batches`), each
+    optimised. Yields (patient indices, loss terms) per step; benchmarks time exactly this path."""
+    batches = planned_batches(curriculum, patches, rng, weights, batch_size, steps, loader, workers, device)
+    yield from optimise_batches(model, curriculum, batches, loss_fn, opt, device, amp, grad_clip)
+
+
+def optimise_batches(model, curriculum, batches, loss_fn, opt, device: str | torch.device = "cpu", amp: bool = False,
+                     grad_clip: float = 0.0) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
+    """Each of ``batches`` (indices, x, y) optimised (:func:`optimise`): (patient indices, loss terms) per step."""
     for idx, x, y in batches:
         yield idx, optimise(model, curriculum, idx, x, y, loss_fn, opt, device, amp, grad_clip)
 

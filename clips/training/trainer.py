@@ -2,8 +2,9 @@
 
 One run: load the data -> start (or attach to, or resume) the MLflow run -> :func:`build`
 the training -> :func:`restore` a checkpoint, or log the run's inputs -> per epoch
-:func:`run_epoch`, :func:`validate`, :func:`save_epoch` -> :func:`finish`: evaluate the
-best model on the patients' own grids, log tables, figures and the model.
+:func:`run_epoch` (its batches from :func:`begin_epoch`), :func:`validate`, :func:`save_epoch` -> :func:`finish`:
+evaluate the best model on the patients' own grids, log tables, figures and the model. With loader workers (a GPU
+training) the next epoch begins before this one's validation (:func:`begin_early`).
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ from clips.training.checkpoint import LoopState
 from clips.training.cohort import load_data
 from clips.training.collapse import collapse_epoch
 from clips.training.curriculum_log import CurriculumLog
-from clips.training.step import Schedule, build_curriculum, take_steps
+from clips.training.step import Schedule, build_curriculum, optimise_batches, planned_batches
 from clips.training.system import BusyWatch, SystemSampler
 from clips.training.teacher_scoring import difficulty_table
 from clips.training.timing import PhaseTimer
@@ -90,11 +91,14 @@ class Training:
     timer: PhaseTimer = field(default_factory=PhaseTimer)  # where the run's time goes (time/* metrics)
     ema: torch.optim.swa_utils.AveragedModel | None = None  # the weights' moving average, with ema_decay > 0
     loader: PatchLoader | None = None  # the persistent loader, made by the first epoch
+    compiled: torch.nn.Module | None = None  # the torch.compile'd forward pass, with compile=true
+    # what a run resumed after the last finished epoch starts from (generators, curriculum), taken before the next
+    # epoch began early; None: the live state is that (checkpoint.save_last)
+    resume_point: dict | None = None
 
     def delivered(self) -> torch.nn.Module:
         """The network validation judges and the run delivers: the moving average when there is one."""
         return self.ema.module if self.ema is not None else self.model
-    compiled: torch.nn.Module | None = None  # the torch.compile'd forward pass, with compile=true
 
     def ids(self, split: str) -> list[str]:
         return self.cohort.ids(split)
@@ -130,10 +134,12 @@ def train(cfg: TrainConfig, log=print, run_id: str | None = None, on_validation=
         first = training.state.epoch + 1
         began = time.perf_counter()
         system = SystemSampler(training.device)
+        begun = None
         for epoch in range(first, cfg.epochs):
             started = time.perf_counter()
             with timer("steps"), _leaving(training):
-                metrics = run_epoch(training, epoch)
+                metrics = run_epoch(training, epoch, begun)
+                begun = begin_early(training, epoch + 1)
             with timer("validation"):
                 val_eval = validate(training, epoch, metrics)
             metrics["epoch_time_s"] = time.perf_counter() - started
@@ -286,14 +292,54 @@ def log_inputs(training: Training) -> None:
     mlflow.log_table(training.privacy.table(training.cohort_scores), schema.COHORT_DIFFICULTY)
 
 
-def run_epoch(training: Training, epoch: int) -> dict:
-    """The epoch's optimisation steps with the curriculum's hooks; returns the epoch's metrics."""
+@dataclass
+class EpochStart:
+    """An epoch begun: the curriculum's weights and batch size for it, and its batches, which the loader's workers
+    prepare from the moment it began."""
+
+    epoch: int
+    weights: np.ndarray
+    batches: object  # an iterator of (indices, x, y): clips.training.step.planned_batches
+
+
+def begin_epoch(training: Training, epoch: int) -> EpochStart:
+    """The curriculum's weights and sample shape for ``epoch``, and its batches set going."""
     cfg, cur = training.cfg, training.curriculum
     n = len(training.ids("train"))
     weights = np.asarray(cur.epoch_weights(epoch), float)
     if weights.shape != (n,) or not np.all(weights >= 0) or weights.sum() <= 0:
         raise ClipsError(f"curriculum {cfg.curriculum} gave invalid epoch weights at epoch {epoch}")
     training.sampler.patch, batch_size = cur.sample_shape(epoch, cfg.patch_size, cfg.batch_size)
+    if training.loader is None:
+        workers = default_workers(training.device) if cfg.workers < 0 else cfg.workers
+        training.loader = PatchLoader(training.patches, workers, training.device)
+    batches = planned_batches(cur, training.patches, training.rng, weights, batch_size, cfg.steps_per_epoch,
+                              training.loader)
+    return EpochStart(epoch, weights, batches)
+
+
+def begin_early(training: Training, epoch: int) -> EpochStart | None:
+    """``epoch`` begun before the previous one is validated and checkpointed, so that the loader's workers prepare
+    its first batches while the network is validated: with workers only (a GPU training; on the CPU the step
+    computes on every core and there are none, and nothing changes). Beginning draws from the training's generator
+    (the plan) and may move the curriculum's state, so the state a run resumed from this checkpoint must start
+    from is taken first (:attr:`Training.resume_point`); that run begins ``epoch`` itself, from there, and plans
+    what this one planned. Nothing a curriculum plans with comes from validation."""
+    training.resume_point = None
+    if epoch >= training.cfg.epochs or not training.loader.workers:
+        return None
+    training.resume_point = checkpoint.resume_point(training)
+    return begin_epoch(training, epoch)
+
+
+def run_epoch(training: Training, epoch: int, begun: EpochStart | None = None) -> dict:
+    """The epoch's optimisation steps with the curriculum's hooks (its batches ``begun`` early, or begun now);
+    returns the epoch's metrics."""
+    cfg, cur = training.cfg, training.curriculum
+    n = len(training.ids("train"))
+    if begun is None or begun.epoch != epoch:
+        begun = begin_epoch(training, epoch)
+    weights = begun.weights
     training.model.train()
     # The epoch's losses add up on the device, in float64 (the sums a NumPy accumulation gave), and are read once
     # at its end: no host synchronisation per step.
@@ -301,12 +347,8 @@ def run_epoch(training: Training, epoch: int) -> dict:
     loss_sum = torch.zeros(n, dtype=torch.float64, device=training.device)
     loss_n = np.zeros(n)
     forward = _compiled(training) if cfg.compile else training.model
-    if training.loader is None:
-        workers = default_workers(training.device) if cfg.workers < 0 else cfg.workers
-        training.loader = PatchLoader(training.patches, workers, training.device)
-    steps = take_steps(forward, cur, training.patches, training.rng, weights, batch_size, cfg.steps_per_epoch,
-                       training.loss_fn, training.optimizer, training.device, amp=cfg.amp, grad_clip=cfg.grad_clip,
-                       loader=training.loader)
+    steps = optimise_batches(forward, cur, begun.batches, training.loss_fn, training.optimizer, training.device,
+                             amp=cfg.amp, grad_clip=cfg.grad_clip)
     for step, (idx, terms) in enumerate(steps):
         failpoints.reached("step", epoch, step)
         training.scheduler.step()
