@@ -11,8 +11,10 @@ TMTV-Net's two stages on an autoPET-sized whole body (400 x 400 x 326 at 2.04 x 
 since the time does not depend on them and the released files stay at the site), by phase, with batched tiles,
 the refiner's input padded to 8 channels and half precision, each compared with the released settings' output;
 the step without loading against the card's own bf16 GEMM rate (``step_achieved_vs_peak``) with channels-last,
-the fused AdamW and torch.compile as ratios to it; the loader with augmentation on the device beside the workers';
-the environment the figures depend on; and one end-to-end MLflow training of a few steps (a local SQLite store).
+the fused AdamW and torch.compile as ratios to it; the loader with augmentation on the device beside the
+workers', and per patch the noise and the preset drawn on the host against on the device
+(benchmarks/bench_augment_on_device.py); the environment the figures depend on; and one end-to-end MLflow
+training of a few steps (a local SQLite store).
 Each part has its own deadline (:func:`section`). ``--tiny`` runs the same code on small sizes on the CPU (the test
 suite runs it so). Prints one table, row by row as measured, and writes ``device_check.json`` (under ``$OUT`` when
 set, else ``--out``) after every row.
@@ -339,6 +341,11 @@ def main():
         rows |= {f"bf16_augment_on_device_{k}": v for k, v in on_device.items() if k != "net"}
         rows["inference_s"] = whole_body_inference_s(on_device["net"], device, size[1], size[2], size[5])
         rows["inference_volume"] = "x".join(map(str, size[5]))
+    with section(rows, "augment", 30):
+        import bench_augment_on_device  # the noise and the preset per patch, host against device
+
+        measured = bench_augment_on_device.main(["--device", str(device), "--size", str(size[1]), "--patches", "4"])
+        rows |= {f"augment_{k}": v for k, v in measured.items()}
     with section(rows, "tmtv_net", 120):
         rows["tmtv_net_volume"] = "x".join(map(str, TMTV_CASES[kind][0][::-1]))
         tmtv_net_variants(device, TMTV_CASES[kind], rows)

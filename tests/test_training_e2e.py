@@ -128,7 +128,8 @@ def test_device_check_runs_on_the_cpu(tmp_path):
     assert 0 < rows["step_achieved_vs_peak"] < 2 and rows["gemm_peak_tflops"] > 0 and rows["step_tflop"] > 0
     assert rows["step_fused_adamw_vs_default"] > 0 and rows["step_channels_last_flipped_vs_default"] > 0
     sections = {k: v for k, v in rows.items() if k.startswith("section_")}
-    assert len(sections) == 4 and all(isinstance(v, float) for v in sections.values()), sections  # none cut off
+    assert len(sections) == 5 and all(isinstance(v, float) for v in sections.values()), sections  # none cut off
+    assert rows["augment_noise_monai_host_s"] > 0 and rows["augment_preset_device_s"] > 0
     assert "logical cores" in rows["env_cpu"] and "monai" in rows["env_versions"]
     assert rows["tmtv_released_s"] > 0 and rows["fp32_loader_start_s"] >= 0
     assert "stage1" in rows["tmtv_released_phases"] and "download" in rows["tmtv_released_phases"]
