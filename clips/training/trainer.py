@@ -294,8 +294,8 @@ def log_inputs(training: Training) -> None:
 
 @dataclass
 class EpochStart:
-    """An epoch begun: the curriculum's weights and batch size for it, and its batches, which the loader's workers
-    prepare from the moment it began."""
+    """An epoch begun: the curriculum's weights for it (its sample shape is set on the sampler and carried by each
+    planned patch), and its batches, which the loader's workers prepare from the moment it began."""
 
     epoch: int
     weights: np.ndarray
