@@ -2,15 +2,16 @@
 # Appends the finished children of this machine's chunk to per_patient.csv beside this file (rows of runs already
 # in it are left as they are: the file is appended, never rewritten), and records the chunk in design.json.
 # Run it after every seed round and before the machine goes; pause the study around it (kill -STOP / -CONT).
+# STUDY=confirm_aa STARTED=started_aa.txt ./collect.sh appends the A/A check's extra baseline seed (aa.sh).
 set -eu
+export STUDY=${STUDY:-confirm} STARTED=${STARTED:-started.txt}
 HERE=$(cd "$(dirname "$0")" && pwd)
-cd /work/studies/confirm
-export CLIPS_HOME=$PWD/home MLFLOW_TRACKING_URI=sqlite:///$PWD/mlflow.db PYTHONPATH=$PWD/code
-PY=/work/main/.venv/bin/python
+source "$HERE/env.sh"
 parent=$($PY - <<'PYEOF'
+import os
 import mlflow
 runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-    filter_string="tags.`clips.study_name` = 'confirm' and tags.`clips.role` = 'study_parent'")
+    filter_string=f"tags.`clips.study_name` = '{os.environ['STUDY']}' and tags.`clips.role` = 'study_parent'")
 print(runs[0].info.run_id if runs else "")
 PYEOF
 )
@@ -29,7 +30,7 @@ if old is not None:
 new = new.sort_values(["seed", "curriculum", "fold", "patient_id"])
 design = json.loads((here / "design.json").read_text())
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-chunk = {"started": open("started.txt").read().strip(), "collected": datetime.datetime.now(datetime.timezone.utc)
+chunk = {"started": open(os.environ["STARTED"]).read().strip(), "collected": datetime.datetime.now(datetime.timezone.utc)
          .strftime("%Y-%m-%dT%H:%MZ"), "machine": f"{socket.gethostname()} ({cpu}, {os.cpu_count()} cores)",
          "store_parent_run": open("parent.txt").read().strip() if pathlib.Path("parent.txt").exists() else ""}
 mine = pd.read_csv(sys.argv[2])  # every finished child of this machine's store
@@ -42,6 +43,8 @@ chunk["cohort_digest"] = first.data.tags.get("clips.cohort_digest", "")
 known = {c.get("cohort_digest") for c in design.get("chunks", []) if c.get("cohort_digest")}
 if known and chunk["cohort_digest"] not in known:
     sys.exit(f"this chunk's cohort digest {chunk['cohort_digest']} is not the earlier chunks' {known}: not appended")
+same = [c for c in design.get("chunks", []) if c.get("started") == chunk["started"]]
+chunk = {**(same[0] if same else {}), **chunk}  # collected again: the record's other keys (its purpose) stay
 chunks = [c for c in design.get("chunks", []) if c.get("started") != chunk["started"]]
 design["chunks"] = chunks + [chunk]
 new.to_csv(table, mode="a", header=old is None, index=False)

@@ -7,11 +7,7 @@
 #   FIRST=0 ./run.sh   (the first chunk; later chunks: FIRST=<the first seed round not yet complete>)
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
-cd /work/studies/confirm
-export CLIPS_HOME=$PWD/home MLFLOW_TRACKING_URI=sqlite:///$PWD/mlflow.db PYTHONPATH=$PWD/code
-want=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['snapshot'])" "$HERE/design.json")
-[ "$(git -C code rev-parse HEAD)" = "$want" ] || { echo "code/ is not the pinned snapshot $want"; exit 2; }
-PY=/work/main/.venv/bin/python
+source "$HERE/env.sh"
 EARLIER=()
 [ -s "$HERE/per_patient.csv" ] && EARLIER=(--earlier-chunks "$HERE/per_patient.csv")
 [ -s started.txt ] || date -u +%FT%TZ > started.txt  # when this machine's chunk began
