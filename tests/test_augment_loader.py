@@ -121,9 +121,11 @@ def test_a_loader_with_workers_starts_on_the_plan_when_the_epoch_begins():
 def _noise_fires(aug: Augmentation, seed: int) -> bool:
     """Whether the device preset's noise transform adds noise to the patch of augmentation seed ``seed`` (its own
     random state, as the preset's Compose seeds it, decides)."""
+    from clips.data.augment import _TorchGaussianNoised
+
     compose = aug.device_compose("cpu")
     compose.set_random_state(seed=seed % 2 ** 32)
-    noise = next(t for t in compose.transforms if type(t).__name__ == "_TorchGaussianNoised")
+    noise = next(t for t in compose.transforms if isinstance(t, _TorchGaussianNoised))
     noise.randomize(None)
     return noise._do_transform
 

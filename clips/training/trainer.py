@@ -297,7 +297,6 @@ class EpochStart:
     """An epoch begun: the curriculum's weights for it (its sample shape is set on the sampler and carried by each
     planned patch), and its batches, which the loader's workers prepare from the moment it began."""
 
-    epoch: int
     weights: np.ndarray
     batches: object  # an iterator of (indices, x, y): clips.training.step.planned_batches
 
@@ -315,7 +314,7 @@ def begin_epoch(training: Training, epoch: int) -> EpochStart:
         training.loader = PatchLoader(training.patches, workers, training.device)
     batches = planned_batches(cur, training.patches, training.rng, weights, batch_size, cfg.steps_per_epoch,
                               training.loader)
-    return EpochStart(epoch, weights, batches)
+    return EpochStart(weights, batches)
 
 
 def begin_early(training: Training, epoch: int) -> EpochStart | None:
@@ -337,7 +336,7 @@ def run_epoch(training: Training, epoch: int, begun: EpochStart | None = None) -
     returns the epoch's metrics."""
     cfg, cur = training.cfg, training.curriculum
     n = len(training.ids("train"))
-    if begun is None or begun.epoch != epoch:
+    if begun is None:
         begun = begin_epoch(training, epoch)
     weights = begun.weights
     training.model.train()

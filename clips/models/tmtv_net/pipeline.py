@@ -138,6 +138,7 @@ def blend(fn, volume: torch.Tensor, tile: tuple[int, int, int], step: tuple[int,
     :func:`central_weighting`, summed in tile order and divided by the summed weight in ``accumulate`` precision
     (the official float16); voxels whose summed weight is 0 get 0."""
     weight = torch.from_numpy(central_weighting(tile)).to(volume.device)
+    summed_weight = weight.to(accumulate)  # what each tile adds to the summed weight, converted once
     origins = [(z, y, x) for z in tile_origins(volume.shape[1], tile[0], step[0])
                for y in tile_origins(volume.shape[2], tile[1], step[1])
                for x in tile_origins(volume.shape[3], tile[2], step[2])]
@@ -151,7 +152,7 @@ def blend(fn, volume: torch.Tensor, tile: tuple[int, int, int], step: tuple[int,
             total = torch.zeros((outs.shape[1], *volume.shape[1:]), dtype=accumulate, device=volume.device)
         for out, where in zip(outs, wheres):
             total[(slice(None), *where)] += (out * weight).to(accumulate)
-            summed[where] += weight.to(accumulate)
+            summed[where] += summed_weight
     covered = summed > 0
     return torch.where(covered, total.float() / torch.where(covered, summed, 1).float(), 0.0)
 
